@@ -1,0 +1,66 @@
+"""The reference engine: a plain PyTorch loop over time, for any cell on any device.
+
+It is the ground truth the faster engines are tested against. The input projection of all steps is
+one matrix product; each step then adds the recurrent part.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnkit.cells.base import CellMath, Params, State, Traces
+
+
+def step_mask(lengths: Tensor | None, steps: int, device: torch.device) -> Tensor | None:
+    """(T, B, 1) boolean mask, True where step t lies inside sequence b; ``None`` if no lengths."""
+    if lengths is None:
+        return None
+    time = torch.arange(steps, device=device).unsqueeze(1)
+    return (time < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
+
+
+def run_reference(
+    cell_math: CellMath,
+    params: Params,
+    inputs: Tensor,
+    state: State,
+    lengths: Tensor | None,
+    lower_cells: Tensor | None,
+    want_traces: bool,
+) -> tuple[Tensor, State, Traces | None]:
+    """Run one cell over a sequence, one direction.
+
+    Args:
+        inputs: (T, B, I); sequence b occupies steps ``0 .. lengths[b] - 1``.
+        state: initial state tensors, each (B, size).
+        lengths: (B,) int64 or ``None`` when every sequence has T steps.
+        lower_cells: (T, B, H) cell states of the layer below, for cells that read them.
+
+    Returns:
+        outputs (T, B, output_size) with zeros after each sequence's end, the state at each
+        sequence's last step, and (if asked) traces: name -> (T, B, size), zero after the end.
+    """
+    params = cell_math.prepare(params)
+    projected = cell_math.project_input(params, inputs)
+    steps = inputs.shape[0]
+    mask = step_mask(lengths, steps, inputs.device)
+    outputs: list[Tensor] = []
+    trace_steps: dict[str, list[Tensor]] = {}
+    for t in range(steps):
+        lower = None if lower_cells is None else lower_cells[t]
+        new_state, traces = cell_math.step(params, projected[t], state, t, lower, want_traces)
+        if mask is not None:
+            inside = mask[t]
+            new_state = tuple(torch.where(inside, new, old) for new, old in zip(new_state, state))
+            outputs.append(new_state[0] * inside)
+            if traces is not None:
+                traces = {name: value * inside for name, value in traces.items()}
+        else:
+            outputs.append(new_state[0])
+        if traces is not None:
+            for name, value in traces.items():
+                trace_steps.setdefault(name, []).append(value)
+        state = new_state
+    stacked = {name: torch.stack(values) for name, values in trace_steps.items()}
+    return torch.stack(outputs), state, (stacked if want_traces else None)

@@ -1,0 +1,411 @@
+"""The sequence layer shared by every cell: stacking, both directions, ragged batches, engines.
+
+:class:`RecurrentLayer` keeps the contract of ``torch.nn.RNN/LSTM/GRU``: the same constructor
+arguments, parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), input and output shapes,
+so a torch state_dict loads into it and back. A cell family only says which :class:`CellMath` each
+layer of the stack uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.cells.base import CellMath, Params, State, Traces
+from rnnkit.engine.native import run_native
+from rnnkit.engine.reference import run_reference
+from rnnkit.engine.scan import run_scan
+
+ENGINES = ("auto", "native", "scan", "reference")
+
+
+def check_size(name: str, value: object, minimum: int = 1) -> None:
+    """Raise unless ``value`` is an int >= ``minimum`` (bool excluded)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+
+
+def check_input_tensor(input: object, weight: Tensor, ranks: tuple[int, ...], what: str) -> None:
+    """Raise unless ``input`` is a floating tensor of an allowed rank, dtype and device."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input: expected a torch.Tensor {what}, got {type(input).__name__}")
+    if not input.is_floating_point():
+        raise TypeError(f"input: expected a floating-point tensor, got dtype {input.dtype}")
+    if input.dim() not in ranks:
+        raise ValueError(f"input: expected shape {what}, got {input.dim()}-D shape "
+                         f"{tuple(input.shape)}")
+    if input.dtype != weight.dtype:
+        raise TypeError(f"input: dtype {input.dtype} does not match the parameters' dtype "
+                        f"{weight.dtype}; convert one of them (e.g. layer.to({input.dtype}))")
+    if input.device != weight.device:
+        raise ValueError(f"input: on device {input.device} but the parameters are on "
+                         f"{weight.device}")
+
+
+def check_state(
+    hx: object,
+    names: tuple[str, ...],
+    sizes: tuple[int, ...],
+    leading: tuple[int, ...],
+    batch: int,
+    batched: bool,
+    ref: Tensor,
+) -> State:
+    """Validate a user state: one tensor, or a tuple with one tensor per name.
+
+    Each tensor must have shape ``leading + (batch, size)`` (``leading + (size,)`` if unbatched)
+    and the dtype and device of ``ref``.
+    """
+    label = "hx" if len(names) == 1 else f"hx=({', '.join(names)})"
+    if len(names) == 1:
+        parts = (hx,)
+    elif isinstance(hx, (tuple, list)) and len(hx) == len(names):
+        parts = tuple(hx)
+    else:
+        raise TypeError(f"{label}: expected a tuple of {len(names)} tensors, got "
+                        f"{type(hx).__name__}" + (f" of length {len(hx)}"
+                                                  if isinstance(hx, (tuple, list)) else ""))
+    checked = []
+    for name, size, part in zip(names, sizes, parts):
+        expected = leading + ((batch, size) if batched else (size,))
+        if not isinstance(part, Tensor):
+            raise TypeError(f"{label}: {name} must be a tensor of shape {expected}, got "
+                            f"{type(part).__name__}")
+        if tuple(part.shape) != expected:
+            raise ValueError(f"{label}: {name} must have shape {expected}, got "
+                             f"{tuple(part.shape)}")
+        if part.dtype != ref.dtype or part.device != ref.device:
+            raise TypeError(f"{label}: {name} is {part.dtype} on {part.device}, expected "
+                            f"{ref.dtype} on {ref.device} like the input")
+        checked.append(part)
+    return tuple(checked)
+
+
+def check_lengths(lengths: object, batch: int, steps: int) -> Tensor:
+    """Validate ``lengths``: ``batch`` integers in [1, steps]; returns a CPU int64 tensor."""
+    if isinstance(lengths, Tensor):
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths: expected integers, got a tensor of dtype {lengths.dtype}")
+        if lengths.dim() != 1:
+            raise ValueError(f"lengths: expected a 1-D tensor of {batch} lengths, got shape "
+                             f"{tuple(lengths.shape)}")
+        values = lengths.detach().to("cpu", torch.int64)
+    elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
+        bad = [v for v in lengths if not isinstance(v, int) or isinstance(v, bool)]
+        if bad:
+            raise TypeError(f"lengths: expected integers, got {bad[0]!r}")
+        values = torch.tensor(list(lengths), dtype=torch.int64)
+    else:
+        raise TypeError(f"lengths: expected a sequence or 1-D tensor of ints, got "
+                        f"{type(lengths).__name__}")
+    if values.numel() != batch:
+        raise ValueError(f"lengths: expected {batch} lengths (one per sequence), got "
+                         f"{values.numel()}")
+    if batch and (values.min() < 1 or values.max() > steps):
+        raise ValueError(f"lengths: each length must be in [1, {steps}] (the padded length), "
+                         f"got min {int(values.min())} and max {int(values.max())}")
+    return values
+
+
+def reverse_padded(sequence: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence within its own length: (T, B, ...) -> (T, B, ...).
+
+    Steps after a sequence's end stay where they are, so applying it twice is the identity.
+    """
+    if lengths is None:
+        return sequence.flip(0)
+    steps = sequence.shape[0]
+    time = torch.arange(steps, device=sequence.device).unsqueeze(1)
+    ends = lengths.to(sequence.device).unsqueeze(0)
+    index = torch.where(time < ends, ends - 1 - time, time)
+    index = index.view(steps, -1, *([1] * (sequence.dim() - 2))).expand_as(sequence)
+    return sequence.gather(0, index)
+
+
+class RecurrentLayer(nn.Module):
+    """A stack of recurrent layers, optionally bidirectional, with torch's ``nn.RNN`` contract.
+
+    Subclasses implement :meth:`layer_math`. See ``rnnkit.LSTM`` for the full documentation of
+    arguments, inputs and outputs; every layer class shares it.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        learn_initial_state: bool = False,
+        engine: str | None = None,
+    ) -> None:
+        super().__init__()
+        check_size("input_size", input_size)
+        check_size("hidden_size", hidden_size)
+        check_size("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.learn_initial_state = learn_initial_state
+        self.engine = engine
+        self.layer_maths = [self.layer_math(layer) for layer in range(num_layers)]
+        top = self.layer_maths[0]
+        directions = 2 if bidirectional else 1
+        factory = {"device": device, "dtype": dtype}
+        for layer, cell_math in enumerate(self.layer_maths):
+            layer_input = input_size if layer == 0 else top.output_size * directions
+            for direction in range(directions):
+                suffix = self._suffix(layer, direction)
+                shapes = cell_math.parameter_shapes(layer_input, bias)
+                for name, shape in shapes.items():
+                    self.register_parameter(
+                        name + suffix, nn.Parameter(torch.empty(shape, **factory))
+                    )
+        if learn_initial_state:
+            for name, size in zip(top.state_names, top.state_sizes()):
+                self.register_parameter(
+                    f"initial_{name}",
+                    nn.Parameter(torch.zeros(num_layers * directions, size, **factory)),
+                )
+        self.reset_parameters()
+
+    def layer_math(self, layer: int) -> CellMath:
+        """The cell of layer ``layer`` (0-based) of the stack."""
+        raise NotImplementedError
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def cell_parameters(self, layer: int, direction: int = 0) -> Params:
+        """The parameters of one layer and direction, by their cell names (``weight_ih``, ...)."""
+        suffix = self._suffix(layer, direction)
+        names = self.layer_maths[layer].parameter_shapes(1, self.bias)
+        return {name: getattr(self, name + suffix) for name in names}
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter as each layer's cell prescribes; initial states to 0."""
+        with torch.no_grad():
+            for layer, cell_math in enumerate(self.layer_maths):
+                for direction in range(self.num_directions):
+                    cell_math.reset_parameters(self.cell_parameters(layer, direction))
+            for name in self.layer_maths[0].state_names:
+                initial = getattr(self, f"initial_{name}", None)
+                if initial is not None:
+                    initial.zero_()
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for ``torch.nn.LSTM`` runs unchanged."""
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("learn_initial_state", False),
+                              ("engine", None)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
+        return text
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | State | None = None,
+        *,
+        lengths: Tensor | Sequence[int] | None = None,
+        return_traces: bool = False,
+    ):
+        """Run the stack over a sequence; see the class docstring for shapes."""
+        weight = self.weight_ih_l0
+        packed = input if isinstance(input, PackedSequence) else None
+        if packed is not None:
+            if lengths is not None:
+                raise ValueError("lengths: must be None for PackedSequence input, which carries "
+                                 "its own lengths")
+            check_input_tensor(packed.data, weight, ranks=(2,), what="(sum of lengths, features)")
+            inputs, lengths = pad_packed_sequence(packed)
+            batched = True
+        else:
+            check_input_tensor(input, weight, ranks=(2, 3),
+                               what="(T, B, input_size), (B, T, input_size) with batch_first, "
+                                    "or unbatched (T, input_size)")
+            batched = input.dim() == 3
+            if not batched:
+                if lengths is not None:
+                    raise ValueError("lengths: only for batched (3-D) input; an unbatched "
+                                     "sequence is used whole")
+                inputs = input.unsqueeze(1)
+            else:
+                inputs = input.transpose(0, 1) if self.batch_first else input
+        if inputs.shape[-1] != self.input_size:
+            raise ValueError(f"input: expected feature size input_size={self.input_size}, got "
+                             f"shape {tuple(input.shape if packed is None else packed.data.shape)}")
+        steps, batch = inputs.shape[0], inputs.shape[1]
+        if steps == 0:
+            raise ValueError("input: expected at least one time step, got 0")
+        if lengths is not None:
+            lengths = check_lengths(lengths, batch, steps)
+            if bool((lengths == steps).all()):
+                lengths = None
+        state = self._initial_state(hx, batch, batched, inputs)
+
+        engine = self._select_engine(return_traces)
+        if engine == "native":
+            outputs, final = run_native(
+                self.layer_maths[0].native_mode, self._flat_weights(), inputs, state, lengths,
+                has_biases=self.bias, num_layers=self.num_layers, dropout=self.dropout,
+                training=self.training, bidirectional=self.bidirectional,
+            )
+            traces = None
+        else:
+            outputs, final, traces = self._run_stack(inputs, state, lengths, engine,
+                                                     return_traces)
+
+        if packed is not None:
+            output = _repack(outputs, packed, lengths)
+        elif not batched:
+            output = outputs.squeeze(1)
+        else:
+            output = outputs.transpose(0, 1) if self.batch_first else outputs
+        if not batched:
+            final = tuple(s.squeeze(1) for s in final)
+        result_state = final[0] if len(final) == 1 else final
+        if not return_traces:
+            return output, result_state
+        traces = [self._arrange_trace(t, batched) for t in traces]
+        return output, result_state, traces
+
+    def _arrange_trace(self, traces: Traces, batched: bool) -> Traces:
+        if not batched:
+            return {name: value.squeeze(1) for name, value in traces.items()}
+        if self.batch_first:
+            return {name: value.transpose(0, 1) for name, value in traces.items()}
+        return traces
+
+    def _initial_state(self, hx: object, batch: int, batched: bool, inputs: Tensor) -> State:
+        top = self.layer_maths[0]
+        names, sizes = top.state_names, top.state_sizes()
+        stacked = self.num_layers * self.num_directions
+        if hx is not None:
+            state = check_state(hx, names, sizes, (stacked,), batch, batched, inputs)
+            return state if batched else tuple(s.unsqueeze(1) for s in state)
+        if self.learn_initial_state:
+            return tuple(getattr(self, f"initial_{name}").unsqueeze(1).expand(-1, batch, -1)
+                         for name in names)
+        return tuple(inputs.new_zeros(stacked, batch, size) for size in sizes)
+
+    def _select_engine(self, return_traces: bool) -> str:
+        requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
+        if requested not in ENGINES:
+            raise ValueError(f"RNNKIT_ENGINE: expected one of {ENGINES}, got {requested!r}")
+        maths = self.layer_maths
+        native_ok = maths[0].native_mode is not None and not return_traces and all(
+            m.native_mode == maths[0].native_mode for m in maths)
+        if requested == "native":
+            if not native_ok:
+                raise ValueError("engine='native': this cell is not one of torch's own "
+                                 "(or traces were asked for); use 'auto' or 'reference'")
+            return "native"
+        if requested == "scan" and not all(m.parallel_scan for m in maths):
+            raise ValueError("engine='scan': only cells that are linear in their state "
+                             "(MinGRU, MinLSTM) run as a parallel scan")
+        if requested == "auto":
+            if native_ok:
+                return "native"
+            return "scan" if all(m.parallel_scan for m in maths) else "reference"
+        return requested
+
+    def _flat_weights(self) -> list[Tensor]:
+        weights = []
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
+        if getattr(self.layer_maths[0], "proj_size", 0):
+            names.append("weight_hr")
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                suffix = self._suffix(layer, direction)
+                weights.extend(getattr(self, name + suffix) for name in names)
+        return weights
+
+    def _run_stack(
+        self, inputs: Tensor, state: State, lengths: Tensor | None, engine: str,
+        return_traces: bool,
+    ) -> tuple[Tensor, State, list[Traces]]:
+        finals: list[State] = []
+        all_traces: list[Traces] = []
+        layer_input = inputs
+        lower_cells: list[Tensor | None] = [None] * self.num_directions
+        for layer, cell_math in enumerate(self.layer_maths):
+            next_reads_cells = (layer + 1 < self.num_layers
+                                and self.layer_maths[layer + 1].uses_lower_cell)
+            want_traces = return_traces or next_reads_cells
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                params = self.cell_parameters(layer, direction)
+                start = tuple(s[index] for s in state)
+                sequence, lower = layer_input, lower_cells[direction]
+                if direction:
+                    sequence = reverse_padded(sequence, lengths)
+                    lower = None if lower is None else reverse_padded(lower, lengths)
+                if engine == "scan":
+                    output, final, traces = run_scan(cell_math, params, sequence, start, lengths,
+                                                     want_traces)
+                else:
+                    output, final, traces = run_reference(cell_math, params, sequence, start,
+                                                          lengths, lower, want_traces)
+                if direction:
+                    output = reverse_padded(output, lengths)
+                    if traces is not None:
+                        traces = {k: reverse_padded(v, lengths) for k, v in traces.items()}
+                outputs.append(output)
+                finals.append(final)
+                if traces is not None:
+                    all_traces.append(traces)
+                    lower_cells[direction] = traces.get("c")
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if self.dropout and self.training and layer + 1 < self.num_layers:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        final_state = tuple(torch.stack([f[k] for f in finals]) for k in range(len(finals[0])))
+        return layer_input, final_state, (all_traces if return_traces else [])
+
+
+def _repack(outputs: Tensor, packed: PackedSequence, lengths: Tensor | None) -> PackedSequence:
+    """Pack padded (T, B, F) outputs in the batch order of the input ``packed``."""
+    if packed.sorted_indices is None:
+        order = torch.arange(outputs.shape[1], device=outputs.device)
+    else:
+        order = packed.sorted_indices.to(outputs.device)
+    if lengths is None:
+        lengths = torch.full((outputs.shape[1],), outputs.shape[0], dtype=torch.int64)
+    repacked = pack_padded_sequence(outputs.index_select(1, order),
+                                    lengths.index_select(0, order.cpu()), enforce_sorted=True)
+    return PackedSequence(repacked.data, repacked.batch_sizes, packed.sorted_indices,
+                          packed.unsorted_indices)
