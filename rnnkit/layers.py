@@ -242,8 +242,14 @@ class RecurrentLayer(nn.Module):
         *,
         lengths: Tensor | Sequence[int] | None = None,
         return_traces: bool = False,
+        start_step: int = 0,
     ):
-        """Run the stack over a sequence; see the class docstring for shapes."""
+        """Run the stack over a sequence; see the class docstring for shapes.
+
+        ``start_step`` is the time index of the first step, for cells whose step depends on it
+        (the Clockwork RNN's clock): pass the number of steps already run when continuing a
+        sequence chunk by chunk.
+        """
         weight = self.weight_ih_l0
         packed = input if isinstance(input, PackedSequence) else None
         if packed is not None:
@@ -276,6 +282,7 @@ class RecurrentLayer(nn.Module):
             if bool((lengths == steps).all()):
                 lengths = None
         state = self._initial_state(hx, batch, batched, inputs)
+        check_size("start_step", start_step, minimum=0)
 
         engine = self._select_engine(return_traces)
         if engine == "native":
@@ -287,7 +294,7 @@ class RecurrentLayer(nn.Module):
             traces = None
         else:
             outputs, final, traces = self._run_stack(inputs, state, lengths, engine,
-                                                     return_traces)
+                                                     return_traces, start_step)
 
         if packed is not None:
             output = _repack(outputs, packed, lengths)
@@ -356,7 +363,7 @@ class RecurrentLayer(nn.Module):
 
     def _run_stack(
         self, inputs: Tensor, state: State, lengths: Tensor | None, engine: str,
-        return_traces: bool,
+        return_traces: bool, start_step: int,
     ) -> tuple[Tensor, State, list[Traces]]:
         finals: list[State] = []
         all_traces: list[Traces] = []
@@ -380,7 +387,7 @@ class RecurrentLayer(nn.Module):
                                                      want_traces)
                 else:
                     output, final, traces = run_reference(cell_math, params, sequence, start,
-                                                          lengths, lower, want_traces)
+                                                          lengths, lower, want_traces, start_step)
                 if direction:
                     output = reverse_padded(output, lengths)
                     if traces is not None:

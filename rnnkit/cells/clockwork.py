@@ -146,7 +146,8 @@ class ClockworkRNN(RecurrentLayer):
     """ + _CLOCKWORK_DOC + r"""
     Arguments, inputs and outputs as ``rnnkit.RNN``, plus keyword ``periods`` (increasing ints;
     default ``(1, 2, 4, 8)``, fewer if hidden_size < 4). Each sequence's clock starts at its own
-    first step, and for the reverse direction at its own last step. Traces: ``h``.
+    first step, and for the reverse direction at its own last step; to continue a sequence
+    chunk by chunk, pass ``start_step=`` the number of steps already run. Traces: ``h``.
 
     Example::
 

@@ -28,6 +28,7 @@ def run_reference(
     lengths: Tensor | None,
     lower_cells: Tensor | None,
     want_traces: bool,
+    start_step: int = 0,
 ) -> tuple[Tensor, State, Traces | None]:
     """Run one cell over a sequence, one direction.
 
@@ -36,6 +37,7 @@ def run_reference(
         state: initial state tensors, each (B, size).
         lengths: (B,) int64 or ``None`` when every sequence has T steps.
         lower_cells: (T, B, H) cell states of the layer below, for cells that read them.
+        start_step: time index of the first step (the cell sees t = start_step, ...).
 
     Returns:
         outputs (T, B, output_size) with zeros after each sequence's end, the state at each
@@ -49,7 +51,8 @@ def run_reference(
     trace_steps: dict[str, list[Tensor]] = {}
     for t in range(steps):
         lower = None if lower_cells is None else lower_cells[t]
-        new_state, traces = cell_math.step(params, projected[t], state, t, lower, want_traces)
+        new_state, traces = cell_math.step(params, projected[t], state, start_step + t, lower,
+                                              want_traces)
         if mask is not None:
             inside = mask[t]
             new_state = tuple(torch.where(inside, new, old) for new, old in zip(new_state, state))
