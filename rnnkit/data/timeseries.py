@@ -1,0 +1,273 @@
+"""Univariate time series from CSV files, chronological splits and forecasting windows.
+
+Bundled series: ``"sunspots"`` (yearly sunspot numbers 1700-2008, 309 values) and
+``"airline"`` (monthly airline passengers 1949-1960, 144 values). The sunspots task is to
+forecast the last 30 years: ``chronological_split(values, test_size=30, ...)``.
+
+Standardise with :class:`Normalizer` fitted on the training part only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rnnkit.data.bundle import DataError
+from rnnkit.data.missing import fill_missing
+from rnnkit.data.normalizer import Normalizer
+from rnnkit.data.textfile import read_text_file, resolve_data_path
+
+__all__ = [
+    "BUNDLED_SERIES",
+    "ChronologicalSplit",
+    "CsvSeries",
+    "Normalizer",
+    "chronological_split",
+    "load_csv_series",
+    "make_windows",
+]
+
+BUNDLED_SERIES: dict[str, str] = {
+    "sunspots": "timeseries/sunspots_yearly.csv",
+    "airline": "timeseries/airline_monthly.csv",
+}
+"""Names accepted by :func:`load_csv_series`, mapped to their bundled files."""
+
+DATE_COLUMN_NAMES = (
+    "date",
+    "time",
+    "timestamp",
+    "datetime",
+    "year",
+    "month",
+    "week",
+    "day",
+    "period",
+)
+"""Column names (any case) taken to be the time index when ``date_column`` is not given."""
+
+_MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "?"}
+_FILL_POLICIES = (None, "interpolate")
+
+
+@dataclass(eq=False)
+class CsvSeries:
+    """One column of a CSV file as a series.
+
+    * ``values``: float64 array of shape (N,), in file order, without NaN.
+    * ``dates``: the date column's text for each value (length N), or None if there is none.
+    * ``column``: the name of the value column; ``path``: the file read.
+    * ``missing_filled``: how many missing values ``fill="interpolate"`` filled.
+    """
+
+    values: np.ndarray
+    dates: list[str] | None
+    column: str
+    path: str
+    missing_filled: int = 0
+
+    def __len__(self) -> int:
+        """Number of values N."""
+        return len(self.values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_csv_series(
+    path_or_name: str | os.PathLike[str],
+    column: str | None = None,
+    date_column: str | None = None,
+    fill: str | None = None,
+) -> CsvSeries:
+    """Read one numeric column of a CSV file with a header row.
+
+    ``path_or_name`` is ``"sunspots"``, ``"airline"`` or the path of a UTF-8 CSV file.
+    ``column`` names the value column; by default it is the single numeric column that is
+    not the date column (the date column is ``date_column`` or, if None, the first column
+    named like one of :data:`DATE_COLUMN_NAMES`; a column counts as numeric when its first
+    non-empty value is a number). Missing values (empty, NA, NaN, ?) are an error unless
+    ``fill="interpolate"`` (linear interpolation, ends take the nearest value).
+
+    Raises :class:`DataError` naming the file and, where it applies, the line (the header
+    is line 1) and column: unknown column (the message lists the columns), no or several
+    candidate columns, a row with the wrong number of fields, a non-numeric or infinite
+    value, a missing value without ``fill``.
+    """
+    if fill not in _FILL_POLICIES:
+        raise ValueError(f"fill must be None or 'interpolate', got {fill!r}")
+    path = resolve_data_path(path_or_name, BUNDLED_SERIES)
+    rows = list(csv.reader(io.StringIO(read_text_file(path))))
+    # Line numbers: csv rows map to file lines one-to-one (no quoted newlines in series data).
+    numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(f.strip() for f in row)]
+    header_line, header = numbered[0]
+    header = [name.strip() for name in header]
+    body = numbered[1:]
+    listing = ", ".join(repr(h) for h in header)
+    if not body:
+        raise DataError(f"{path}: has a header but no data rows; add the values below it")
+    for number, row in body:
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}: line {number}: {len(row)} field(s) but the header has "
+                f"{len(header)} ({listing}); fix the row"
+            )
+
+    def index_of(name: str, role: str) -> int:
+        if name not in header:
+            raise DataError(f"{path}: no {role} column {name!r}; the columns are {listing}")
+        return header.index(name)
+
+    if date_column is not None:
+        date_index: int | None = index_of(date_column, "date")
+    else:
+        date_index = next((i for i, h in enumerate(header) if h.lower() in DATE_COLUMN_NAMES), None)
+    if column is not None:
+        value_index = index_of(column, "value")
+        if value_index == date_index:
+            raise DataError(
+                f"{path}: column {column!r} is the date column; pick a value column among {listing}"
+            )
+    else:
+        candidates = []
+        for i in range(len(header)):
+            first = next(
+                (
+                    row[i].strip()
+                    for _, row in body
+                    if row[i].strip().lower() not in _MISSING_TOKENS
+                ),
+                None,
+            )
+            if i != date_index and first is not None and _is_number(first):
+                candidates.append(i)
+        if len(candidates) != 1:
+            found = "no numeric column" if not candidates else "several numeric columns"
+            raise DataError(
+                f"{path}: {found} besides the date column; pass column= one of {listing}"
+            )
+        value_index = candidates[0]
+    name = header[value_index]
+
+    values = np.empty(len(body), dtype=np.float64)
+    for k, (number, row) in enumerate(body):
+        token = row[value_index].strip()
+        if token.lower() in _MISSING_TOKENS:
+            if fill is None:
+                raise DataError(
+                    f"{path}: line {number}: missing value in column {name!r}; "
+                    "fill it in or pass fill='interpolate'"
+                )
+            values[k] = np.nan
+            continue
+        try:
+            value = float(token)
+        except ValueError:
+            raise DataError(
+                f"{path}: line {number}: {token!r} in column {name!r} is not a "
+                "number; fix or remove the row"
+            ) from None
+        if not math.isfinite(value):
+            raise DataError(f"{path}: line {number}: {token!r} in column {name!r} is not finite")
+        values[k] = value
+    n_missing = int(np.isnan(values).sum())
+    if n_missing == len(values):
+        raise DataError(f"{path}: column {name!r} has no values at all; pick another column")
+    if n_missing:
+        values = fill_missing(values)
+    dates = [row[date_index].strip() for _, row in body] if date_index is not None else None
+    return CsvSeries(
+        values=values, dates=dates, column=name, path=str(path), missing_filled=n_missing
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class ChronologicalSplit:
+    """Consecutive (train, val, test) parts of a series; ``test`` is its last points.
+
+    ``val_start`` and ``test_start`` are the indices in the full series where ``val`` and
+    ``test`` begin (``val`` is empty when ``val_size`` was 0).
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_start: int
+    test_start: int
+
+
+def chronological_split(
+    values: np.ndarray, test_size: int, val_size: int = 0
+) -> ChronologicalSplit:
+    """Split a series (N,) in time order: train, then ``val_size`` points, then the last
+    ``test_size`` points as test. Nothing is shuffled, so no future value leaks backwards."""
+    values = np.asarray(values)
+    n = len(values)
+    if test_size < 1 or val_size < 0 or test_size + val_size >= n:
+        raise ValueError(
+            f"cannot take test_size={test_size} and val_size={val_size} from a "
+            f"series of {n} points and keep a training part"
+        )
+    test_start = n - test_size
+    val_start = test_start - val_size
+    return ChronologicalSplit(
+        values[:val_start], values[val_start:test_start], values[test_start:], val_start, test_start
+    )
+
+
+def make_windows(
+    series: np.ndarray | torch.Tensor,
+    input_length: int,
+    horizon: int,
+    first_target: int | None = None,
+    stride: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a series (N,) into multi-step forecasting examples.
+
+    Window k has targets ``series[t : t + horizon]`` and inputs the ``input_length`` values
+    just before them, ``series[t - input_length : t]``, where ``t = first_target + k*stride``
+    and every target lies inside the series. ``first_target`` defaults to ``input_length``
+    (windows start at the beginning). Returns float32 ``inputs`` (W, input_length, 1) and
+    ``targets`` (W, horizon).
+
+    To evaluate on a held-out tail without losing history, window the series up to the end
+    of that part and set ``first_target`` to where it starts: e.g. test windows are
+    ``make_windows(values, L, H, first_target=split.test_start, stride=H)`` -- their inputs
+    may reach back into earlier parts (observed history), their targets never do.
+    """
+    data = torch.as_tensor(
+        np.asarray(series, dtype=np.float32) if not isinstance(series, torch.Tensor) else series
+    ).float()
+    if data.dim() == 2 and data.shape[1] == 1:
+        data = data[:, 0]
+    if data.dim() != 1:
+        raise ValueError(f"make_windows expects a series of shape (N,), got {tuple(data.shape)}")
+    if input_length < 1 or horizon < 1 or stride < 1:
+        raise ValueError("input_length, horizon and stride must be >= 1")
+    first = input_length if first_target is None else first_target
+    if first < input_length:
+        raise ValueError(
+            f"first_target={first} leaves fewer than input_length={input_length} values of history"
+        )
+    n = data.shape[0]
+    count = (n - horizon - first) // stride + 1 if n - horizon >= first else 0
+    if count < 1:
+        raise ValueError(
+            f"a series of {n} values has no window with input_length="
+            f"{input_length}, horizon={horizon} and first_target={first}"
+        )
+    starts = first + stride * torch.arange(count)
+    inputs = torch.stack([data[t - input_length : t] for t in starts.tolist()])
+    targets = torch.stack([data[t : t + horizon] for t in starts.tolist()])
+    return inputs.unsqueeze(-1), targets
