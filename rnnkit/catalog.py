@@ -55,7 +55,13 @@ CELL_NAMES = tuple(CATALOG)
 
 
 def describe_cells() -> dict[str, str]:
-    """Every cell name with its one-line description."""
+    """Every cell name with its one-line description.
+
+    Example::
+
+        >>> rnnkit.describe_cells()["cifg-lstm"]
+        'LSTM with coupled input-forget gate, i_t = 1 - f_t'
+    """
     return {name: entry.description for name, entry in CATALOG.items()}
 
 

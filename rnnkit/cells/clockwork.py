@@ -105,7 +105,7 @@ _CLOCKWORK_DOC = r"""
 
 
 class ClockworkRNNCell(RecurrentCell):
-    r"""One Clockwork RNN step; the caller passes the step index ``t``.
+    __doc__ = r"""One Clockwork RNN step; the caller passes the step index ``t``.
     """ + _CLOCKWORK_DOC + r"""
     Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H) (masked), bias_ih
     (H), bias_hh (H); all from U(-k, k), k = 1/sqrt(H), then masked.
@@ -142,7 +142,7 @@ class ClockworkRNNCell(RecurrentCell):
 
 
 class ClockworkRNN(RecurrentLayer):
-    r"""A multi-layer Clockwork RNN with the ``torch.nn.RNN`` contract.
+    __doc__ = r"""A multi-layer Clockwork RNN with the ``torch.nn.RNN`` contract.
     """ + _CLOCKWORK_DOC + r"""
     Arguments, inputs and outputs as ``rnnkit.RNN``, plus keyword ``periods`` (increasing ints;
     default ``(1, 2, 4, 8)``, fewer if hidden_size < 4). Each sequence's clock starts at its own

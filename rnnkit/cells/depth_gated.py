@@ -55,7 +55,7 @@ _DEPTH_DOC = r"""
 
 
 class DepthGatedLSTMCell(RecurrentCell):
-    r"""One Depth-Gated LSTM step of an upper layer; the caller passes the lower layer's cell.
+    __doc__ = r"""One Depth-Gated LSTM step of an upper layer, given the lower layer's cell.
     """ + _DEPTH_DOC + r"""
     Parameters (H = hidden_size): weight_ih (5H, input_size) and bias_ih (5H) with blocks
     i, f, g, o, d; weight_hh (4H, H) and bias_hh (4H) with blocks i, f, g, o; weight_cd (H) and
@@ -96,7 +96,7 @@ class DepthGatedLSTMCell(RecurrentCell):
 
 
 class DepthGatedLSTM(RecurrentLayer):
-    r"""A stack of LSTM layers whose memory cells are connected through depth gates.
+    __doc__ = r"""A stack of LSTM layers whose memory cells are connected through depth gates.
     """ + _DEPTH_DOC + r"""
     Arguments, inputs and outputs as ``rnnkit.LSTM`` (no ``proj_size``), with ``num_layers >= 2``.
     In the bidirectional case each direction's depth gates read the same direction's cells below.

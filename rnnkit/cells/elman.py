@@ -55,7 +55,7 @@ _ELMAN_DOC = r"""
 
 
 class RNNCell(RecurrentCell):
-    r"""One Elman RNN step, a drop-in for ``torch.nn.RNNCell``.
+    __doc__ = r"""One Elman RNN step, a drop-in for ``torch.nn.RNNCell``.
     """ + _ELMAN_DOC + r"""
     Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H), bias_ih (H),
     bias_hh (H); all from U(-k, k), k = 1/sqrt(H).
@@ -89,7 +89,7 @@ class RNNCell(RecurrentCell):
 
 
 class RNN(RecurrentLayer):
-    r"""A multi-layer Elman RNN, a drop-in for ``torch.nn.RNN``.
+    __doc__ = r"""A multi-layer Elman RNN, a drop-in for ``torch.nn.RNN``.
     """ + _ELMAN_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.RNN`` (``nonlinearity`` is the fourth argument
     there too; see ``rnnkit.LSTM`` for ``lengths``, ``learn_initial_state``, ``engine`` and

@@ -78,7 +78,7 @@ _GRU_DOC = r"""
 
 
 class GRUCell(RecurrentCell):
-    r"""One GRU step, a drop-in for ``torch.nn.GRUCell``.
+    __doc__ = r"""One GRU step, a drop-in for ``torch.nn.GRUCell``.
     """ + _GRU_DOC + r"""
     Parameters (H = hidden_size): weight_ih (3H, input_size), weight_hh (3H, H), bias_ih (3H),
     bias_hh (3H), blocks in the order r, z, n; all from U(-k, k), k = 1/sqrt(H).
@@ -112,7 +112,7 @@ class GRUCell(RecurrentCell):
 
 
 class GRU(RecurrentLayer):
-    r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
+    __doc__ = r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
     """ + _GRU_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.GRU`` (see ``rnnkit.LSTM`` for ``lengths``,
     ``learn_initial_state``, ``engine`` and traces), plus keyword ``reset_after`` (default True).

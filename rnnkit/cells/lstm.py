@@ -200,7 +200,7 @@ _SWITCHES_DOC = r"""
 
 
 class LSTMCell(RecurrentCell):
-    r"""One LSTM step, a drop-in for ``torch.nn.LSTMCell`` (with every variant switch).
+    __doc__ = r"""One LSTM step, a drop-in for ``torch.nn.LSTMCell`` (with every variant switch).
     """ + _SWITCHES_DOC + r"""
     Parameters (H = hidden_size, P = proj_size or H, G = number of blocks among i, f, g, o):
         weight_ih (G*H, input_size), weight_hh (G*H, P), bias_ih (G*H), bias_hh (G*H),
@@ -236,7 +236,7 @@ class LSTMCell(RecurrentCell):
 
 
 class LSTM(RecurrentLayer):
-    r"""A multi-layer LSTM, a drop-in for ``torch.nn.LSTM`` with the variants of Greff et al.
+    __doc__ = r"""A multi-layer LSTM, a drop-in for ``torch.nn.LSTM``, with Greff et al.'s variants.
     """ + _SWITCHES_DOC + r"""
     Arguments: ``input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
     dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None`` exactly as torch

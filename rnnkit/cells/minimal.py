@@ -128,7 +128,7 @@ _MINLSTM_DOC = r"""
 
 
 class MinGRUCell(RecurrentCell):
-    r"""One minGRU step, for generation.
+    __doc__ = r"""One minGRU step, for generation.
     """ + _MINGRU_DOC + r"""
     Parameters (H = hidden_size): weight_ih (2H, input_size) and bias_ih (2H), blocks z, h; from
     U(-k, k), k = 1/sqrt(H).
@@ -156,7 +156,7 @@ class MinGRUCell(RecurrentCell):
 
 
 class MinLSTMCell(RecurrentCell):
-    r"""One minLSTM step, for generation.
+    __doc__ = r"""One minLSTM step, for generation.
     """ + _MINLSTM_DOC + r"""
     Parameters (H = hidden_size): weight_ih (3H, input_size) and bias_ih (3H), blocks f, i, h;
     from U(-k, k), k = 1/sqrt(H).
@@ -184,7 +184,7 @@ class MinLSTMCell(RecurrentCell):
 
 
 class MinGRU(RecurrentLayer):
-    r"""A multi-layer minGRU with the ``torch.nn.GRU`` contract.
+    __doc__ = r"""A multi-layer minGRU with the ``torch.nn.GRU`` contract.
     """ + _MINGRU_DOC + r"""
     Arguments, inputs and outputs as ``rnnkit.GRU``. Traces: ``z, h_tilde, h``.
 
@@ -206,7 +206,7 @@ class MinGRU(RecurrentLayer):
 
 
 class MinLSTM(RecurrentLayer):
-    r"""A multi-layer minLSTM with the ``torch.nn.GRU`` contract (its state is ``h`` alone).
+    __doc__ = r"""A multi-layer minLSTM with the ``torch.nn.GRU`` contract (state ``h`` only).
     """ + _MINLSTM_DOC + r"""
     Arguments, inputs and outputs as ``rnnkit.GRU``. Traces: ``f, i, h_tilde, h`` (f, i are the
     normalised gates).
