@@ -1,0 +1,137 @@
+"""Gradient flow through time: how much the loss, and the last state, depend on each step's h.
+
+For a recurrent layer the total derivative dL/dh_k collects every path from step k to the loss,
+through all later steps. Its norm against k shows whether a network can learn long-range
+dependencies: for a tanh RNN it shrinks geometrically as k moves away from the loss (the vanishing
+gradient); an LSTM's cell state, gated by f_t close to 1, keeps it alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rnnkit.layers import RecurrentLayer
+
+
+@contextmanager
+def recording_states(layer: RecurrentLayer) -> Iterator[list[Tensor]]:
+    """Run ``layer`` step by step while active and record its top layer's h_k.
+
+    Inside the block, every call of the layer (directly or through a model that owns it) fills the
+    yielded list with the (B, H) tensors h_0 .. h_{T-1} of the top layer, each of which is the very
+    tensor the next step reads, so autograd gives the total derivative with respect to it.
+    Unidirectional layers only, without ``lengths``; dropout between layers is not applied.
+    """
+    if not isinstance(layer, RecurrentLayer):
+        raise TypeError(f"layer: expected an rnnkit recurrent layer, got {type(layer).__name__}")
+    if layer.bidirectional:
+        raise ValueError("layer: gradient flow through time needs a unidirectional layer, got "
+                         "bidirectional=True")
+    recorded: list[Tensor] = []
+
+    def unrolled(input: Tensor, hx=None, **kwargs):
+        if kwargs.get("lengths") is not None or kwargs.get("return_traces"):
+            raise ValueError("recording_states: lengths= and return_traces= are not supported")
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(1)
+        if batched and layer.batch_first:
+            x = x.transpose(0, 1)
+        state = layer._initial_state(hx, x.shape[1], batched, x)
+        recorded.clear()
+        finals = []
+        lower_cells: list[Tensor] | None = None
+        for index, cell_math in enumerate(layer.layer_maths):
+            params = cell_math.prepare(layer.cell_parameters(index))
+            projected = cell_math.project_input(params, x)
+            layer_state = tuple(s[index] for s in state)
+            outputs, cells = [], []
+            for t in range(x.shape[0]):
+                lower = None if lower_cells is None else lower_cells[t]
+                layer_state, traces = cell_math.step(params, projected[t], layer_state,
+                                                     kwargs.get("start_step", 0) + t, lower, True)
+                outputs.append(layer_state[0])
+                cells.append(traces.get("c"))
+            finals.append(layer_state)
+            lower_cells = cells
+            x = torch.stack(outputs)
+        recorded.extend(outputs)
+        final = tuple(torch.stack([f[k] for f in finals]) for k in range(len(finals[0])))
+        if not batched:
+            x, final = x.squeeze(1), tuple(s.squeeze(1) for s in final)
+        elif layer.batch_first:
+            x = x.transpose(0, 1)
+        return x, (final[0] if len(final) == 1 else final)
+
+    layer.forward = unrolled
+    try:
+        yield recorded
+    finally:
+        del layer.forward
+
+
+@dataclass
+class GradientFlow:
+    """Per-step gradient norms, each (T,), averaged over the batch.
+
+    Attributes:
+        loss_gradient: ||dL/dh_k|| for k = 0 .. T-1.
+        state_jacobian: ||dh_{T-1}/dh_k||_F (Frobenius norm of the Jacobian), or None.
+    """
+
+    loss_gradient: Tensor
+    state_jacobian: Tensor | None
+
+
+def gradient_flow(
+    layer: RecurrentLayer,
+    compute_loss: Callable[[], Tensor],
+    jacobian: bool = True,
+) -> GradientFlow:
+    """Measure how the gradient flows back through time in ``layer``.
+
+    Args:
+        layer: the recurrent layer inside the model (e.g. ``model.layer``).
+        compute_loss: runs the model on a batch and returns the scalar loss; it is called once,
+            with the layer recording its states.
+        jacobian: also compute ||dh_{T-1}/dh_k||_F exactly (one backward pass per hidden unit).
+
+    Returns:
+        A :class:`GradientFlow` of per-step norms, averaged over the batch.
+
+    Example::
+
+        >>> from rnnkit.diagnostics import gradient_flow
+        >>> layer = rnnkit.RNN(2, 8, batch_first=True)
+        >>> x = torch.randn(4, 30, 2)
+        >>> flow = gradient_flow(layer, lambda: layer(x)[0][:, -1].pow(2).sum())
+        >>> flow.loss_gradient.shape
+        torch.Size([30])
+    """
+    with recording_states(layer) as states:
+        loss = compute_loss()
+        if not states:
+            raise ValueError("compute_loss: the layer was not called, so no states were recorded")
+        steps = list(states)
+    grads = torch.autograd.grad(loss, steps, retain_graph=jacobian, allow_unused=True)
+    loss_gradient = torch.stack([
+        torch.zeros(()) if g is None else g.norm(dim=-1).mean() for g in grads
+    ]).detach()
+    if not jacobian:
+        return GradientFlow(loss_gradient, None)
+    last = steps[-1]
+    squares = [torch.zeros(last.shape[0], dtype=last.dtype) for _ in steps]
+    for unit in range(last.shape[-1]):
+        # Each example's last state depends only on its own past, so summing over the batch
+        # gives every example's Jacobian row at once.
+        rows = torch.autograd.grad(last[:, unit].sum(), steps, retain_graph=True,
+                                   allow_unused=True)
+        for k, row in enumerate(rows):
+            if row is not None:
+                squares[k] += row.detach().pow(2).sum(dim=-1)
+    state_jacobian = torch.stack([s.sqrt().mean() for s in squares])
+    return GradientFlow(loss_gradient, state_jacobian)
