@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checks import check_input_tensor, check_size, check_state
+
 State = tuple[Tensor, ...]
 Params = dict[str, Tensor]
 Traces = dict[str, Tensor]
@@ -116,8 +118,6 @@ class RecurrentCell(nn.Module):
         dtype: torch.dtype | None,
     ) -> None:
         super().__init__()
-        from rnnkit.layers import check_size
-
         check_size("input_size", input_size)
         self.input_size = input_size
         self.hidden_size = cell_math.hidden_size
@@ -140,8 +140,6 @@ class RecurrentCell(nn.Module):
     def _step(
         self, input: Tensor, hx: Tensor | State | None, t: int = 0, lower_cell: Tensor | None = None
     ) -> Tensor | State:
-        from rnnkit.layers import check_input_tensor, check_state
-
         weight = self.weight_ih
         check_input_tensor(input, weight, ranks=(1, 2), what="(batch, input_size) or (input_size,)")
         if input.shape[-1] != self.input_size:

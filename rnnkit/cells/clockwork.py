@@ -10,7 +10,8 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.cells.elman import NONLINEARITIES, check_nonlinearity
-from rnnkit.layers import RecurrentLayer, check_size
+from rnnkit.checks import check_size
+from rnnkit.layers import RecurrentLayer
 
 
 def default_periods(num_modules: int) -> tuple[int, ...]:

@@ -7,7 +7,8 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.cells.lstm import LSTMMath
-from rnnkit.layers import RecurrentLayer, check_size
+from rnnkit.checks import check_size
+from rnnkit.layers import RecurrentLayer
 
 
 class DepthGatedMath(LSTMMath):

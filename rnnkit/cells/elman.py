@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
-from rnnkit.layers import RecurrentLayer, check_size
+from rnnkit.checks import check_size
+from rnnkit.layers import RecurrentLayer
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
