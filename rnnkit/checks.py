@@ -3,8 +3,10 @@ expected and what came, instead of an opaque failure deep inside."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,13 +44,15 @@ def check_state(
     batch: int,
     batched: bool,
     ref: Tensor,
+    label: str | None = None,
 ) -> tuple[Tensor, ...]:
     """Validate a user state: one tensor, or a tuple with one tensor per name.
 
     Each tensor must have shape ``leading + (batch, size)`` (``leading + (size,)`` if unbatched)
     and the dtype and device of ``ref``.
     """
-    label = "hx" if len(names) == 1 else f"hx=({', '.join(names)})"
+    if label is None:
+        label = "hx" if len(names) == 1 else f"hx=({', '.join(names)})"
     if len(names) == 1:
         parts = (hx,)
     elif isinstance(hx, (tuple, list)) and len(hx) == len(names):
@@ -66,9 +70,12 @@ def check_state(
         if tuple(part.shape) != expected:
             raise ValueError(f"{label}: {name} must have shape {expected}, got "
                              f"{tuple(part.shape)}")
-        if part.dtype != ref.dtype or part.device != ref.device:
-            raise TypeError(f"{label}: {name} is {part.dtype} on {part.device}, expected "
-                            f"{ref.dtype} on {ref.device} like the input")
+        if part.dtype != ref.dtype:
+            raise TypeError(f"{label}: {name} has dtype {part.dtype}, expected {ref.dtype} "
+                            f"like the input")
+        if part.device != ref.device:
+            raise ValueError(f"{label}: {name} is on {part.device}, expected {ref.device} "
+                             f"like the input")
         checked.append(part)
     return tuple(checked)
 
@@ -82,11 +89,15 @@ def check_lengths(lengths: object, batch: int, steps: int) -> Tensor:
             raise ValueError(f"lengths: expected a 1-D tensor of {batch} lengths, got shape "
                              f"{tuple(lengths.shape)}")
         values = lengths.detach().to("cpu", torch.int64)
+    elif isinstance(lengths, np.ndarray):
+        if lengths.dtype.kind not in "iu":
+            raise TypeError(f"lengths: expected integers, got an array of dtype {lengths.dtype}")
+        return check_lengths(torch.from_numpy(lengths), batch, steps)
     elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
-        bad = [v for v in lengths if not isinstance(v, int) or isinstance(v, bool)]
+        bad = [v for v in lengths if not isinstance(v, numbers.Integral) or isinstance(v, bool)]
         if bad:
             raise TypeError(f"lengths: expected integers, got {bad[0]!r}")
-        values = torch.tensor(list(lengths), dtype=torch.int64)
+        values = torch.tensor([int(v) for v in lengths], dtype=torch.int64)
     else:
         raise TypeError(f"lengths: expected a sequence or 1-D tensor of ints, got "
                         f"{type(lengths).__name__}")

@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.checks import check_input_tensor, check_lengths, check_size, check_state
 from rnnkit.engine.native import run_native
-from rnnkit.engine.reference import run_reference
+from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
 
 ENGINES = ("auto", "native", "scan", "reference")
@@ -66,8 +66,9 @@ class RecurrentLayer(nn.Module):
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
         check_size("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-                or not 0 <= dropout <= 1:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        if not 0 <= dropout <= 1:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
@@ -100,6 +101,8 @@ class RecurrentLayer(nn.Module):
                     nn.Parameter(torch.zeros(num_layers * directions, size, **factory)),
                 )
         self.reset_parameters()
+        if engine is not None:
+            self._select_engine(return_traces=False)  # reject an impossible engine now
 
     def layer_math(self, layer: int) -> CellMath:
         """The cell of layer ``layer`` (0-based) of the stack."""
@@ -177,8 +180,8 @@ class RecurrentLayer(nn.Module):
             batched = input.dim() == 3
             if not batched:
                 if lengths is not None:
-                    raise ValueError("lengths: only for batched (3-D) input; an unbatched "
-                                     "sequence is used whole")
+                    raise ValueError(f"lengths: only for batched (3-D) input, got unbatched "
+                                     f"input of shape {tuple(input.shape)}, which is used whole")
                 inputs = input.unsqueeze(1)
             else:
                 inputs = input.transpose(0, 1) if self.batch_first else input
@@ -192,6 +195,10 @@ class RecurrentLayer(nn.Module):
             lengths = check_lengths(lengths, batch, steps)
             if bool((lengths == steps).all()):
                 lengths = None
+            else:
+                # Padding may hold anything (NaN for missing data): zero it so that nothing,
+                # not even a NaN times a zero mask, reaches the outputs or the gradients.
+                inputs = inputs.masked_fill(~step_mask(lengths, steps, inputs.device), 0)
         state = self._initial_state(hx, batch, batched, inputs)
         check_size("start_step", start_step, minimum=0)
 
@@ -241,20 +248,22 @@ class RecurrentLayer(nn.Module):
         return tuple(inputs.new_zeros(stacked, batch, size) for size in sizes)
 
     def _select_engine(self, return_traces: bool) -> str:
+        source = "engine" if self.engine else "RNNKIT_ENGINE"
         requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
         if requested not in ENGINES:
-            raise ValueError(f"RNNKIT_ENGINE: expected one of {ENGINES}, got {requested!r}")
+            raise ValueError(f"{source}: expected one of {ENGINES}, got {requested!r}")
         maths = self.layer_maths
         native_ok = maths[0].native_mode is not None and not return_traces and all(
             m.native_mode == maths[0].native_mode for m in maths)
         if requested == "native":
             if not native_ok:
-                raise ValueError("engine='native': this cell is not one of torch's own "
+                raise ValueError(f"{source}='native': {type(self).__name__} with these options "
+                                 "is not one of torch's own cells "
                                  "(or traces were asked for); use 'auto' or 'reference'")
             return "native"
         if requested == "scan" and not all(m.parallel_scan for m in maths):
-            raise ValueError("engine='scan': only cells that are linear in their state "
-                             "(MinGRU, MinLSTM) run as a parallel scan")
+            raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
+                             "state; only MinGRU and MinLSTM run as a parallel scan")
         if requested == "auto":
             if native_ok:
                 return "native"

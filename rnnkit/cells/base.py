@@ -158,7 +158,7 @@ class RecurrentCell(nn.Module):
             state = parts if batched else tuple(s.unsqueeze(0) for s in parts)
         if lower_cell is not None:
             lower = check_state(lower_cell, ("lower_cell",), (self.hidden_size,), leading=(),
-                                batch=batch, batched=batched, ref=x)[0]
+                                batch=batch, batched=batched, ref=x, label="lower_cell")[0]
             lower_cell = lower if batched else lower.unsqueeze(0)
         params = self.cell_math.prepare(dict(self.named_parameters()))
         projected = self.cell_math.project_input(params, x)

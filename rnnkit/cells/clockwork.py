@@ -32,8 +32,10 @@ class ClockworkMath(CellMath):
         super().__init__(hidden_size)
         if periods is None:
             periods = default_periods(min(4, hidden_size))
-        if isinstance(periods, (str, bytes)) or not isinstance(periods, Sequence) or not periods:
-            raise TypeError(f"periods: expected a non-empty sequence of ints, got {periods!r}")
+        if isinstance(periods, (str, bytes)) or not isinstance(periods, Sequence):
+            raise TypeError(f"periods: expected a sequence of ints, got {periods!r}")
+        if not periods:
+            raise ValueError(f"periods: expected at least one clock period, got {periods!r}")
         for period in periods:
             check_size("periods", period)
         if list(periods) != sorted(set(periods)):

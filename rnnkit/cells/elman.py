@@ -15,7 +15,7 @@ NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 def check_nonlinearity(nonlinearity: object) -> str:
     """Raise unless ``nonlinearity`` is 'tanh' or 'relu'."""
-    if nonlinearity not in NONLINEARITIES:
+    if not isinstance(nonlinearity, str) or nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
     return nonlinearity
 
