@@ -1,0 +1,116 @@
+"""What defines a training run: one dataclass of plain values, saved as the run's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from rnnkit.training.errors import RunError
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. The defaults are the ``rnnkit train`` default run:
+    a character-level LSTM language model on the bundled Shakespeare corpus that trains in
+    under ten minutes on two CPU cores."""
+
+    # What to learn from.
+    task: str = "lm"
+    data: str = "shakespeare"
+    # The model.
+    cell: str = "lstm"
+    embedding_size: int = 64
+    hidden_size: int = 512
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
+    batch_size: int = 64
+    bptt: int = 128
+    # Optimisation: linear warm-up to lr over `warmup` steps (at most a tenth of the run),
+    # then cosine decay to lr * min_lr_ratio at the last step.
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 100
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clip: float | None = 1.0
+    clip_value: float | None = None
+    # How long: `steps` optimizer steps (or `epochs` passes over the training data, which
+    # then wins), cut short by `time_limit` seconds of this invocation.
+    steps: int = 1200
+    epochs: float | None = None
+    time_limit: float | None = 540.0
+    # Validation every eval_every steps (also when a checkpoint is written); stop early after
+    # `patience` validations without improvement (None: never).
+    eval_every: int = 200
+    patience: int | None = None
+    # Reproducibility and hardware.
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    """CPU threads per process; None: pick the faster of 1 and all cores as training goes."""
+    precision: str = "auto"
+    """Training arithmetic: "fp32", "bf16" (autocast; weights stay float32), or "auto": bf16
+    where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16)."""
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Length of the run in optimizer steps: ``epochs`` passes if set, else ``steps``."""
+        if self.epochs is not None:
+            return max(1, math.ceil(self.epochs * steps_per_epoch))
+        return self.steps
+
+    def check(self) -> None:
+        """Raise :class:`RunError` (one line, naming the option) for values out of range."""
+        positive = ("embedding_size", "hidden_size", "layers", "batch_size", "bptt", "steps",
+                    "eval_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RunError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0 < self.lr < 1e6:
+            raise RunError(f"--lr must be > 0 and < 1e6, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise RunError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("warmup", "weight_decay", "momentum"):
+            if getattr(self, name) < 0:
+                raise RunError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("clip", "clip_value", "epochs", "time_limit"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise RunError(f"--{_flag(name)} must be > 0, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise RunError(f"--threads must be >= 0 (0: automatic), got {self.threads}")
+        if self.patience is not None and self.patience < 1:
+            raise RunError(f"--patience must be >= 1, got {self.patience}")
+        if self.precision not in PRECISIONS:
+            raise RunError(f"--precision: unknown precision {self.precision!r}; "
+                           f"choose one of: {', '.join(PRECISIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RunError(f"--optimizer: unknown optimizer {self.optimizer!r}; "
+                           f"choose one of: {', '.join(OPTIMIZERS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RunError(f"unknown settings in the run's config: {', '.join(unknown)}")
+        return cls(**values)
+
+
+OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,183 @@
+"""The tasks ``rnnkit train --task`` knows. A task is one function: settings -> :class:`Task`.
+
+To add a task, write ``def my_task(config, device, saved=None) -> Task`` that loads its data,
+builds its model and says how to batch, score and evaluate, then register it in
+:data:`TASKS`. The trainer needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.catalog import CELL_NAMES
+from rnnkit.data import CharVocab, StreamBatcher, load_text, split_text
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.errors import RunError
+
+
+@dataclass
+class Batch:
+    """The data of one training step, batch-first.
+
+    ``starts_sequences`` is True when the rows begin new sequences (the first chunk of a pass
+    over a stream, or independent examples): the trainer then starts from a zero state
+    instead of carrying the previous chunk's state.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    starts_sequences: bool
+
+
+@dataclass
+class Task:
+    """What the trainer needs to know about a task.
+
+    * ``model`` -- ``forward(inputs, state) -> (outputs, state)``.
+    * ``batch_at(step)`` -- the global batch of a step; the same step always gives the same
+      batch, which is what makes resuming exact. Rows are split among distributed ranks.
+    * ``steps_per_epoch`` -- steps in one pass over the training data.
+    * ``loss(outputs, targets)`` -- mean loss of a batch (a scalar to minimise).
+    * ``evaluate(split)`` -- metrics of the model on "val", "test" or "all" of the data; every
+      value is lower-is-better and ``metric`` names the one validation watches.
+    * ``saved`` -- JSON-ready facts kept in every checkpoint (model sizes, vocabulary).
+    * ``showcase()`` -- a short text shown when training ends (e.g. a generated sample).
+    """
+
+    model: nn.Module
+    batch_at: Callable[[int], Batch]
+    steps_per_epoch: int
+    loss: Callable[[Tensor, Tensor], Tensor]
+    evaluate: Callable[[str], dict[str, float]]
+    metric: str
+    metric_names: tuple[str, ...]
+    saved: dict[str, Any]
+    showcase: Callable[[], str]
+
+
+TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]
+
+
+def language_model_task(
+    config: TrainConfig, device: torch.device, saved: dict[str, Any] | None = None
+) -> Task:
+    """Character-level language modelling: predict each next character of a text.
+
+    The text (``config.data``: a bundled name or a UTF-8 file) is split contiguously 90/5/5
+    into train/val/test. Training reads ``batch_size`` parallel streams of the train part in
+    chunks of ``bptt`` characters, carrying the state from chunk to chunk (truncated BPTT) and
+    resetting it when a pass over the text starts again. Metrics: cross-entropy in nats per
+    character and bits per character. ``saved`` (from a checkpoint) fixes the vocabulary.
+    """
+    if config.bidirectional:
+        raise RunError("--bidirectional: a language model cannot read the characters it is "
+                       "asked to predict; drop --bidirectional for --task lm")
+    text = load_text(config.data)
+    vocab = CharVocab.from_dict(saved["vocab"]) if saved else CharVocab(text)
+    try:
+        parts = [vocab.encode(part) for part in split_text(text)]
+    except ValueError as err:
+        raise RunError(f"--data {config.data}: {err}") from None
+    train_ids, val_ids, test_ids = parts
+    try:
+        batches = StreamBatcher(train_ids, config.batch_size, config.bptt)
+    except ValueError as err:
+        raise RunError(f"--data {config.data}: the training part is too short: {err}; use a "
+                       "longer text or lower --batch-size/--bptt") from None
+    model_config = LanguageModelConfig(
+        vocab_size=len(vocab), cell=config.cell, embedding_size=config.embedding_size,
+        hidden_size=config.hidden_size, num_layers=config.layers, dropout=config.dropout)
+    model = build_model(LanguageModel, model_config).to(device)
+
+    def batch_at(step: int) -> Batch:
+        chunk = step % len(batches)
+        inputs, targets = batches[chunk]
+        return Batch(inputs.to(device), targets.to(device), starts_sequences=chunk == 0)
+
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        logits = logits.float()  # float32 softmax even under bf16 autocast
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    splits = {"val": val_ids, "test": test_ids, "all": torch.cat(parts)}
+
+    def evaluate(split: str) -> dict[str, float]:
+        nats = stream_cross_entropy(model, splits[split], device)
+        return {"cross_entropy": nats, "bits_per_char": nats / math.log(2)}
+
+    def showcase() -> str:
+        prompt = "\n" if "\n" in vocab else text[0]
+        generator = torch.Generator().manual_seed(config.seed)
+        try:
+            ids = model.generate(vocab.encode(prompt), 400, temperature=0.8, generator=generator)
+        except ValueError as err:  # a diverged model has nothing to show
+            return f"(no sample: {err})"
+        return prompt + vocab.decode(ids)
+
+    return Task(
+        model=model, batch_at=batch_at, steps_per_epoch=len(batches), loss=loss,
+        evaluate=evaluate, metric="cross_entropy", metric_names=("cross_entropy", "bits_per_char"),
+        saved={"model": dataclasses.asdict(model_config), "vocab": vocab.to_dict()},
+        showcase=showcase,
+    )
+
+
+@torch.no_grad()
+def stream_cross_entropy(model: nn.Module, ids: Tensor, device: torch.device,
+                         streams: int = 16, chunk: int = 256) -> float:
+    """Mean next-token cross-entropy (nats) of a language model over the token stream ``ids``.
+
+    The stream (N,) is read as up to ``streams`` contiguous parallel streams in chunks of
+    ``chunk`` steps, carrying the state, so every token except the first of each stream is
+    scored with its full left context within its stream.
+    """
+    if ids.numel() < 2:
+        raise RunError("the evaluation text needs at least 2 characters")
+    streams = max(1, min(streams, (ids.numel() - 1) // 2))
+    chunk = min(chunk, (ids.numel() - 1) // streams)
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    for inputs, targets in StreamBatcher(ids, streams, chunk, drop_last=False):
+        logits, state = model(inputs.to(device), state)
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                 targets.to(device).reshape(-1), reduction="sum").item()
+        count += targets.numel()
+    model.train(was_training)
+    return total / count
+
+
+def build_model(model_class: Callable[[Any], nn.Module], model_config: Any) -> nn.Module:
+    """Instantiate a model, turning a bad cell name or size into a one-line RunError."""
+    if model_config.cell not in CELL_NAMES:
+        raise RunError(f"--cell: unknown cell {model_config.cell!r}; `rnnkit list` shows the "
+                       f"cells: {', '.join(CELL_NAMES)}")
+    try:
+        return model_class(model_config)
+    except (ValueError, TypeError) as err:
+        raise RunError(f"cannot build a {model_config.cell} model: {err}") from None
+
+
+TASKS: dict[str, tuple[TaskBuilder, str]] = {
+    "lm": (language_model_task,
+           "character-level language model: predict the next character of a text, then sample"),
+}
+"""Task name -> (builder, one-line description)."""
+
+
+def build_task(config: TrainConfig, device: torch.device,
+               saved: dict[str, Any] | None = None) -> Task:
+    """The :class:`Task` named by ``config.task``; an unknown name raises RunError."""
+    if config.task not in TASKS:
+        raise RunError(f"--task: unknown task {config.task!r}; available: {', '.join(TASKS)} "
+                       "(`rnnkit list` describes them)")
+    builder, _ = TASKS[config.task]
+    return builder(config, device, saved)

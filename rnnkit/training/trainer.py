@@ -1,0 +1,413 @@
+"""The training loop shared by every task, readable top to bottom.
+
+:func:`train` sets up the task, model and optimizer (or restores them with ``resume``), then
+runs optimizer steps: truncated BPTT with the hidden state carried from chunk to chunk
+(detached, reset where sequences start), optional bf16 autocast, gradient clipping by global
+norm and/or by value, linear warm-up then cosine decay of the learning rate, validation and
+checkpoints every ``eval_every`` steps, early stopping, a time limit, Ctrl-C, and a stop on a
+non-finite loss. Every step is logged to metrics.csv. Resuming from
+``checkpoints/last.safetensors`` restores the weights, optimizer, random generators, carried
+state and data position, so the resumed loss curve is the one an uninterrupted run would
+have produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rnnkit.models.state import State, map_state, select_rows
+from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.distributed import Ranks
+from rnnkit.training.errors import RunError
+from rnnkit.training.progress import Progress, format_seconds
+from rnnkit.training.run_dir import MetricsLog, RunDirectory
+from rnnkit.training.tasks import Task, build_task
+from rnnkit.training.threads import ThreadTuner
+
+
+@dataclass
+class TrainResult:
+    """How a run ended.
+
+    ``stop_reason`` is one of "finished", "time_limit", "early_stopping", "interrupted" or
+    "nan"; ``message`` says it in one line. ``validation`` and ``test`` are the metrics of the
+    best checkpoint (None if none was written); ``sample`` is the task's showcase text.
+    """
+
+    stop_reason: str
+    message: str
+    steps: int
+    total_steps: int
+    seconds: float
+    best_step: int | None = None
+    validation: dict[str, float] | None = None
+    test: dict[str, float] | None = None
+    sample: str | None = None
+
+
+@dataclass
+class BestRecord:
+    """The best validation result so far, for best.safetensors and early stopping."""
+
+    value: float = math.inf
+    step: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    evals_without_improvement: int = 0
+
+    def update(self, step: int, metrics: dict[str, float], metric: str) -> bool:
+        """Record a validation; return whether it is a new best."""
+        if metrics[metric] < self.value:
+            self.value, self.step, self.metrics = metrics[metric], step, dict(metrics)
+            self.evals_without_improvement = 0
+            return True
+        self.evals_without_improvement += 1
+        return False
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """The learning rate of (0-based) ``step`` of ``total_steps``.
+
+    Linear warm-up from lr / W to lr over the first W steps, where W is ``config.warmup``
+    capped at a tenth of the run, then cosine decay to ``lr * min_lr_ratio`` at the last step.
+    """
+    warmup = min(config.warmup, total_steps // 10)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - 1 - warmup))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW (betas 0.9, 0.99) or SGD with ``config.momentum``, as ``config.optimizer`` says."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.99),
+                                 weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], clip: float | None,
+                   clip_value: float | None) -> float:
+    """Clip gradients in place (global L2 norm to ``clip``, then each element to
+    ``±clip_value``; None skips either) and return the global norm from BEFORE clipping."""
+    parameters = [p for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+    if clip is not None:
+        torch.nn.utils.clip_grads_with_norm_(parameters, clip, norm)
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_(parameters, clip_value)
+    return norm.item()
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to train under bf16 autocast: ``precision`` "bf16", or "auto" on hardware that
+    computes bf16 natively (CUDA devices with bf16; CPUs with AMX or AVX512-BF16)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    native = [getattr(torch.cpu, name, lambda: False)()
+              for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(native)
+
+
+def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
+          resume: bool = False, force: bool = False) -> TrainResult:
+    """Train as ``config`` says, writing the run directory ``run_path`` (on rank 0 only).
+
+    A new run refuses an existing non-empty ``run_path`` unless ``force``; with ``resume``
+    it continues from ``run_path``'s last checkpoint instead. The directory is created only
+    once the data and model are ready, so bad settings leave nothing behind. Raises RunError
+    (one line) for unusable settings, data, run directories or checkpoints.
+    """
+    started = time.monotonic()
+    config.check()
+    if config.batch_size % ranks.world_size:
+        raise RunError(f"--batch-size {config.batch_size} must be divisible by the number of "
+                       f"processes ({ranks.world_size})")
+    if resume:
+        run = RunDirectory.open(run_path)
+        if not run.last_checkpoint.exists():
+            raise RunError(f"{run.path}: has no checkpoint to resume from (it stopped before "
+                           f"its first validation); start it again with --out {run.path} --force")
+        checkpoint = load_checkpoint(run.last_checkpoint)
+    else:
+        run = RunDirectory(run_path)
+        run.check_new(force)
+        checkpoint = None
+
+    # The task, its model and the optimizer; the same seed gives the same initial weights.
+    torch.manual_seed(config.seed)
+    task = build_task(config, ranks.device, checkpoint.info["task"] if checkpoint else None)
+    model = task.model
+    optimizer = make_optimizer(config, model)
+    total_steps = config.total_steps(task.steps_per_epoch)
+    torch.manual_seed(config.seed + ranks.rank)  # distinct dropout masks on each rank
+    step, state, best = 0, None, BestRecord()
+    if checkpoint is not None:
+        step, state, best = restore(checkpoint, model, optimizer, ranks, config)
+        if step >= total_steps:
+            raise RunError(f"{run.path}: already trained for {step} of {total_steps} steps; "
+                           "give a larger --steps (or --epochs) to train further")
+    trained = DistributedDataParallel(model) if ranks.distributed else model
+    model.train()
+    if ranks.is_main:
+        if not resume:
+            run.create(force)
+        run.write_config(config)
+
+    metrics = (MetricsLog(run, task.metric_names, step if checkpoint else None)
+               if ranks.is_main else None)
+    progress = Progress(total_steps, step, enabled=ranks.is_main)
+    progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
+                   f"{total_steps}: task {config.task} on {config.data}, {config.cell} "
+                   f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
+                   f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
+    threads = ThreadTuner(config.threads, ranks.device)
+    autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
+                              enabled=uses_bf16(config.precision, ranks.device))
+    weight_dtype = next(model.parameters()).dtype
+    first_step, saved_step, stop_reason = step, step, None
+    session_tokens = 0
+    with stop_on_interrupt() as interrupted:
+        while stop_reason is None:
+            threads.before_step()
+            step_started = time.perf_counter()
+            batch = task.batch_at(step)
+            if batch.starts_sequences:
+                state = None
+            lr = learning_rate(step, total_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                outputs, state = trained(ranks.shard(batch.inputs), state)
+                loss = task.loss(outputs, ranks.shard(batch.targets))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = clip_gradients(model.parameters(), config.clip, config.clip_value)
+            loss_value = ranks.mean(loss.detach()).item()
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                stop_reason = "nan"  # the weights are not updated; the checkpoints stay good
+                if metrics is not None:
+                    metrics.write(step + 1, {"loss": loss_value, "grad_norm": grad_norm, "lr": lr})
+                break
+            optimizer.step()
+            # Carry the state into the next chunk without its history (and, after bf16
+            # autocast, back in the weights' dtype, which layers expect of a given state).
+            state = map_state(state, lambda part: part.detach().to(weight_dtype))
+            step += 1
+            step_seconds = time.perf_counter() - step_started
+            threads.after_step(step_seconds)
+            tokens = batch.targets.numel()
+            session_tokens += tokens
+            row = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr,
+                   "tokens_per_s": tokens / step_seconds}
+
+            # Decide together (all ranks) whether this was the last step.
+            if step >= total_steps:
+                stop_reason = "finished"
+            else:
+                time_up = (config.time_limit is not None
+                           and time.monotonic() - started >= config.time_limit)
+                stop_code = ranks.highest(2 if interrupted() else 1 if time_up else 0)
+                stop_reason = {0: None, 1: "time_limit", 2: "interrupted"}[stop_code]
+
+            validation = None
+            if step % config.eval_every == 0 or stop_reason is not None:
+                validation = task.evaluate("val")
+                row.update({f"val_{k}": v for k, v in validation.items()})
+                improved = best.update(step, validation, task.metric)
+                save(run, model, optimizer, state, ranks, config, task, step, best, improved)
+                saved_step = step
+                if (stop_reason is None and config.patience is not None
+                        and best.evals_without_improvement >= config.patience):
+                    stop_reason = "early_stopping"
+            if metrics is not None:
+                metrics.write(step, row)
+            rate = session_tokens / max(time.monotonic() - started, 1e-9)
+            progress.update(step, loss_value, rate, validation)
+
+    progress.close()
+    if metrics is not None:
+        metrics.close()
+    seconds = time.monotonic() - started
+    message = stop_message(stop_reason, run, config, step, total_steps, best, saved_step,
+                           loss_value, grad_norm)
+    result = TrainResult(stop_reason, message, step, total_steps, seconds)
+    if ranks.is_main and best.step is not None:
+        # The run's outcome is the best checkpoint: its validation, test metrics and sample.
+        load_checkpoint(run.best_checkpoint).restore_model(model)
+        result.best_step, result.validation = best.step, best.metrics
+        result.test = task.evaluate("test")
+        result.sample = task.showcase()
+    if ranks.is_main:
+        tokens_per_s = session_tokens / max(seconds, 1e-9)
+        write_report(run, config, result, steps_this_session=step - first_step,
+                     tokens_per_s=tokens_per_s, parameters=count_parameters(model))
+    return result
+
+
+def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
+            ranks: Ranks, config: TrainConfig) -> tuple[int, State | None, BestRecord]:
+    """Put a run back as it was at ``checkpoint``: weights, optimizer, random generators.
+
+    Returns (step, this rank's rows of the carried state, best-validation record).
+    """
+    checkpoint.restore_model(model)
+    checkpoint.restore_optimizer(optimizer)
+    info = checkpoint.info
+    state = checkpoint.carried_state()
+    if state is not None:
+        rows = config.batch_size // ranks.world_size
+        state = select_rows(state, ranks.rank * rows, (ranks.rank + 1) * rows)
+        state = map_state(state, lambda part: part.to(ranks.device))
+    rng = checkpoint.section("rng")
+    if f"rank{ranks.rank}.cpu" in rng and info.get("world_size") == ranks.world_size:
+        torch.set_rng_state(rng[f"rank{ranks.rank}.cpu"])
+        if ranks.device.type == "cuda" and f"rank{ranks.rank}.cuda" in rng:
+            torch.cuda.set_rng_state(rng[f"rank{ranks.rank}.cuda"], ranks.device)
+    best = BestRecord(**info["best"]) if info.get("best") else BestRecord()
+    return info["step"], state, best
+
+
+def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
+         state: State | None, ranks: Ranks, config: TrainConfig, task: Task, step: int,
+         best: BestRecord, improved: bool) -> None:
+    """Write checkpoints/last.safetensors (and best.safetensors if ``improved``) on rank 0.
+
+    Every rank takes part: the carried state and random generator states of all ranks are
+    gathered so that the run can resume with any number of processes.
+    """
+    full_state = ranks.gather_rows(state) if state is not None else None
+    generators = {"cpu": torch.get_rng_state()}
+    if ranks.device.type == "cuda":
+        generators["cuda"] = torch.cuda.get_rng_state(ranks.device)
+    all_generators = ranks.gather_objects(generators)
+    if not ranks.is_main:
+        return
+    rng_states = {f"rank{rank}.{name}": value for rank, values in enumerate(all_generators)
+                  for name, value in values.items()}
+    info: dict[str, Any] = {
+        "step": step,
+        "config": config.to_dict(),
+        "task": task.saved,
+        "data_position": {"epoch": step // task.steps_per_epoch,
+                          "batch": step % task.steps_per_epoch},
+        "best": {"value": best.value, "step": best.step, "metrics": best.metrics,
+                 "evals_without_improvement": best.evals_without_improvement},
+        "world_size": ranks.world_size,
+    }
+    save_checkpoint(run.last_checkpoint, model, info, optimizer, full_state, rng_states)
+    if improved:
+        save_checkpoint(run.best_checkpoint, model, info)
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[Any]:
+    """While active, Ctrl-C (SIGINT) asks the loop to stop after the current step and save.
+
+    Yields a function that says whether Ctrl-C was pressed. A second Ctrl-C interrupts at
+    once. Outside the main thread this does nothing (signals cannot be caught there).
+    """
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_message(reason: str, run: RunDirectory, config: TrainConfig, step: int,
+                 total_steps: int, best: BestRecord, saved_step: int, loss: float,
+                 grad_norm: float) -> str:
+    """One line that says why training stopped and what to do next."""
+    resume = f"continue with: rnnkit train --resume {run.path}"
+    if reason == "finished":
+        return f"finished {step} steps"
+    if reason == "time_limit":
+        return (f"stopped at step {step} of {total_steps}: the time limit of "
+                f"{format_seconds(config.time_limit or 0)} was reached; {resume}")
+    if reason == "interrupted":
+        return f"interrupted at step {step} of {total_steps}; {resume}"
+    if reason == "early_stopping":
+        return (f"stopped early at step {step}: validation has not improved for "
+                f"{config.patience} validations (best {best.value:.4f} at step {best.step})")
+    if math.isfinite(loss):
+        what = f"the gradient norm became {grad_norm}"
+    else:
+        what = f"the loss became {loss}"
+    kept = (f"the last good checkpoint (step {saved_step}) is kept in {run.last_checkpoint}"
+            if saved_step > 0 else "no checkpoint had been written yet")
+    return (f"training stopped at step {step + 1}: {what}; {kept}; lower --lr or set --clip, "
+            "then train again")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def write_report(run: RunDirectory, config: TrainConfig, result: TrainResult,
+                 steps_this_session: int, tokens_per_s: float, parameters: int) -> None:
+    """Write report.json and report.md summarising the run."""
+    report = {
+        "stop_reason": result.stop_reason,
+        "message": result.message,
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "steps_this_session": steps_this_session,
+        "seconds_this_session": round(result.seconds, 1),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "parameters": parameters,
+        "best_step": result.best_step,
+        "validation": result.validation,
+        "test": result.test,
+        "sample": result.sample,
+        "config": config.to_dict(),
+    }
+    lines = [
+        f"# Training report: {run.path.name}",
+        "",
+        f"- Task `{config.task}` on `{config.data}`, cell `{config.cell}`, "
+        f"{config.layers} x {config.hidden_size} units, {parameters:,} parameters",
+        f"- {result.message}",
+        f"- This session: {steps_this_session} steps in {format_seconds(result.seconds)}, "
+        f"{tokens_per_s:,.0f} tokens/s",
+    ]
+    if result.validation is not None:
+        lines += ["", f"Best checkpoint: step {result.best_step}", "",
+                  "| split | " + " | ".join(result.validation) + " |",
+                  "|---" * (len(result.validation) + 1) + "|",
+                  "| val | " + " | ".join(f"{v:.4f}" for v in result.validation.values()) + " |"]
+        if result.test is not None:
+            lines.append("| test | " + " | ".join(f"{v:.4f}" for v in result.test.values())
+                         + " |")
+    if result.sample:
+        lines += ["", "## Sample", "", "```text", result.sample, "```"]
+    lines += ["", "## Configuration", "", "```json",
+              json.dumps(config.to_dict(), indent=2), "```", ""]
+    run.write_report(report, "\n".join(lines))

@@ -1,0 +1,155 @@
+"""The command line: train, sample, evaluate, list, help, and `python -m rnnkit`."""
+
+import json
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rnnkit import CELL_NAMES, describe_cells
+from rnnkit.cli import main
+
+WORDS = "shall i compare thee to a summers day thou art more lovely and temperate".split()
+TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--bptt", "16",
+        "--eval-every", "4", "--warmup", "2", "--time-limit", "0", "--device", "cpu",
+        "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_corpus(path, characters=1500, seed=0):
+    rng = random.Random(seed)
+    text = ""
+    while len(text) < characters:
+        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
+    path.write_text(text)
+    return path
+
+
+def cli(capsys, *argv):
+    """Run the command line in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    corpus = write_corpus(folder / "corpus.txt")
+    assert main(["train", "--data", str(corpus), "--steps", "8", *TINY,
+                 "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def test_train_prints_metrics_the_run_directory_and_a_sample(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    code, out, err = cli(capsys, "train", "--data", str(corpus), "--steps", "4", *TINY,
+                         "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert "finished 4 steps" in out and "validation: cross_entropy" in out
+    assert f"run directory: {tmp_path / 'run'}" in out and "--- sample ---" in out
+    assert (tmp_path / "run" / "report.md").is_file()
+
+
+def test_train_without_out_writes_a_timestamped_run_under_runs(tmp_path, capsys, monkeypatch):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "train", "--data", str(corpus), "--steps", "2", *TINY,
+                       "--cell", "gru")
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-lm-gru") and (run / "config.json").is_file()
+
+
+def test_resume_continues_a_run_stopped_by_its_time_limit(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    run = str(tmp_path / "run")
+    options = ["--data", str(corpus), "--steps", "6", *TINY]
+    code, out, _ = cli(capsys, "train", *options, "--time-limit", "0.000001", "--out", run)
+    assert code == 0 and f"rnnkit train --resume {run}" in out
+    code, out, err = cli(capsys, "train", "--resume", run, "--time-limit", "0")
+    assert code == 0, err
+    assert "finished 6 steps" in out
+    steps = [line.split(",")[0] for line in (tmp_path / "run" / "metrics.csv").read_text()
+             .splitlines()[1:]]
+    assert steps == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_resume_with_more_steps_trains_further(trained_run, tmp_path, capsys):
+    run = tmp_path / "copy"
+    run.mkdir()
+    for item in trained_run.rglob("*"):
+        if item.is_file():
+            (run / item.relative_to(trained_run)).parent.mkdir(parents=True, exist_ok=True)
+            (run / item.relative_to(trained_run)).write_bytes(item.read_bytes())
+    code, out, err = cli(capsys, "train", "--resume", str(run), "--steps", "10")
+    assert code == 0, err
+    assert "finished 10 steps" in out
+    assert json.loads((run / "config.json").read_text())["steps"] == 10
+
+
+def test_sample_continues_the_prompt_repeatably(trained_run, capsys):
+    arguments = ["sample", str(trained_run), "--prompt", "thou ", "--length", "40",
+                 "--seed", "3"]
+    code, first, err = cli(capsys, *arguments)
+    assert code == 0, err
+    assert first.startswith("thou ") and len(first.rstrip("\n")) == len("thou ") + 40
+    assert cli(capsys, *arguments)[1] == first
+    code, greedy, _ = cli(capsys, "sample", str(trained_run), "--prompt", "a", "--length", "5",
+                          "--temperature", "0", "--top-k", "3")
+    assert code == 0 and len(greedy.rstrip("\n")) == 6
+
+
+def test_evaluate_reports_test_cross_entropy_in_nats_and_bits(trained_run, capsys):
+    code, out, err = cli(capsys, "evaluate", str(trained_run))
+    assert code == 0, err
+    values = dict(line.split() for line in out.splitlines()[1:])
+    assert "test split" in out.splitlines()[0]
+    report = json.loads((trained_run / "report.json").read_text())
+    assert float(values["cross_entropy"]) == pytest.approx(report["test"]["cross_entropy"],
+                                                          abs=1e-4)
+    assert float(values["bits_per_char"]) == pytest.approx(
+        float(values["cross_entropy"]) / math.log(2), abs=1e-3)
+
+
+def test_evaluate_scores_another_text(trained_run, tmp_path, capsys):
+    other = write_corpus(tmp_path / "other.txt", characters=300, seed=9)
+    code, out, err = cli(capsys, "evaluate", str(trained_run), "--data", str(other),
+                         "--split", "all")
+    assert code == 0, err
+    assert f"all split of {other}" in out and "bits_per_char" in out
+
+
+def test_list_shows_every_cell_with_its_description_and_the_tasks(capsys):
+    code, out, _ = cli(capsys, "list")
+    assert code == 0
+    for name, description in describe_cells().items():
+        assert f"{name} " in out and description in out
+    assert "tasks (--task):" in out and "\n  lm " in out
+    assert len(CELL_NAMES) == len(describe_cells())
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "list"])
+def test_every_command_has_help_with_an_example(command, capsys):
+    code, out, _ = cli(capsys, command, "--help")
+    assert code == 0 and "example" in out and f"rnnkit {command}" in out
+
+
+def test_python_m_rnnkit_is_the_same_command_line(capsys):
+    done = subprocess.run([sys.executable, "-m", "rnnkit", "list"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stdout == cli(capsys, "list")[1]

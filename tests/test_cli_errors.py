@@ -1,0 +1,231 @@
+"""Bad input: every case is one line on stderr, a non-zero exit code, no traceback, and no
+run data lost or overwritten."""
+
+import errno
+import json
+import os
+import random
+import shutil
+
+import pytest
+import safetensors.torch
+import torch
+
+from rnnkit.cli import main
+from rnnkit.training.checkpoint import load_checkpoint
+
+WORDS = "once more unto the breach dear friends once more or close the wall up".split()
+TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--bptt", "16",
+        "--eval-every", "4", "--warmup", "2", "--time-limit", "0", "--device", "cpu",
+        "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = random.Random(0)
+    text = ""
+    while len(text) < 1500:
+        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, corpus):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "--data", str(corpus), "--steps", "4", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def fails_with_one_line(capsys, argv, *expected):
+    """Run the CLI, check it failed with exactly one line on stderr containing ``expected``."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code not in (0, None)
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_unknown_cell(capsys, corpus, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), "--cell", "lsmt", *TINY,
+                                 "--out", str(tmp_path / "run")], "unknown cell 'lsmt'",
+                        "rnnkit list")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_task(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--task", "poetry", "--out", str(tmp_path / "run")],
+                        "unknown task 'poetry'", "lm")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_option(capsys):
+    fails_with_one_line(capsys, ["train", "--hiden-size", "8"], "unrecognized arguments",
+                        "rnnkit train --help")
+
+
+def test_unknown_command(capsys):
+    fails_with_one_line(capsys, ["fit"], "invalid choice", "rnnkit --help")
+
+
+def test_bad_option_value(capsys):
+    fails_with_one_line(capsys, ["train", "--lr", "fast"], "--lr", "invalid float value")
+
+
+def test_out_of_range_option(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--dropout", "1.5", "--out", str(tmp_path / "r")],
+                        "--dropout must be in [0, 1)")
+
+
+def test_bidirectional_language_model(capsys, corpus, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), "--bidirectional", *TINY,
+                                 "--out", str(tmp_path / "run")], "--bidirectional")
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "empty"),
+    (b"\n \n", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+    (b"caf\xe9 au lait", "not valid UTF-8"),
+])
+def test_unusable_text(capsys, tmp_path, content, expected):
+    data = tmp_path / "data.txt"
+    data.write_bytes(content)
+    fails_with_one_line(capsys, ["train", "--data", str(data), *TINY,
+                                 "--out", str(tmp_path / "run")], str(data), expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_file(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(tmp_path / "nope.txt")], "no such file")
+
+
+def test_text_too_short_for_the_batch(capsys, tmp_path):
+    data = tmp_path / "short.txt"
+    data.write_text("to be or not to be, that is the question\n")
+    fails_with_one_line(capsys, ["train", "--data", str(data), *TINY,
+                                 "--out", str(tmp_path / "run")], "too short")
+
+
+def test_existing_run_directory_is_refused_and_kept(capsys, corpus, trained_run):
+    before = snapshot(trained_run)
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY,
+                                 "--out", str(trained_run)], "already exists", "--resume",
+                        "--force")
+    assert snapshot(trained_run) == before
+
+
+def test_resume_refuses_a_changed_setting(capsys, trained_run):
+    before = snapshot(trained_run)
+    fails_with_one_line(capsys, ["train", "--resume", str(trained_run), "--hidden-size", "32"],
+                        "--hidden-size cannot change when resuming")
+    assert snapshot(trained_run) == before
+
+
+def test_a_run_without_checkpoints(capsys, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "checkpoints")
+    fails_with_one_line(capsys, ["train", "--resume", str(run), "--steps", "8"],
+                        "has no checkpoint to resume from", "--force")
+    fails_with_one_line(capsys, ["sample", str(run)], "no such checkpoint")
+    fails_with_one_line(capsys, ["evaluate", str(run)], "no such checkpoint")
+
+
+def test_a_folder_that_is_not_a_run(capsys, tmp_path):
+    fails_with_one_line(capsys, ["sample", str(tmp_path)], "not a run directory")
+    fails_with_one_line(capsys, ["evaluate", str(tmp_path / "missing")], "no such run directory")
+
+
+@pytest.mark.parametrize("command", [["sample"], ["evaluate"], ["train", "--steps", "8",
+                                                                 "--resume"]])
+def test_truncated_checkpoint(capsys, trained_run, tmp_path, command):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for name in ("best.safetensors", "last.safetensors"):
+        path = run / "checkpoints" / name
+        path.write_bytes(path.read_bytes()[:1000])
+    before = snapshot(run)
+    fails_with_one_line(capsys, [*command, str(run)], "checkpoint")
+    assert snapshot(run) == before
+
+
+def test_foreign_checkpoint(capsys, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    safetensors.torch.save_file({"w": torch.zeros(3)}, run / "checkpoints" / "best.safetensors")
+    fails_with_one_line(capsys, ["sample", str(run)], "not an rnnkit checkpoint")
+
+
+def test_checkpoint_of_another_model(capsys, corpus, trained_run, tmp_path):
+    other = tmp_path / "other"
+    assert main(["train", "--data", str(corpus), "--steps", "4", *TINY, "--hidden-size", "12",
+                 "--out", str(other)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    shutil.copy(other / "checkpoints" / "last.safetensors", run / "checkpoints")
+    fails_with_one_line(capsys, ["train", "--resume", str(run), "--steps", "8"],
+                        "different model")
+
+
+def test_prompt_characters_outside_the_vocabulary(capsys, trained_run):
+    fails_with_one_line(capsys, ["sample", str(trained_run), "--prompt", "Zebra"],
+                        "--prompt", "'Z'", "vocabulary")
+
+
+def test_evaluating_text_with_unknown_characters(capsys, trained_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("Zounds! " * 100)
+    fails_with_one_line(capsys, ["evaluate", str(trained_run), "--data", str(other)],
+                        "not in the vocabulary")
+
+
+def test_unknown_device(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--device", "tpu", "--out", str(tmp_path / "r")],
+                        "--device")
+
+
+def test_a_full_disk_while_saving_keeps_the_run(capsys, monkeypatch, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = snapshot(run)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    fails_with_one_line(capsys, ["train", "--resume", str(run), "--steps", "8"],
+                        "not enough disk space", "--resume")
+    assert snapshot(run) == before
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(capsys, corpus, tmp_path):
+    run = tmp_path / "run"
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY, "--cell", "rnn-relu",
+                                 "--optimizer", "sgd", "--lr", "1e4", "--clip", "0",
+                                 "--eval-every", "1", "--steps", "12", "--out", str(run)],
+                        "the loss became nan", "the last good checkpoint (step 1)", "lower --lr")
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert checkpoint.info["step"] == 1
+    assert json.loads((run / "report.json").read_text())["stop_reason"] == "nan"

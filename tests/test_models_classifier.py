@@ -1,0 +1,106 @@
+"""SequenceClassifier: many-to-one over any rnnkit layer."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.models.classifier import SequenceClassifier
+
+CELLS = ["lstm", "gru", "cifg-lstm", "mingru", "clockwork", "depth-gated-lstm"]
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one CPU thread: ops on models this small gain nothing from a second thread, and
+    on a busy machine its synchronisation makes a training loop many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _classifier(cell, **kwargs):
+    # The Depth-Gated LSTM links the cells of adjacent layers, so it needs two.
+    kwargs.setdefault("num_layers", 2 if cell == "depth-gated-lstm" else 1)
+    return SequenceClassifier(3, 4, cell=cell, hidden_size=8, **kwargs).eval()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", CELLS)
+def test_logits_have_one_row_per_sequence_for_every_cell(cell, bidirectional):
+    model = _classifier(cell, bidirectional=bidirectional)
+    logits = model(torch.randn(5, 7, 3), lengths=[7, 6, 3, 1, 7])
+    assert logits.shape == (5, 4)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", CELLS)
+def test_ragged_batch_gives_the_logits_of_each_sequence_alone(cell, bidirectional, pooling):
+    model = _classifier(cell, bidirectional=bidirectional, pooling=pooling)
+    lengths = [7, 4, 1]
+    # Padding is random, not zero, so that reading it would change the logits.
+    inputs = torch.randn(3, 7, 3)
+    batched = model(inputs, lengths=torch.tensor(lengths))
+    for row, length in enumerate(lengths):
+        alone = model(inputs[row : row + 1, :length])
+        torch.testing.assert_close(batched[row : row + 1], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_one_step_sequences_are_the_one_to_one_case(bidirectional):
+    last = _classifier("lstm", bidirectional=bidirectional, pooling="last")
+    mean = _classifier("lstm", bidirectional=bidirectional, pooling="mean")
+    mean.load_state_dict(last.state_dict())
+    inputs = torch.randn(6, 1, 3)
+    # With one step, the final state of each direction is the only output.
+    torch.testing.assert_close(last(inputs), mean(inputs))
+    assert last(inputs).shape == (6, 4)
+
+
+def _sign_of_mean_batch(size, generator):
+    lengths = torch.randint(5, 21, (size,), generator=generator)
+    offsets = torch.empty(size, 1, 1).uniform_(-1, 1, generator=generator)
+    valid = (torch.arange(20) < lengths.unsqueeze(1)).unsqueeze(-1)
+    inputs = (torch.randn(size, 20, 1, generator=generator) + offsets) * valid
+    labels = (inputs.sum(dim=(1, 2)) > 0).long()
+    return inputs, lengths, labels
+
+
+def test_learns_the_sign_of_a_ragged_sequences_mean(one_thread):
+    generator = torch.Generator().manual_seed(0)
+    model = SequenceClassifier(1, 2, cell="gru", hidden_size=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(40):
+        inputs, lengths, labels = _sign_of_mean_batch(64, generator)
+        loss = F.cross_entropy(model(inputs, lengths), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    inputs, lengths, labels = _sign_of_mean_batch(500, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        accuracy = (model(inputs, lengths).argmax(dim=1) == labels).float().mean()
+    assert accuracy >= 0.9
+
+
+def test_regression_outputs_fit_a_sequences_mean(one_thread):
+    generator = torch.Generator().manual_seed(0)
+    model = SequenceClassifier(1, 1, cell="lstm", hidden_size=16, pooling="mean")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(60):
+        inputs, lengths, _ = _sign_of_mean_batch(64, generator)
+        targets = inputs.sum(dim=1) / lengths.unsqueeze(1)
+        loss = F.mse_loss(model(inputs, lengths), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    inputs, lengths, _ = _sign_of_mean_batch(500, torch.Generator().manual_seed(1))
+    targets = inputs.sum(dim=1) / lengths.unsqueeze(1)
+    with torch.no_grad():
+        error = F.mse_loss(model(inputs, lengths), targets)
+    assert error < 0.2 * targets.var()
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier(3, 2, pooling="max")

@@ -1,0 +1,112 @@
+"""LanguageModel: shapes, state carrying, sampling, and every cell of the catalog."""
+
+import pytest
+import torch
+
+from rnnkit import CELL_NAMES
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.models.state import detach_state, select_rows, state_from_tensors, state_tensors
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and leave the other cores to the rest."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(cell: str = "lstm", layers: int = 1, vocab_size: int = 11) -> LanguageModel:
+    torch.manual_seed(0)
+    return LanguageModel(LanguageModelConfig(vocab_size=vocab_size, cell=cell, embedding_size=6,
+                                             hidden_size=8, num_layers=layers))
+
+
+def test_forward_returns_logits_for_every_position():
+    model = tiny_model(layers=2)
+    logits, (h, c) = model(torch.randint(0, 11, (3, 5)))
+    assert logits.shape == (3, 5, 11)
+    assert h.shape == c.shape == (2, 3, 8)
+
+
+def test_carrying_the_state_across_chunks_equals_one_long_pass():
+    model = tiny_model()
+    ids = torch.randint(0, 11, (2, 10))
+    whole, _ = model(ids)
+    first, state = model(ids[:, :4])
+    second, _ = model(ids[:, 4:], state)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_every_cell_trains_and_samples(cell):
+    model = tiny_model(cell, layers=2)
+    ids = torch.randint(0, 11, (2, 6))
+    logits, state = model(ids[:, :-1])
+    logits, _ = model(ids[:, -1:], detach_state(state))
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    sample = model.generate(torch.tensor([1, 2]), 4, generator=torch.Generator().manual_seed(0))
+    assert sample.shape == (4,) and 0 <= int(sample.min()) and int(sample.max()) < 11
+
+
+def test_generate_with_the_same_generator_seed_repeats():
+    model = tiny_model()
+    prompt = torch.tensor([3, 1, 4])
+    a = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7))
+    b = model.generate(prompt, 20, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_generate_at_temperature_zero_follows_the_most_likely_token():
+    model = tiny_model()
+    sample = model.generate(torch.tensor([5]), 6, temperature=0.0)
+    ids, expected = torch.tensor([5]), []
+    for _ in range(6):
+        logits, _ = model(ids.unsqueeze(0))
+        expected.append(int(logits[0, -1].argmax()))
+        ids = torch.cat([ids, torch.tensor(expected[-1:])])
+    assert sample.tolist() == expected
+
+
+def test_generate_with_top_k_one_is_greedy():
+    model = tiny_model()
+    greedy = model.generate(torch.tensor([2]), 8, temperature=0.0)
+    top1 = model.generate(torch.tensor([2]), 8, temperature=1.5, top_k=1,
+                          generator=torch.Generator().manual_seed(1))
+    assert torch.equal(greedy, top1)
+
+
+def test_generate_restores_training_mode():
+    model = tiny_model()
+    model.train()
+    model.generate(torch.tensor([1]), 2)
+    assert model.training
+
+
+@pytest.mark.parametrize("kwargs", [{"length": -1}, {"temperature": -0.5}, {"top_k": 0}])
+def test_generate_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        tiny_model().generate(torch.tensor([1]), **{"length": 3, **kwargs})
+
+
+def test_generate_rejects_an_empty_prompt():
+    with pytest.raises(ValueError, match="non-empty"):
+        tiny_model().generate(torch.tensor([], dtype=torch.long), 3)
+
+
+def test_state_helpers_keep_tuple_and_tensor_forms():
+    h, c = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    assert state_from_tensors(state_tensors((h, c)), is_tuple=True)[1] is c
+    assert state_from_tensors(state_tensors(h), is_tuple=False) is h
+    rows = select_rows((h, c), 1, 3)
+    assert rows[0].shape == (2, 2, 3) and torch.equal(rows[1], c[:, 1:3])
+
+
+def test_generate_refuses_a_diverged_model():
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        model.generate(torch.tensor([1]), 3)

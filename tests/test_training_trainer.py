@@ -1,0 +1,273 @@
+"""The training loop: run directory, exact resume, stopping rules, clipping, schedule."""
+
+import csv
+import dataclasses
+import json
+import math
+import random
+import signal
+
+import pytest
+import torch
+
+from rnnkit.training import trainer
+from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.distributed import Ranks
+from rnnkit.training.errors import RunError
+from rnnkit.training.trainer import (
+    clip_gradients,
+    learning_rate,
+    make_optimizer,
+    train,
+    uses_bf16,
+)
+
+ONE_RANK = Ranks(rank=0, world_size=1, device=torch.device("cpu"))
+WORDS = "to be or not that is the question whether tis nobler in the mind to suffer".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A 1,200-character text: 8 streams of 16-character chunks give 8 chunks per pass."""
+    rng = random.Random(0)
+    text = ""
+    while len(text) < 1200:
+        text += " ".join(rng.choice(WORDS) for _ in range(7)) + ".\n"
+    path = tmp_path / "corpus.txt"
+    path.write_text(text[:1200])
+    return path
+
+
+def tiny_config(corpus, **changes) -> TrainConfig:
+    settings = dict(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8, bptt=16,
+                    steps=12, eval_every=4, warmup=2, time_limit=None, device="cpu",
+                    threads=1)
+    return TrainConfig(**{**settings, **changes})
+
+
+def losses(run_path) -> list[float]:
+    with open(run_path / "metrics.csv", newline="") as file:
+        return [float(row["loss"]) for row in csv.DictReader(file)]
+
+
+def patch_task(monkeypatch, change):
+    """Make train() use the real task as modified by ``change(task) -> task``."""
+    real = trainer.build_task
+    monkeypatch.setattr(trainer, "build_task", lambda *args: change(real(*args)))
+
+
+def test_a_run_writes_config_metrics_checkpoints_and_report(corpus, tmp_path):
+    result = train(tiny_config(corpus), tmp_path / "run", ONE_RANK)
+    run = tmp_path / "run"
+    assert result.stop_reason == "finished" and result.steps == 12
+    assert json.loads((run / "config.json").read_text())["hidden_size"] == 16
+    with open(run / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["step", "loss", "grad_norm", "lr", "tokens_per_s",
+                             "val_cross_entropy", "val_bits_per_char"]
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    assert [int(r["step"]) for r in rows if r["val_cross_entropy"]] == [4, 8, 12]
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").info["step"] == 12
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+    report = json.loads((run / "report.json").read_text())
+    assert report["stop_reason"] == "finished" and set(report["test"]) == {"cross_entropy",
+                                                                          "bits_per_char"}
+    assert "## Sample" in (run / "report.md").read_text()
+    assert any((run / "tensorboard").iterdir())
+
+
+def test_an_existing_run_directory_is_refused_and_left_untouched(corpus, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep me")
+    with pytest.raises(RunError, match="already exists"):
+        train(tiny_config(corpus), run, ONE_RANK)
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+
+
+def test_force_replaces_only_the_run_files(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(corpus, steps=4), run, ONE_RANK)
+    (run / "notes.txt").write_text("keep me")
+    train(tiny_config(corpus, steps=8), run, ONE_RANK, force=True)
+    assert len(losses(run)) == 8 and (run / "notes.txt").read_text() == "keep me"
+
+
+def press_ctrl_c_before(step_index: int):
+    """A task change that presses Ctrl-C while the batch of ``step_index`` is fetched."""
+
+    def change(task):
+        batch_at = task.batch_at
+
+        def batch(step):
+            if step == step_index:
+                signal.raise_signal(signal.SIGINT)
+            return batch_at(step)
+
+        return dataclasses.replace(task, batch_at=batch)
+
+    return change
+
+
+@pytest.mark.parametrize(("optimizer", "precision"), [("adamw", "bf16"), ("sgd", "fp32")])
+def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, optimizer,
+                                               precision):
+    # Dropout makes the random generators matter; 12 steps cross the end of a pass (8 chunks).
+    config = tiny_config(corpus, dropout=0.2, optimizer=optimizer, precision=precision)
+    train(config, tmp_path / "whole", ONE_RANK)
+    with monkeypatch.context() as patch:
+        patch_task(patch, press_ctrl_c_before(5))
+        first = train(config, tmp_path / "split", ONE_RANK)
+    assert first.stop_reason == "interrupted" and first.steps == 6
+    assert "--resume" in first.message
+    second = train(config, tmp_path / "split", ONE_RANK, resume=True)
+    assert second.stop_reason == "finished"
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+
+
+def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_path, monkeypatch):
+    config = tiny_config(corpus)
+    train(config, tmp_path / "whole", ONE_RANK)
+
+    def crash_at_step_10(task):
+        batch_at = task.batch_at
+
+        def batch(step):
+            if step == 9:
+                raise RuntimeError("power cut")
+            return batch_at(step)
+
+        return dataclasses.replace(task, batch_at=batch)
+
+    with monkeypatch.context() as patch:
+        patch_task(patch, crash_at_step_10)
+        with pytest.raises(RuntimeError, match="power cut"):
+            train(config, tmp_path / "crashed", ONE_RANK)
+    assert len(losses(tmp_path / "crashed")) == 9  # the last checkpoint is at step 8
+    train(config, tmp_path / "crashed", ONE_RANK, resume=True)
+    assert losses(tmp_path / "crashed") == losses(tmp_path / "whole")
+
+
+def test_resuming_a_finished_run_asks_for_more_steps(corpus, tmp_path):
+    train(tiny_config(corpus, steps=4), tmp_path / "run", ONE_RANK)
+    with pytest.raises(RunError, match="larger --steps"):
+        train(tiny_config(corpus, steps=4), tmp_path / "run", ONE_RANK, resume=True)
+
+
+def test_the_state_is_carried_between_chunks_and_reset_where_a_pass_restarts(corpus, tmp_path,
+                                                                              monkeypatch):
+    received = []
+
+    def record_states(task):
+        forward = task.model.forward
+
+        def recording_forward(ids, state=None):
+            received.append(state)
+            return forward(ids, state)
+
+        task.model.forward = recording_forward
+        return task
+
+    patch_task(monkeypatch, record_states)
+    train(tiny_config(corpus, steps=10, eval_every=100), tmp_path / "run", ONE_RANK)
+    training_calls = [s for s in received if s is None or s[0].shape[1] == 8][:10]
+    assert [s is None for s in training_calls] == [i % 8 == 0 for i in range(10)]
+    assert all(not part.requires_grad for s in training_calls if s is not None for part in s)
+
+
+def test_the_time_limit_stops_with_a_checkpoint(corpus, tmp_path):
+    result = train(tiny_config(corpus, time_limit=1e-6), tmp_path / "run", ONE_RANK)
+    assert result.stop_reason == "time_limit" and result.steps == 1
+    assert "rnnkit train --resume" in result.message
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors").info["step"] == 1
+
+
+def test_early_stopping_after_patience_validations_without_improvement(corpus, tmp_path,
+                                                                       monkeypatch):
+    patch_task(monkeypatch, lambda task: dataclasses.replace(
+        task, evaluate=lambda split: {"cross_entropy": 2.0, "bits_per_char": 2.0 / math.log(2)}))
+    result = train(tiny_config(corpus, patience=2, steps=40), tmp_path / "run", ONE_RANK)
+    assert result.stop_reason == "early_stopping"
+    assert result.steps == 12 and result.best_step == 4
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    calls = []
+
+    def nan_from_step_7(task):
+        def loss(outputs, targets):
+            calls.append(1)
+            value = task.loss(outputs, targets)
+            return value * math.nan if len(calls) >= 7 else value
+
+        return dataclasses.replace(task, loss=loss)
+
+    patch_task(monkeypatch, nan_from_step_7)
+    result = train(tiny_config(corpus), tmp_path / "run", ONE_RANK)
+    assert result.stop_reason == "nan" and result.steps == 6
+    assert "\n" not in result.message and "nan" in result.message
+    assert "step 4" in result.message
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert checkpoint.info["step"] == 4
+    last_row = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[-1]
+    assert last_row.startswith("7,nan,")
+    weights = checkpoint.section("model").values()
+    assert all(torch.isfinite(weight).all() for weight in weights)
+
+
+def test_the_logged_gradient_norm_is_measured_before_clipping(corpus, tmp_path):
+    train(tiny_config(corpus, clip=1e-6), tmp_path / "run", ONE_RANK)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as file:
+        norms = [float(row["grad_norm"]) for row in csv.DictReader(file)]
+    assert min(norms) > 1e-3
+
+
+def test_clip_gradients_returns_the_norm_before_clipping_by_norm_and_value():
+    weight = torch.nn.Parameter(torch.zeros(4))
+    weight.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    assert clip_gradients([weight], clip=1.0, clip_value=None) == pytest.approx(5.0)
+    assert weight.grad.norm().item() == pytest.approx(1.0)
+    weight.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    assert clip_gradients([weight], clip=None, clip_value=1.0) == pytest.approx(math.sqrt(25.25))
+    assert weight.grad.tolist() == [1.0, -1.0, 0.5, 0.0]
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    config = TrainConfig(lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert learning_rate(0, 100, config) == pytest.approx(0.1)
+    assert learning_rate(9, 100, config) == pytest.approx(1.0)
+    assert learning_rate(10, 100, config) == pytest.approx(1.0)
+    middle = 10 + (99 - 10) / 2
+    assert learning_rate(int(middle), 100, config) == pytest.approx(0.55, abs=0.02)
+    assert learning_rate(99, 100, config) == pytest.approx(0.1)
+
+
+def test_warmup_is_capped_at_a_tenth_of_a_short_run():
+    config = TrainConfig(lr=1.0, warmup=100)
+    assert learning_rate(1, 20, config) == pytest.approx(1.0)
+
+
+def test_sgd_and_adamw_are_available():
+    model = torch.nn.Linear(2, 2)
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", lr=0.5, momentum=0.8), model)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.8
+    assert isinstance(make_optimizer(TrainConfig(), model), torch.optim.AdamW)
+
+
+def test_epochs_set_the_length_of_the_run(corpus, tmp_path):
+    result = train(tiny_config(corpus, epochs=1.5), tmp_path / "run", ONE_RANK)
+    assert result.total_steps == 12 and result.steps == 12
+
+
+def test_precision_names_choose_autocast():
+    cpu = torch.device("cpu")
+    assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
