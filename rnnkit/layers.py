@@ -18,11 +18,12 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.checks import check_input_tensor, check_lengths, check_size, check_state
+from rnnkit.engine.fused import fused_supports, run_fused
 from rnnkit.engine.native import run_native
 from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
 
-ENGINES = ("auto", "native", "scan", "reference")
+ENGINES = ("auto", "native", "scan", "reference", "fused")
 
 
 def reverse_padded(sequence: Tensor, lengths: Tensor | None) -> Tensor:
@@ -261,6 +262,9 @@ class RecurrentLayer(nn.Module):
                                  "is not one of torch's own cells "
                                  "(or traces were asked for); use 'auto' or 'reference'")
             return "native"
+        if requested == "fused" and not all(fused_supports(m) for m in maths):
+            raise ValueError(f"{source}='fused': no fused kernel for {type(self).__name__} "
+                             "(every cell but the GRU with reset_after=True has one)")
         if requested == "scan" and not all(m.parallel_scan for m in maths):
             raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
                              "state; only MinGRU and MinLSTM run as a parallel scan")
@@ -305,6 +309,9 @@ class RecurrentLayer(nn.Module):
                 if engine == "scan":
                     output, final, traces = run_scan(cell_math, params, sequence, start, lengths,
                                                      want_traces)
+                elif engine == "fused":
+                    output, final, traces = run_fused(cell_math, params, sequence, start, lengths,
+                                                      lower, want_traces, start_step)
                 else:
                     output, final, traces = run_reference(cell_math, params, sequence, start,
                                                           lengths, lower, want_traces, start_step)

@@ -1,0 +1,89 @@
+"""What the benchmark scripts share: timing, the machine's description, RESULTS.md sections."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def elapsed(function: Callable[[], object]) -> float:
+    """Wall time of one call of ``function()`` in seconds."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def median_time(function: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``function()`` in seconds over ``repeats`` calls (no warm-up)."""
+    return statistics.median(elapsed(function) for _ in range(repeats))
+
+
+def gemm_peak(repeats: int = 5, size: int = 2048) -> float:
+    """GFLOP/s of one float32 ``size``^3 matrix product with torch's current threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    return 2 * size**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (or the platform's guess)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else "unknown"
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, e.g. ``"1.02 0.80 0.55"``."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def threads_label() -> str:
+    """``"1 thread"`` / ``"2 threads"``: torch's current thread count, for section titles."""
+    threads = torch.get_num_threads()
+    return f"{threads} thread" + ("s" if threads > 1 else "")
+
+
+def machine_lines(load_before: str) -> list[str]:
+    """Markdown bullet lines describing the machine, the software and the load of this run."""
+    return [
+        f"- Date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; torch threads: "
+        f"{torch.get_num_threads()}",
+        f"- torch {torch.__version__}, Python {platform.python_version()}",
+        f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_average()} "
+        f"(the cores are shared: other jobs ran during the measurement)",
+        f"- Command: `python {' '.join(sys.argv)}`",
+    ]
+
+
+def write_section(title: str, lines: list[str]) -> None:
+    """Replace (or append) the ``## title`` section of RESULTS.md, keeping the others."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# rnnkit benchmark results\n"
+    body = f"## {title}\n\n" + "\n".join(lines).rstrip() + "\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + body
+    RESULTS.write_text(text)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines

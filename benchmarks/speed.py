@@ -1,0 +1,269 @@
+"""Every rnnkit cell against torch.nn.LSTM: inference and training time, GFLOP/s, peak memory.
+
+For each shape (B, T, H) (input size H, one layer), the cells of ``rnnkit.CELL_NAMES`` and a
+``torch.nn.LSTM`` of the same sizes are timed in one loop, interleaved, after warm-up: inference
+is a forward pass under ``torch.no_grad()``, training a forward pass plus the backward pass of
+``output.sum()``. Each cell runs on the engine ``auto`` picks, except that cells ``auto`` would
+run on the reference loop run on the fused engine; cells on the parallel scan that the fused
+engine also runs get a second row, ``name [fused]``.
+
+Effective GFLOP/s counts the matrix products only: 2 T B flops per weight-matrix entry forward,
+three times that for training; the share is against a 2048^3 float32 product timed in the same
+run. Peak memory is the growth of the resident set during one training step (VmHWM after minus
+VmRSS before, with the high-water mark reset through /proc/self/clear_refs), measured in a child
+process in which glibc returns every allocation of 64 KiB or more to the system when freed
+(MALLOC_MMAP_THRESHOLD_), so the resident set follows the live tensors, torch's and oneDNN's.
+
+Usage::
+
+    python benchmarks/speed.py                 # every cell, every shape; writes RESULTS.md
+    python benchmarks/speed.py --quick         # B=32, T=100, H=256 and fewer repeats
+    python benchmarks/speed.py --cells cifg-lstm,gru-cho --shapes 32x100x256,1x500x128
+    python benchmarks/speed.py --threads 1     # its own section of RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from report import (
+    elapsed,
+    gemm_peak,
+    load_average,
+    machine_lines,
+    markdown_table,
+    threads_label,
+    write_section,
+)
+
+import rnnkit
+from rnnkit.engine.fused import fused_supports
+
+SHAPES = ((32, 100, 128), (32, 100, 256), (32, 100, 512), (8, 200, 256), (1, 500, 128))
+BASELINE = "torch.nn.LSTM"
+# A depth gate links two layers: that cell runs with two, against a two-layer torch.nn.LSTM.
+LAYERS = {"depth-gated-lstm": 2}
+
+
+def baseline_name(layers: int) -> str:
+    """The name of the torch.nn.LSTM row with ``layers`` layers."""
+    return BASELINE if layers == 1 else f"{BASELINE} ({layers} layers)"
+
+
+def baseline_for(name: str) -> str:
+    """The torch.nn.LSTM row a cell is compared with (same number of layers)."""
+    return baseline_name(LAYERS.get(name, 1))
+TARGET_SHAPE, TARGET_RATIO, ANY_SHAPE_RATIO, MEMORY_RATIO = (32, 100, 256), 1.25, 1.5, 1.5
+
+
+def engines_for(name: str) -> list[str]:
+    """The engines a cell is benchmarked on: the one ``auto`` picks (native, scan) or, where
+    ``auto`` would run the reference loop, fused; plus fused for scan cells it also runs."""
+    maths = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1)).layer_maths
+    fused = all(fused_supports(m) for m in maths)
+    if all(m.native_mode is not None for m in maths):
+        return ["native"]
+    if all(m.parallel_scan for m in maths):
+        return ["scan", "fused"] if fused else ["scan"]
+    return ["fused"] if fused else ["reference"]
+
+
+def label(name: str, engine: str) -> str:
+    """A table row's name: the cell, with the engine when it is not the cell's first."""
+    return name if engine == engines_for(name)[0] else f"{name} [{engine}]"
+
+
+def build_models(names: list[str], hidden: int) -> dict[str, torch.nn.Module]:
+    """The torch.nn.LSTM baselines, then each cell on each of its engines; input and hidden
+    size ``hidden``."""
+    models: dict[str, torch.nn.Module] = {}
+    for layers in sorted({LAYERS.get(name, 1) for name in names}):
+        models[baseline_name(layers)] = torch.nn.LSTM(hidden, hidden, layers)
+    for name in names:
+        for engine in engines_for(name):
+            models[label(name, engine)] = rnnkit.build_layer(
+                name, hidden, hidden, LAYERS.get(name, 1),
+                engine="fused" if engine == "fused" else "auto")
+    return models
+
+
+def forward_flops(model: torch.nn.Module, steps: int, batch: int) -> int:
+    """Matrix-product flops of one forward pass: 2 T B per entry of each weight matrix."""
+    return 2 * steps * batch * sum(p.numel() for p in model.parameters() if p.dim() == 2)
+
+
+def inference(model: torch.nn.Module, inputs: torch.Tensor) -> None:
+    with torch.no_grad():
+        model(inputs)
+
+
+def training_step(model: torch.nn.Module, inputs: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    output, _ = model(inputs)
+    output.sum().backward()
+
+
+def time_models(models: dict[str, torch.nn.Module], shape: tuple[int, int, int], repeats: int,
+                warmup: int) -> dict[str, tuple[float, float]]:
+    """Median (inference, training) seconds per model, the models interleaved in each round."""
+    batch, steps, hidden = shape
+    inputs = torch.randn(steps, batch, hidden)
+    for model in models.values():
+        for _ in range(warmup):
+            inference(model, inputs)
+            training_step(model, inputs)
+    samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            samples[name][0].append(elapsed(lambda m=model: inference(m, inputs)))
+            samples[name][1].append(elapsed(lambda m=model: training_step(m, inputs)))
+    return {name: (statistics.median(inf), statistics.median(train))
+            for name, (inf, train) in samples.items()}
+
+
+def resident_bytes(field: str) -> int:
+    """A field of /proc/self/status (VmRSS, VmHWM) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory_probe(names: list[str], shape: tuple[int, int, int]) -> dict[str, int]:
+    """In this process: peak resident-set growth of one training step per model, in bytes."""
+    batch, steps, hidden = shape
+    inputs = torch.randn(steps, batch, hidden)
+    peaks = {}
+    for name, model in build_models(names, hidden).items():
+        training_step(model, inputs)  # warm-up: lazy initialisation, primitive caches
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        before = resident_bytes("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+        training_step(model, inputs)
+        peaks[name] = resident_bytes("VmHWM") - before
+    return peaks
+
+
+def peak_memory(names: list[str], shape: tuple[int, int, int]) -> dict[str, int] | None:
+    """Run :func:`peak_memory_probe` in a child process; ``None`` where it cannot run."""
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
+    command = [sys.executable, __file__, "--memory-probe", json.dumps([names, shape])]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"memory probe failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warmup: int,
+               peak: float) -> tuple[list[list[str]], dict[str, tuple[float, float | None]]]:
+    """Table rows for one shape, and per cell (training ratio, memory ratio)."""
+    batch, steps, hidden = shape
+    models = build_models(names, hidden)
+    times = time_models(models, shape, repeats, warmup)
+    memory = peak_memory(names, shape)
+    rows, ratios = [], {}
+    for name, model in models.items():
+        cell, _, engine = name.partition(" [")
+        baseline = name if name.startswith(BASELINE) else baseline_for(cell)
+        base_inference, base_training = times[baseline]
+        inference_time, training_time = times[name]
+        flops = forward_flops(model, steps, batch)
+        training_gflops = 3 * flops / training_time / 1e9
+        memory_ratio = None
+        memory_text = "n/a"
+        if memory is not None:
+            memory_ratio = memory[name] / memory[baseline]
+            memory_text = f"{memory[name] / 2**20:.1f} ({memory_ratio:.2f}x)"
+        engine = "oneDNN" if name.startswith(BASELINE) else \
+            engine.rstrip("]") or engines_for(cell)[0]
+        rows.append([name, engine,
+                     f"{inference_time * 1e3:.2f}", f"{inference_time / base_inference:.2f}x",
+                     f"{flops / inference_time / 1e9:.1f}",
+                     f"{training_time * 1e3:.2f}", f"{training_time / base_training:.2f}x",
+                     f"{training_gflops:.1f}", f"{100 * training_gflops / peak:.0f}%",
+                     memory_text])
+        ratios[name] = (training_time / base_training, memory_ratio)
+    return rows, ratios
+
+
+HEADER = ["cell", "engine", "infer ms", "vs LSTM", "infer GFLOP/s", "train ms", "vs LSTM",
+          "train GFLOP/s", "of GEMM peak", "train peak MB (vs LSTM)"]
+
+
+def target_lines(all_ratios: dict[tuple[int, int, int], dict]) -> list[str]:
+    """Which non-torch cells miss the training-time and memory targets, and by how much."""
+    misses = []
+    for shape, ratios in all_ratios.items():
+        limit = TARGET_RATIO if shape == TARGET_SHAPE else ANY_SHAPE_RATIO
+        for name, (time_ratio, memory_ratio) in ratios.items():
+            if name.startswith(BASELINE) or engines_for(name.partition(" [")[0]) == ["native"]:
+                continue
+            if time_ratio > limit:
+                misses.append(f"{name} at B,T,H={shape}: training {time_ratio:.2f}x > {limit}x")
+            if memory_ratio is not None and memory_ratio > MEMORY_RATIO:
+                misses.append(f"{name} at B,T,H={shape}: memory {memory_ratio:.2f}x > "
+                              f"{MEMORY_RATIO}x")
+    summary = (f"Targets (non-torch cells, training vs torch.nn.LSTM): <= {TARGET_RATIO}x at "
+               f"B,T,H={TARGET_SHAPE}, <= {ANY_SHAPE_RATIO}x elsewhere, peak memory <= "
+               f"{MEMORY_RATIO}x.")
+    return [summary, ""] + ([f"- missed: {m}" for m in misses] or ["- all met in this run"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="only B=32, T=100, H=256, 3 repeats after 1 warm-up")
+    parser.add_argument("--cells", help="comma-separated cell names (default: all)")
+    parser.add_argument("--shapes", help="comma-separated BxTxH, e.g. 32x100x256")
+    parser.add_argument("--repeats", type=int, help="timed rounds per shape (default 7)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        names, shape = json.loads(args.memory_probe)
+        print(json.dumps(peak_memory_probe(names, tuple(shape))))
+        return
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.cells.split(",") if args.cells else list(rnnkit.CELL_NAMES)
+    unknown = set(names) - set(rnnkit.CELL_NAMES)
+    if unknown:
+        parser.error(f"unknown cells {sorted(unknown)}; choose from {rnnkit.CELL_NAMES}")
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    else:
+        shapes = [TARGET_SHAPE] if args.quick else list(SHAPES)
+    repeats = args.repeats or (3 if args.quick else 7)
+    warmup = 1 if args.quick else 2
+
+    load_before = load_average()
+    peak = gemm_peak()
+    tables, all_ratios = [], {}
+    for shape in shapes:
+        rows, all_ratios[shape] = shape_rows(names, shape, repeats, warmup, peak)
+        table = [f"### B={shape[0]}, T={shape[1]}, H={shape[2]}", ""]
+        table += markdown_table(HEADER, rows) + [""]
+        print("\n".join(table), flush=True)
+        tables += table
+    targets = target_lines(all_ratios)
+    print("\n".join(targets))
+    write_section(f"Speed, {threads_label()}", machine_lines(load_before) + [
+        f"- GEMM peak (2048^3 float32 matmul, same run): {peak:.1f} GFLOP/s",
+        f"- Median of {repeats} interleaved rounds after {warmup} warm-up; input size = H, "
+        f"one layer", ""] + tables + targets)
+
+if __name__ == "__main__":
+    main()

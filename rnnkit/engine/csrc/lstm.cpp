@@ -1,0 +1,309 @@
+// The LSTM family over a sequence: every switch of rnnkit.cells.lstm.LSTMMath and the depth
+// gate of DepthGatedMath, forward and backward through time.
+//
+// Forward, per step t: gates[t][:, recurrent blocks] += h_{t-1} W_hh^T (one product into the
+// buffer already holding W_ih x_t + b), (with full gate recurrence) W_gr a_{t-1}, then one
+// pointwise pass; with a projection, h_t = m_t W_hr^T. Saved: the gate activations (which are
+// also the traces), the cell states, the hidden states (the outputs), m_t with a projection and
+// a_t with full gate recurrence. Backward walks the steps in reverse with one pointwise pass and
+// one product per step (two with a projection or gate recurrence), filling dL/d(pre) for all
+// steps, then computes every weight gradient as one product over all steps.
+#include <optional>
+
+#include "cells.h"
+#include "pointwise.h"
+#include "recurrence.h"
+
+namespace rnnkit {
+namespace {
+
+// Column offset of each block of `blocks` (a subset of "ifgo", then "d" for the depth gate).
+LstmLayout make_layout(const LstmOptions& options, int64_t hidden, bool gate_recurrence) {
+  const std::string& blocks = options.blocks;
+  auto block_col = [&](char name) -> int64_t {
+    const auto found = blocks.find(name);
+    return found == std::string::npos ? -1 : static_cast<int64_t>(found) * hidden;
+  };
+  LstmLayout layout{};
+  layout.hidden = hidden;
+  layout.gate_width = static_cast<int64_t>(blocks.size()) * hidden;
+  layout.input_col = block_col('i');
+  layout.forget_col = block_col('f');
+  layout.candidate_col = block_col('g');
+  layout.output_col = block_col('o');
+  layout.depth_col = block_col('d');
+  layout.input_state_col = layout.forget_state_col = layout.output_state_col = -1;
+  if (gate_recurrence) {
+    // a_t stacks the activations of the gates present in the order i, f, o.
+    const auto place = [&](int64_t column) {
+      if (column < 0) {
+        return int64_t{-1};
+      }
+      layout.state_width += hidden;
+      return layout.state_width - hidden;
+    };
+    layout.input_state_col = place(layout.input_col);
+    layout.forget_state_col = place(layout.forget_col);
+    layout.output_state_col = place(layout.output_col);
+  }
+  layout.coupled = options.coupled;
+  layout.input_activation = options.input_activation;
+  layout.output_activation = options.output_activation;
+  return layout;
+}
+
+template <typename scalar_t>
+LstmVectors<scalar_t> vectors_of(const TensorMap& tensors) {
+  return {data_or_null<scalar_t>(get(tensors, "peep_input")),
+          data_or_null<scalar_t>(get(tensors, "peep_forget")),
+          data_or_null<scalar_t>(get(tensors, "peep_output")),
+          data_or_null<scalar_t>(get(tensors, "depth_cell")),
+          data_or_null<scalar_t>(get(tensors, "depth_lower"))};
+}
+
+void check_lstm_inputs(const TensorMap& tensors, const LstmLayout& layout) {
+  const int64_t steps = tensors.at("inputs").size(0), batch = tensors.at("inputs").size(1);
+  const int64_t hidden = layout.hidden, width = layout.gate_width;
+  const int64_t recurrent_width = width - (layout.depth_col >= 0 ? hidden : 0);
+  const int64_t output = tensors.at("hidden0").size(1);
+  std::map<std::string, std::vector<int64_t>> shapes{
+      {"weight_ih", {width, tensors.at("inputs").size(2)}},
+      {"weight_hh", {recurrent_width, output}},
+      {"hidden0", {batch, output}},
+      {"cell0", {batch, hidden}}};
+  if (tensors.count("bias")) {
+    shapes["bias"] = {width};
+  }
+  if (tensors.count("weight_hr") || output != hidden) {
+    shapes["weight_hr"] = {output, hidden};
+  }
+  if (layout.state_width > 0) {
+    shapes["weight_gr"] = {layout.state_width, layout.state_width};
+    shapes["gate_state0"] = {batch, layout.state_width};
+  }
+  if (layout.depth_col >= 0) {
+    shapes["lower"] = {steps, batch, hidden};
+    shapes["depth_cell"] = shapes["depth_lower"] = {hidden};
+  }
+  for (const char* name : {"peep_input", "peep_forget", "peep_output"}) {
+    if (tensors.count(name)) {
+      shapes[name] = {hidden};
+    }
+  }
+  TORCH_CHECK(layout.candidate_col >= 0, "blocks: the candidate block g is required");
+  TORCH_CHECK(!tensors.count("peep_input") || layout.input_col >= 0,
+              "peep_input: no input gate");
+  TORCH_CHECK(!tensors.count("peep_forget") || layout.forget_col >= 0,
+              "peep_forget: no forget gate");
+  TORCH_CHECK(!tensors.count("peep_output") || layout.output_col >= 0,
+              "peep_output: no output gate");
+  TORCH_CHECK(!layout.coupled || (layout.forget_col >= 0 && layout.input_col < 0),
+              "coupled: needs a forget gate and no input gate block");
+  check_sequence_inputs(tensors, shapes);
+}
+
+}  // namespace
+
+TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
+  const at::Tensor inputs = tensors.at("inputs");
+  const at::Tensor weight_hh = tensors.at("weight_hh");
+  const at::Tensor weight_hr = get(tensors, "weight_hr");
+  const at::Tensor weight_gr = get(tensors, "weight_gr");
+  const at::Tensor lower = get(tensors, "lower");
+  const at::Tensor last_step = tensors.at("last_step");
+  const at::Tensor cell0 = tensors.at("cell0");
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = cell0.size(1);
+  const int64_t recurrent_width = weight_hh.size(0);
+  const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  check_lstm_inputs(tensors, layout);
+
+  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
+  at::Tensor cells = at::empty({steps + 1, batch, hidden}, cell0.options());
+  at::Tensor hiddens = at::empty({steps + 1, batch, tensors.at("hidden0").size(1)},
+                                 cell0.options());
+  cells[0].copy_(cell0);
+  hiddens[0].copy_(tensors.at("hidden0"));
+  at::Tensor unprojected, gate_states, gate_recurrence;
+  if (weight_hr.defined()) {
+    unprojected = at::empty({steps, batch, hidden}, cell0.options());
+  }
+  if (weight_gr.defined()) {
+    gate_states = at::empty({steps + 1, batch, layout.state_width}, cell0.options());
+    gate_states[0].copy_(tensors.at("gate_state0"));
+    gate_recurrence = at::empty({batch, layout.state_width}, cell0.options());
+  }
+
+  const StepProduct recurrent(weight_hh, true, batch);
+  std::optional<StepProduct> from_gates, projection;
+  if (weight_gr.defined()) {
+    from_gates.emplace(weight_gr, true, batch);
+  }
+  if (weight_hr.defined()) {
+    projection.emplace(weight_hr, true, batch);
+  }
+  const int64_t output_size = hiddens.size(2), state_width = layout.state_width;
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "lstm_forward", [&] {
+    const LstmVectors<scalar_t> vectors = vectors_of<scalar_t>(tensors);
+    scalar_t* gate_recurrence_data = data_or_null<scalar_t>(gate_recurrence);
+    LstmForwardStep<scalar_t> step{};
+    step.gate_recurrence = gate_recurrence_data;
+    step.last_step = last_step.data_ptr<int64_t>();
+    step.batch = batch;
+    for (int64_t t = 0; t < steps; ++t) {
+      step.gates = step_or_null<scalar_t>(gates, t);
+      recurrent(step.gates, layout.gate_width, step_or_null<scalar_t>(hiddens, t), output_size,
+                true);
+      if (from_gates) {
+        (*from_gates)(gate_recurrence_data, state_width, step_or_null<scalar_t>(gate_states, t),
+                      state_width, false);
+      }
+      step.cell_prev = step_or_null<scalar_t>(cells, t);
+      step.lower = step_or_null<scalar_t>(lower, t);
+      step.cell = step_or_null<scalar_t>(cells, t + 1);
+      step.hidden = projection ? step_or_null<scalar_t>(unprojected, t)
+                               : step_or_null<scalar_t>(hiddens, t + 1);
+      step.gate_state = step_or_null<scalar_t>(gate_states, t + 1);
+      step.step = t;
+      for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
+        lstm_forward_step(layout, vectors, step, begin, end);
+      });
+      if (projection) {
+        (*projection)(step_or_null<scalar_t>(hiddens, t + 1), output_size, step.hidden, hidden,
+                      false);
+      }
+    }
+  });
+
+  TensorMap outputs{{"gates", gates}, {"cells", cells}, {"hiddens", hiddens}};
+  if (unprojected.defined()) {
+    outputs["unprojected"] = unprojected;
+  }
+  if (gate_states.defined()) {
+    outputs["gate_states"] = gate_states;
+  }
+  return outputs;
+}
+
+TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad,
+                        const LstmOptions& options) {
+  const at::Tensor inputs = saved.at("inputs");
+  const at::Tensor weight_hh = saved.at("weight_hh");
+  const at::Tensor weight_hr = get(saved, "weight_hr");
+  const at::Tensor weight_gr = get(saved, "weight_gr");
+  const at::Tensor gates = saved.at("gates");
+  const at::Tensor cells = saved.at("cells");
+  const at::Tensor hiddens = saved.at("hiddens");
+  const at::Tensor unprojected = get(saved, "unprojected");
+  const at::Tensor gate_states = get(saved, "gate_states");
+  const at::Tensor lower = get(saved, "lower");
+  const at::Tensor last_step = saved.at("last_step");
+  const at::Tensor grad_hiddens = get(grads, "hiddens");
+  const at::Tensor grad_cells = get(grads, "cells");
+  const at::Tensor grad_gates = get(grads, "gates");
+  const at::Tensor grad_gate_states = get(grads, "gate_states");
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = cells.size(2);
+  const int64_t recurrent_width = weight_hh.size(0);
+  const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  const auto zeros = [&](at::IntArrayRef shape) { return at::zeros(shape, cells.options()); };
+
+  at::Tensor grad_pre = at::empty_like(gates);
+  at::Tensor grad_hidden = zeros({batch, hiddens.size(2)});  // dL/dh_t from steps > t
+  at::Tensor grad_cell = zeros({batch, hidden});
+  at::Tensor grad_projected, grad_unprojected, grad_pre_state, grad_gate_state, grad_lower;
+  if (weight_hr.defined()) {
+    grad_projected = at::empty({steps, batch, hiddens.size(2)}, cells.options());
+    grad_unprojected = at::empty({batch, hidden}, cells.options());
+  }
+  if (weight_gr.defined()) {
+    grad_pre_state = at::empty({steps, batch, layout.state_width}, cells.options());
+    grad_gate_state = zeros({batch, layout.state_width});
+  }
+  if (lower.defined()) {
+    grad_lower = at::empty_like(lower);
+  }
+  TensorMap result;
+  for (const char* name : {"peep_input", "peep_forget", "peep_output", "depth_cell",
+                           "depth_lower"}) {
+    if (saved.count(name)) {
+      result[name] = zeros({hidden});
+    }
+  }
+
+  const StepProduct recurrent(weight_hh, false, batch);
+  std::optional<StepProduct> from_gates, projection;
+  if (weight_gr.defined()) {
+    from_gates.emplace(weight_gr, false, batch);
+  }
+  if (weight_hr.defined()) {
+    projection.emplace(weight_hr, false, batch);
+  }
+  const int64_t output_size = hiddens.size(2), state_width = layout.state_width;
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "lstm_backward", [&] {
+    const LstmVectors<scalar_t> vectors = vectors_of<scalar_t>(saved);
+    scalar_t* grad_hidden_data = grad_hidden.data_ptr<scalar_t>();
+    scalar_t* grad_unprojected_data = data_or_null<scalar_t>(grad_unprojected);
+    scalar_t* grad_gate_state_data = data_or_null<scalar_t>(grad_gate_state);
+    LstmBackwardStep<scalar_t> step{};
+    step.grad_hidden = projection ? grad_unprojected_data : grad_hidden_data;
+    step.grad_gate_state = grad_gate_state_data;
+    step.grad_cell = grad_cell.data_ptr<scalar_t>();
+    step.grad_peep_input = data_or_null<scalar_t>(get(result, "peep_input"));
+    step.grad_peep_forget = data_or_null<scalar_t>(get(result, "peep_forget"));
+    step.grad_peep_output = data_or_null<scalar_t>(get(result, "peep_output"));
+    step.grad_depth_cell = data_or_null<scalar_t>(get(result, "depth_cell"));
+    step.grad_depth_lower = data_or_null<scalar_t>(get(result, "depth_lower"));
+    step.last_step = last_step.data_ptr<int64_t>();
+    step.batch = batch;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      if (projection) {  // dL/dh_t, then through h_t = m_t W_hr^T to dL/dm_t
+        scalar_t* grad_projected_t = step_or_null<scalar_t>(grad_projected, t);
+        add_active_rows(grad_projected_t, grad_hidden_data,
+                        step_or_null<scalar_t>(grad_hiddens, t + 1), step.last_step, t, batch,
+                        output_size);
+        (*projection)(grad_unprojected_data, hidden, grad_projected_t, output_size, false);
+      } else {
+        step.grad_hidden_extra = step_or_null<scalar_t>(grad_hiddens, t + 1);
+      }
+      if (from_gates && grad_gate_states.defined()) {
+        grad_gate_state.add_(grad_gate_states[t + 1]);
+      }
+      step.gates = step_or_null<scalar_t>(gates, t);
+      step.cell_prev = step_or_null<scalar_t>(cells, t);
+      step.cell = step_or_null<scalar_t>(cells, t + 1);
+      step.lower = step_or_null<scalar_t>(lower, t);
+      step.grad_cell_extra = step_or_null<scalar_t>(grad_cells, t + 1);
+      step.grad_gates_extra = step_or_null<scalar_t>(grad_gates, t);
+      step.grad_pre = step_or_null<scalar_t>(grad_pre, t);
+      step.grad_pre_state = step_or_null<scalar_t>(grad_pre_state, t);
+      step.grad_lower = step_or_null<scalar_t>(grad_lower, t);
+      step.step = t;
+      for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
+        lstm_backward_step(layout, vectors, step, begin, end);
+      });
+      recurrent(grad_hidden_data, output_size, step.grad_pre, layout.gate_width, false);
+      if (from_gates) {
+        (*from_gates)(grad_gate_state_data, state_width, step.grad_pre_state, state_width, false);
+      }
+    }
+  });
+
+  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0,
+                  input_grad, result);
+  result["weight_hh"] = weight_gradient(grad_pre.narrow(2, 0, recurrent_width),
+                                        hiddens.narrow(0, 0, steps));
+  result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);
+  result["cell0"] = initial_gradient(grad_cell, grad_cells);
+  if (weight_hr.defined()) {
+    result["weight_hr"] = weight_gradient(grad_projected, unprojected);
+  }
+  if (weight_gr.defined()) {
+    result["weight_gr"] = weight_gradient(grad_pre_state, gate_states.narrow(0, 0, steps));
+    result["gate_state0"] = initial_gradient(grad_gate_state, grad_gate_states);
+  }
+  if (lower.defined()) {
+    result["lower"] = grad_lower;
+  }
+  return result;
+}
+
+}  // namespace rnnkit

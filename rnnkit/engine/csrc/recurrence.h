@@ -1,0 +1,162 @@
+// What the sequence loops of every fused cell family share (lstm.cpp, gru.cpp, elman.cpp,
+// minimal.cpp; their entry points are in cells.h).
+//
+// Shapes: T steps, B sequences, I input features, H hidden units. Per step, the loops call matrix
+// products on rows of preallocated buffers (StepProduct) and pointwise kernels (pointwise.h);
+// they allocate nothing inside the time loop.
+#pragma once
+
+// Only the operators used, not ATen/ATen.h: a third of the compile time.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rnnkit {
+
+using TensorMap = std::map<std::string, at::Tensor>;
+
+// The tensor called `name`, or an undefined tensor when absent.
+inline at::Tensor get(const TensorMap& tensors, const std::string& name) {
+  auto found = tensors.find(name);
+  return found == tensors.end() ? at::Tensor() : found->second;
+}
+
+// Pointer to the data of an optional tensor (null when undefined).
+template <typename scalar_t>
+scalar_t* data_or_null(const at::Tensor& tensor) {
+  return tensor.defined() ? tensor.data_ptr<scalar_t>() : nullptr;
+}
+
+// Pointer to step `step` of an optional (T', B, width) tensor (null when undefined).
+template <typename scalar_t>
+scalar_t* step_or_null(const at::Tensor& tensor, int64_t step) {
+  return tensor.defined() ? tensor.data_ptr<scalar_t>() + step * tensor.stride(0) : nullptr;
+}
+
+// Raises unless the tensors every family takes are consistent: inputs (T, B, I) of a floating
+// dtype, last_step (B) int64 within [0, T), and each named tensor of the given shape and dtype.
+inline void check_sequence_inputs(const TensorMap& tensors,
+                                  const std::map<std::string, std::vector<int64_t>>& shapes) {
+  const at::Tensor inputs = tensors.at("inputs");
+  TORCH_CHECK(inputs.dim() == 3 && inputs.is_contiguous() && inputs.device().is_cpu(),
+              "inputs: expected a contiguous (T, B, I) CPU tensor");
+  const at::Tensor last_step = tensors.at("last_step");
+  TORCH_CHECK(last_step.dtype() == at::kLong && last_step.is_contiguous() &&
+                  last_step.numel() == inputs.size(1),
+              "last_step: expected B int64 values");
+  TORCH_CHECK(last_step.numel() == 0 ||
+                  (last_step.min().item<int64_t>() >= 0 &&
+                   last_step.max().item<int64_t>() < inputs.size(0)),
+              "last_step: expected values in [0, T)");
+  for (const auto& [name, shape] : shapes) {
+    const at::Tensor tensor = get(tensors, name);
+    TORCH_CHECK(tensor.defined(), name, ": missing");
+    TORCH_CHECK(tensor.sizes() == at::IntArrayRef(shape) && tensor.is_contiguous() &&
+                    tensor.scalar_type() == inputs.scalar_type() && tensor.device().is_cpu(),
+                name, ": expected a contiguous CPU tensor of shape ", at::IntArrayRef(shape),
+                " and dtype ", inputs.scalar_type(), ", got ", tensor.sizes(), " ",
+                tensor.scalar_type());
+  }
+}
+
+// W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih).
+inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& weight_ih,
+                                 const at::Tensor& bias) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1);
+  const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
+  at::Tensor projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
+                                        : at::mm(flat, weight_ih.t());
+  return projected.view({steps, batch, weight_ih.size(0)});
+}
+
+// Gradients of the input projection from dL/d(pre-activations) of all steps (T, B, rows), each
+// one matrix product: grad_weight_ih, grad_bias when there is one, and grad_inputs (T, B, I)
+// when the inputs need it (not for a first layer's data: a third of the products saved).
+inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs,
+                            const at::Tensor& weight_ih, bool has_bias, bool input_grad,
+                            TensorMap& grads) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1);
+  const at::Tensor flat = grad_pre.view({steps * batch, grad_pre.size(2)});
+  if (input_grad) {
+    grads["inputs"] = at::mm(flat, weight_ih).view({steps, batch, inputs.size(2)});
+  }
+  grads["weight_ih"] = at::mm(flat.t(), inputs.reshape({steps * batch, inputs.size(2)}));
+  if (has_bias) {
+    grads["bias"] = flat.sum(0);
+  }
+}
+
+// sum over steps t of grad_pre[t]^T states[t]: the gradient of a recurrent weight from its
+// per-step pre-activation gradients (T, B, rows) and the states it multiplied (T, B, cols).
+inline at::Tensor weight_gradient(const at::Tensor& grad_pre, const at::Tensor& states) {
+  const int64_t rows = grad_pre.size(0) * grad_pre.size(1);
+  return at::mm(grad_pre.reshape({rows, grad_pre.size(2)}).t(),
+                states.reshape({rows, states.size(2)}));
+}
+
+// The gradient of a state's initial value: what reached it through the recurrence plus what
+// came from outside for step 0 of the saved states (zero unless the caller used it).
+inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& grad_states) {
+  return grad_states.defined() ? carried.add(grad_states[0]) : carried;
+}
+
+// out (B, N) = state (B, K) @ op(weight), or out += ..., once per step of a sequence, where
+// op(weight) is weight^T for `transpose` (weight (N, K)), else weight (K, N), and out and state
+// are rows of larger buffers given by pointer and row stride. When torch is built with MKL and
+// exports its BLAS (RNNKIT_MKL_BLAS, set by fused.py), the products call MKL directly, without a
+// tensor or a dispatch per step, and float weights are packed once per sequence into MKL's
+// internal layout, which saves the copy of the weight that every ordinary call makes; otherwise
+// they go through at::mm.
+class StepProduct {
+ public:
+  StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
+  void operator()(float* out, int64_t out_stride, const float* state, int64_t state_stride,
+                  bool accumulate) const;
+  void operator()(double* out, int64_t out_stride, const double* state, int64_t state_stride,
+                  bool accumulate) const;
+
+ private:
+  template <typename scalar_t>
+  void with_aten(scalar_t* out, int64_t out_stride, const scalar_t* state, int64_t state_stride,
+                 bool accumulate) const;
+
+  at::Tensor weight_;  // op(weight), a view
+  bool transpose_;
+  int64_t batch_;
+  at::Tensor packed_;  // MKL's packed op(weight), when used
+};
+
+// Units per thread are multiples of this, so each thread's columns start on a vector boundary.
+constexpr int64_t kColumnAlign = 16;
+// Below this many elements a step's pointwise work is not worth waking a second thread.
+constexpr int64_t kParallelElements = 16384;
+
+// Runs kernel(col_begin, col_end) over the hidden units [0, columns), split across threads.
+template <typename Kernel>
+void for_column_ranges(int64_t rows, int64_t columns, const Kernel& kernel) {
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || rows * columns < kParallelElements || at::in_parallel_region()) {
+    kernel(0, columns);
+    return;
+  }
+  const int64_t per_thread =
+      (columns + threads * kColumnAlign - 1) / (threads * kColumnAlign) * kColumnAlign;
+  const int64_t parts = (columns + per_thread - 1) / per_thread;
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      kernel(part * per_thread, std::min(columns, (part + 1) * per_thread));
+    }
+  });
+}
+
+}  // namespace rnnkit

@@ -1,0 +1,317 @@
+"""The fused engine: whole sequences of the non-torch cells in C++, forward and backward.
+
+For the LSTM family (every switch of :class:`~rnnkit.cells.lstm.LSTMMath`, and the Depth-Gated
+LSTM), the GRU in Cho et al.'s form (``reset_after=False``), the Elman and Clockwork RNNs and
+minGRU / minLSTM, one call runs a layer and direction over all steps: the input projection of all
+steps is one matrix product, each step one more product into a preallocated buffer (none for
+minGRU / minLSTM) and one vectorised pointwise pass, and the backward pass (written by hand,
+through time) computes each weight gradient as one product over all steps. What it saves for the
+backward pass (gate activations, cell states) is also where the traces come from.
+
+Layers use it when asked (``engine="fused"`` or ``RNNKIT_ENGINE=fused``). The C++ sources in
+``csrc/`` are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja
+are needed; the result is cached in torch's extensions directory). If that fails, one warning is
+emitted and the engine runs the reference loop instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import warnings
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from rnnkit.cells.base import CellMath, Params, State, Traces
+from rnnkit.engine.reference import run_reference, step_mask
+
+_SOURCES = ("pointwise.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "minimal.cpp",
+            "bindings.cpp")
+# MKL routines the per-step products call directly when torch's library exports them (see
+# StepProduct in csrc/recurrence.h).
+_MKL_ROUTINES = ("sgemm_", "dgemm_", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack",
+                 "cblas_sgemm_compute")
+_DTYPES = (torch.float32, torch.float64)
+
+
+@cache
+def load_extension() -> object | None:
+    """The compiled kernels, ``torch.ops.rnnkit_fused`` (built on the first call), or ``None``
+    if they cannot be built."""
+    source_dir = Path(__file__).parent / "csrc"
+    try:
+        from torch.utils.cpp_extension import load
+
+        load(
+            name="rnnkit_fused",
+            sources=[str(source_dir / name) for name in _SOURCES],
+            extra_include_paths=[str(source_dir)],
+            extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"] + _mkl_flags(),
+            extra_ldflags=["-fopenmp"],
+            is_python_module=False,
+        )
+    except Exception as error:  # any build failure means: use the reference loop
+        warnings.warn(f"rnnkit: the fused engine could not be built ({_first_error(error)}); "
+                      f"using the reference loop", RuntimeWarning, stacklevel=2)
+        return None
+    return torch.ops.rnnkit_fused
+
+
+def _mkl_flags() -> list[str]:
+    """``-DRNNKIT_MKL_BLAS`` when torch's CPU library exports the MKL routines used."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        handle = ctypes.CDLL(str(library))
+    except OSError:
+        return []
+    return ["-DRNNKIT_MKL_BLAS"] if all(hasattr(handle, name) for name in _MKL_ROUTINES) else []
+
+
+def _first_error(error: Exception) -> str:
+    """The compiler's first error line if the message has one, else its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    errors = [line for line in lines if "error:" in line.lower()]
+    return f"{type(error).__name__}: {(errors or lines)[0][:200]}"
+
+
+def _family(cell_math: CellMath) -> str | None:
+    """Which C++ kernel runs this cell: ``"lstm"``, ``"gru"``, ``"elman"``, ``"mingru"``,
+    ``"minlstm"``, or ``None``."""
+    from rnnkit.cells.clockwork import ClockworkMath
+    from rnnkit.cells.depth_gated import DepthGatedMath
+    from rnnkit.cells.elman import ElmanMath
+    from rnnkit.cells.gru import GRUMath
+    from rnnkit.cells.lstm import LSTMMath
+    from rnnkit.cells.minimal import MinGRUMath, MinLSTMMath
+
+    # Exact types: a subclass may change the step, which the kernels would not know about.
+    kind = type(cell_math)
+    if kind in (LSTMMath, DepthGatedMath):
+        return "lstm"
+    if kind is GRUMath and not cell_math.reset_after:
+        return "gru"
+    if kind in (ElmanMath, ClockworkMath):
+        return "elman"
+    if kind is MinGRUMath:
+        return "mingru"
+    if kind is MinLSTMMath:
+        return "minlstm"
+    return None
+
+
+def fused_supports(cell_math: CellMath) -> bool:
+    """Whether the fused engine has a kernel for this cell."""
+    return _family(cell_math) is not None
+
+
+class _FusedSequence(torch.autograd.Function):
+    """One layer and direction over a sequence; tensors travel by name (see csrc/cells.h)."""
+
+    @staticmethod
+    def forward(ctx, family: str, options: tuple, names: tuple[str, ...],
+                result_names: tuple[str, ...], *tensors: Tensor) -> tuple[Tensor, ...]:
+        extension = load_extension()
+        results = getattr(extension, f"{family}_forward")(dict(zip(names, tensors)), *options)
+        ordered = tuple(results[name] for name in result_names)
+        ctx.family, ctx.options, ctx.names, ctx.result_names = family, options, names, result_names
+        ctx.save_for_backward(*tensors, *ordered)
+        ctx.set_materialize_grads(False)
+        return ordered
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        count = len(ctx.names)
+        named = dict(zip(ctx.names, saved[:count])) | dict(zip(ctx.result_names, saved[count:]))
+        named_grads = {name: grad.contiguous() for name, grad in zip(ctx.result_names, grads)
+                       if grad is not None}
+        wanted = ctx.needs_input_grad[4:]
+        input_grad = wanted[ctx.names.index("inputs")]
+        extension = load_extension()
+        computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads, input_grad,
+                                                                *ctx.options)
+        return (None,) * 4 + tuple(computed.get(name) if want else None
+                                   for name, want in zip(ctx.names, wanted))
+
+
+def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h)."""
+    result_names = {"lstm": ("gates", "cells", "hiddens"),
+                    "gru": ("gates", "hiddens", "reset_hiddens"),
+                    "elman": ("hiddens",),
+                    "mingru": ("gates", "hiddens"),
+                    "minlstm": ("gates", "hiddens")}[family]
+    if "weight_hr" in tensors:
+        result_names += ("unprojected",)
+    if "weight_gr" in tensors:
+        result_names += ("gate_states",)
+    values = [tensor.contiguous() for tensor in tensors.values()]
+    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, *values)
+    return dict(zip(result_names, results))
+
+
+def _combined_bias(params: Params) -> Tensor | None:
+    """b_ih + b_hh as one vector; b_hh (if any) covers the first rows when b_ih has more."""
+    if "bias_ih" not in params:
+        return None
+    bias_ih, bias_hh = params["bias_ih"], params.get("bias_hh")
+    if bias_hh is None:
+        return bias_ih
+    return bias_ih + F.pad(bias_hh, (0, bias_ih.shape[0] - bias_hh.shape[0]))
+
+
+# Per family: the kernel's options and named inputs beyond inputs, bias and last_step.
+
+def _lstm_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
+                  start_step: int) -> tuple[tuple, dict[str, Tensor]]:
+    blocks = cell_math.blocks + ("d" if cell_math.uses_lower_cell else "")
+    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
+               "hidden0": state[0], "cell0": state[1]}
+    renamed = {"weight_hr": "weight_hr", "weight_gr": "weight_gr", "weight_ci": "peep_input",
+               "weight_cf": "peep_forget", "weight_co": "peep_output",
+               "weight_cd": "depth_cell", "weight_ld": "depth_lower"}
+    tensors.update({ours: params[theirs] for theirs, ours in renamed.items() if theirs in params})
+    if cell_math.full_gate_recurrence:
+        tensors["gate_state0"] = state[2]
+    # The layer hands every layer the cells below when traces are on; only the depth gate reads
+    # them.
+    if cell_math.uses_lower_cell:
+        tensors["lower"] = lower_cells
+    options = (blocks, cell_math.coupled, cell_math.input_activation,
+               cell_math.output_activation)
+    return options, tensors
+
+
+def _gru_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
+                 start_step: int) -> tuple[tuple, dict[str, Tensor]]:
+    return (), {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
+                "hidden0": state[0]}
+
+
+def _elman_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
+                   start_step: int) -> tuple[tuple, dict[str, Tensor]]:
+    # The Elman RNN is a Clockwork RNN with one module of period 1.
+    sizes = getattr(cell_math, "module_sizes", (cell_math.hidden_size,))
+    periods = getattr(cell_math, "periods", (1,))
+    begins = [0]
+    for size in sizes:
+        begins.append(begins[-1] + size)
+    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
+               "hidden0": state[0],
+               "module_begin": torch.tensor(begins, dtype=torch.int64),
+               "module_period": torch.tensor(periods, dtype=torch.int64)}
+    return (cell_math.nonlinearity == "relu", start_step), tensors
+
+
+def _minimal_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
+                     start_step: int) -> tuple[tuple, dict[str, Tensor]]:
+    return (), {"weight_ih": params["weight_ih"], "hidden0": state[0]}
+
+
+_FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "elman": _elman_tensors,
+                   "mingru": _minimal_tensors, "minlstm": _minimal_tensors}
+
+
+def _blocks(gates: Tensor, names: str | tuple[str, ...], hidden_size: int) -> Traces:
+    """(T, B, H) views of consecutive H-wide blocks of ``gates``, by name."""
+    return {name: gates[..., k * hidden_size:(k + 1) * hidden_size]
+            for k, name in enumerate(names)}
+
+
+def _traces(family: str, cell_math, results: dict[str, Tensor], mask: Tensor | None) -> Traces:
+    """The cell's traces from the kernel's results; ``mask`` (T, B, 1) zeroes padded steps of
+    the traces computed here (the kernels already zero theirs)."""
+    from rnnkit.cells.minimal import positive
+
+    hidden_size = cell_math.hidden_size
+    traces: Traces = {}
+    derived = []  # traces computed here from the kernel's results
+    if family == "lstm":
+        blocks = cell_math.blocks + ("d" if cell_math.uses_lower_cell else "")
+        traces = _blocks(results["gates"], blocks, hidden_size)
+        if cell_math.coupled:
+            traces["i"] = 1 - traces["f"]
+            derived.append("i")
+        traces["c"] = results["cells"][1:]
+    elif family == "gru":
+        traces = _blocks(results["gates"], "rzn", hidden_size)
+    elif family == "mingru":
+        traces = _blocks(results["gates"], ("z", "h_tilde"), hidden_size)
+        traces["h_tilde"] = positive(traces["h_tilde"])  # the kernel keeps its pre-activation
+        derived.append("h_tilde")
+    elif family == "minlstm":
+        # The kernel keeps the pre-activations; the normalised gates as MinLSTMMath computes
+        # them, f' = sigmoid(-diff) and i' = sigmoid(diff) with diff = log i - log f.
+        pre = _blocks(results["gates"], ("f", "i", "h_tilde"), hidden_size)
+        diff = F.softplus(-pre["f"]) - F.softplus(-pre["i"])
+        traces = {"f": torch.sigmoid(-diff), "i": torch.sigmoid(diff),
+                  "h_tilde": positive(pre["h_tilde"])}
+        derived.extend(traces)
+    if mask is not None:
+        traces.update({name: traces[name] * mask for name in derived})
+    traces["h"] = results["hiddens"][1:]
+    return traces
+
+
+def _final_state(sequence: Tensor, last_step: Tensor | None) -> Tensor:
+    """The state at each sequence's last step from (T + 1, B, size) = [s_0, ..., s_T]."""
+    if last_step is None:
+        return sequence[-1]
+    return sequence[last_step + 1, torch.arange(sequence.shape[1], device=sequence.device)]
+
+
+def run_fused(
+    cell_math: CellMath,
+    params: Params,
+    inputs: Tensor,
+    state: State,
+    lengths: Tensor | None,
+    lower_cells: Tensor | None,
+    want_traces: bool,
+    start_step: int = 0,
+) -> tuple[Tensor, State, Traces | None]:
+    """Run one cell over a sequence, one direction; same contract as ``run_reference``.
+
+    Args:
+        inputs: (T, B, I); sequence b occupies steps ``0 .. lengths[b] - 1``.
+        state: initial state tensors, each (B, size).
+        lengths: (B,) int64 or ``None`` when every sequence has T steps.
+        lower_cells: (T, B, H) cell states of the layer below, for the Depth-Gated LSTM.
+        start_step: time index of the first step (the Clockwork RNN's clock).
+
+    Returns:
+        outputs (T, B, output_size) with zeros after each sequence's end, the state at each
+        sequence's last step, and (if asked) traces: name -> (T, B, size), zero after the end.
+        Falls back to the reference loop for tensors the kernels do not take (not on the CPU,
+        or neither float32 nor float64) and when the extension cannot be built.
+    """
+    family = _family(cell_math)
+    if (family is None or inputs.device.type != "cpu" or inputs.dtype not in _DTYPES
+            or load_extension() is None):
+        return run_reference(cell_math, params, inputs, state, lengths, lower_cells,
+                             want_traces, start_step)
+    params = cell_math.prepare(params)
+    steps, batch = inputs.shape[0], inputs.shape[1]
+    last_step = None if lengths is None else lengths.to("cpu", torch.int64) - 1
+    options, tensors = _FAMILY_TENSORS[family](cell_math, params, state, lower_cells,
+                                               start_step)
+    bias = _combined_bias(params)
+    if bias is not None:
+        tensors["bias"] = bias
+    tensors["inputs"] = inputs
+    tensors["last_step"] = (torch.full((batch,), steps - 1, dtype=torch.int64)
+                            if last_step is None else last_step)
+    results = _run_kernel(family, options, tensors)
+
+    final = tuple(_final_state(results[name], last_step)
+                  for name in ("hiddens", "cells", "gate_states") if name in results)
+    outputs = results["hiddens"][1:]
+    if not want_traces:
+        return outputs, final, None
+    mask = step_mask(lengths, steps, inputs.device)
+    return outputs, final, _traces(family, cell_math, results, mask)

@@ -1,0 +1,225 @@
+"""The fused engine equals the reference loop: outputs, states, traces and every gradient."""
+
+import warnings
+
+import pytest
+import torch
+from conftest import state_tensors
+
+import rnnkit
+from rnnkit.engine import fused
+
+# Each supported cell and LSTM switch: (catalog name, extra layer arguments).
+CONFIGS = {
+    "lstm": ("lstm", {}),
+    "lstm-proj": ("lstm", {"proj_size": 7}),
+    "peepholes": ("peephole-lstm", {}),
+    "peephole-f": ("lstm", {"peepholes": "f"}),
+    "peepholes-io": ("lstm", {"peepholes": "io"}),
+    "cifg": ("cifg-lstm", {}),
+    "cifg-peepholes": ("cifg-lstm", {"peepholes": True}),
+    "nfg": ("nfg-lstm", {}),
+    "nig": ("nig-lstm", {"peepholes": "o"}),
+    "nog": ("nog-lstm", {"proj_size": 7}),
+    "niaf": ("niaf-lstm", {}),
+    "noaf": ("noaf-lstm", {}),
+    "fgr": ("fgr-lstm", {}),
+    "fgr-cifg-peepholes": ("fgr-lstm", {"coupled": True, "peepholes": True}),
+    "fgr-nog": ("fgr-lstm", {"output_gate": False}),
+    "gru-cho": ("gru-cho", {}),
+    "rnn": ("rnn", {}),
+    "rnn-relu": ("rnn-relu", {}),
+    "clockwork": ("clockwork", {"periods": (1, 2, 3)}),
+    "depth-gated": ("depth-gated-lstm", {}),
+    "depth-gated-peepholes": ("depth-gated-lstm", {"peepholes": True}),
+    "mingru": ("mingru", {}),
+    "minlstm": ("minlstm", {}),
+}
+
+# Float32: the kernels sum in another order than the loop, so equality is to rounding; the
+# absolute part only matters for entries near zero.
+TOLERANCE = dict(rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _extension():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fused.load_extension() is None:
+            pytest.skip("the fused extension cannot be built here (no C++ compiler or ninja)")
+
+
+def _pair(config, input_size=5, hidden_size=20, **kwargs):
+    """The same layer twice, with equal parameters: reference engine, then fused engine."""
+    name, options = CONFIGS[config]
+    kwargs = {**options, **kwargs}
+    reference = rnnkit.build_layer(name, input_size, hidden_size, engine="reference", **kwargs)
+    ours = rnnkit.build_layer(name, input_size, hidden_size, engine="fused", **kwargs)
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours
+
+
+def _random_state(layer, batch, dtype=torch.float32):
+    stacked = layer.num_layers * layer.num_directions
+    sizes = layer.layer_maths[0].state_sizes()
+    state = tuple(torch.randn(stacked, batch, size, dtype=dtype) for size in sizes)
+    return state[0] if len(state) == 1 else state
+
+
+def _loss(output, state, traces=()):
+    """A scalar touching every output, state and trace entry with distinct weights."""
+    total = (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum()
+    for tensor in state_tensors(state) + tuple(traces):
+        total = total + (tensor * torch.linspace(1, 2, tensor.numel()).view_as(tensor)).sum()
+    return total
+
+
+def _run_both(reference, ours, x, hx, **call):
+    """Outputs, states, traces and gradients of both layers on copies of the same inputs."""
+    results = []
+    for layer in (reference, ours):
+        x_copy = x.detach().clone().requires_grad_()
+        hx_copy = tuple(s.detach().clone().requires_grad_() for s in state_tensors(hx))
+        given = hx_copy[0] if len(hx_copy) == 1 else hx_copy
+        output, state, *traces = layer(x_copy, given, **call)
+        flat_traces = [v for trace in (traces[0] if traces else []) for v in trace.values()]
+        _loss(output, state, flat_traces).backward()
+        grads = {name: p.grad for name, p in layer.named_parameters()}
+        grads.update(input=x_copy.grad, **{f"hx{k}": s.grad for k, s in enumerate(hx_copy)})
+        results.append((output, state_tensors(state), traces, grads))
+    return results
+
+
+def _assert_same(reference, ours):
+    (ref_out, ref_state, ref_traces, ref_grads), (out, state, traces, grads) = reference, ours
+    torch.testing.assert_close(out, ref_out, **TOLERANCE)
+    for mine, theirs in zip(state, ref_state, strict=True):
+        torch.testing.assert_close(mine, theirs, **TOLERANCE)
+    for mine, theirs in zip(traces[0] if traces else [], ref_traces[0] if ref_traces else [],
+                            strict=True):
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            torch.testing.assert_close(mine[name], theirs[name], **TOLERANCE, msg=name)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], **TOLERANCE, msg=name)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_fused_equals_reference_with_lengths_both_directions_and_two_layers(config):
+    layers = 3 if config.startswith("depth-gated") else 2
+    reference, ours = _pair(config, num_layers=layers, bidirectional=True, batch_first=True)
+    x = torch.randn(4, 9, 5)
+    hx = _random_state(reference, batch=4)
+    results = _run_both(reference, ours, x, hx, lengths=torch.tensor([9, 3, 6, 1]))
+    _assert_same(*results)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_fused_traces_and_their_gradients_equal_the_reference(config):
+    reference, ours = _pair(config, num_layers=2)
+    x = torch.randn(6, 3, 5)
+    hx = _random_state(reference, batch=3)
+    results = _run_both(reference, ours, x, hx, lengths=[6, 2, 4], return_traces=True)
+    _assert_same(*results)
+
+
+@pytest.mark.parametrize("config", ["peepholes", "fgr-cifg-peepholes", "lstm-proj", "gru-cho",
+                                    "clockwork", "depth-gated-peepholes", "mingru",
+                                    "minlstm"])
+def test_fused_equals_reference_when_threads_split_a_step(config):
+    # B * H above the threshold where a step's pointwise pass is split by columns, with H not a
+    # multiple of the vector width so that each thread's last chunk is partial.
+    reference, ours = _pair(config, input_size=8, hidden_size=300, num_layers=2)
+    x = torch.randn(4, 64, 8)
+    hx = _random_state(reference, batch=64)
+    lengths = torch.randint(1, 5, (64,))
+    _assert_same(*_run_both(reference, ours, x, hx, lengths=lengths))
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_fused_gradcheck_in_float64(config):
+    name, options = CONFIGS[config]
+    if "proj_size" in options:
+        options = {**options, "proj_size": 2}
+    layers = 2 if config.startswith("depth-gated") else 1
+    layer = rnnkit.build_layer(name, 3, 4, num_layers=layers, bidirectional=config == "lstm",
+                               engine="fused", dtype=torch.float64, **options)
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    hx = tuple(s.requires_grad_() for s in state_tensors(_random_state(layer, 2, torch.float64)))
+
+    def run(x, *values):
+        state = values[len(names):]
+        out, final = torch.func.functional_call(
+            layer, dict(zip(names, values[:len(names)])),
+            (x, state[0] if len(state) == 1 else state), {"lengths": torch.tensor([4, 2])})
+        return (out,) + state_tensors(final)
+
+    assert torch.autograd.gradcheck(run, (x, *params, *hx), eps=1e-6, atol=1e-5)
+
+
+def test_fused_handles_no_bias_learned_initial_state_and_float64():
+    for kwargs in ({"bias": False}, {"learn_initial_state": True}, {"dtype": torch.float64}):
+        reference, ours = _pair("cifg-peepholes", num_layers=2, bidirectional=True, **kwargs)
+        with torch.no_grad():
+            for parameter in reference.parameters():
+                parameter.uniform_(-0.5, 0.5)  # learned initial states become non-zero too
+        ours.load_state_dict(reference.state_dict())
+        x = torch.randn(5, 2, 5, dtype=kwargs.get("dtype", torch.float32))
+        results = []
+        for layer in (reference, ours):
+            output, state = layer(x, lengths=[5, 3])
+            _loss(output.float(), tuple(s.float() for s in state)).backward()
+            results.append((output,) + state + tuple(p.grad for p in layer.parameters()))
+        for mine, theirs in zip(results[1], results[0], strict=True):
+            torch.testing.assert_close(mine, theirs, **TOLERANCE)
+
+
+def test_fused_clockwork_continues_a_sequence_with_start_step():
+    _, layer = _pair("clockwork")
+    x = torch.randn(8, 2, 5)
+    whole, _ = layer(x)
+    first, state = layer(x[:3])
+    second, _ = layer(x[3:], state, start_step=3)
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+
+
+def test_fused_unbatched_input_matches_batched():
+    _, layer = _pair("gru-cho")
+    x = torch.randn(6, 5)
+    output, state = layer(x)
+    batched_output, batched_state = layer(x.unsqueeze(1))
+    torch.testing.assert_close(output, batched_output.squeeze(1))
+    torch.testing.assert_close(state, batched_state.squeeze(1))
+
+
+def test_fused_is_chosen_by_name_and_refused_for_cells_without_a_kernel(monkeypatch):
+    monkeypatch.setenv("RNNKIT_ENGINE", "fused")
+    assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False) == "fused"
+    assert rnnkit.ClockworkRNN(3, 4)._select_engine(True) == "fused"
+    for name in ("gru",):
+        with pytest.raises(ValueError, match="no fused kernel"):
+            rnnkit.build_layer(name, 3, 4)(torch.randn(2, 1, 3))
+
+
+def test_fused_falls_back_to_the_reference_loop_with_one_warning(monkeypatch):
+    def failing_build(*args, **kwargs):
+        raise RuntimeError("Error building extension\nlstm.cpp:1:1: error: no compiler\nmore")
+
+    monkeypatch.setattr("torch.utils.cpp_extension.load", failing_build)
+    monkeypatch.setattr(fused, "load_extension", fused.load_extension.__wrapped__)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert fused.load_extension() is None
+    [warning] = caught
+    message = str(warning.message)
+    assert "\n" not in message and "error: no compiler" in message
+    layer = rnnkit.LSTM(3, 4, peepholes=True, engine="fused")
+    reference = rnnkit.LSTM(3, 4, peepholes=True, engine="reference")
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        output, _ = layer(x)
+    torch.testing.assert_close(output, reference(x)[0])
