@@ -26,6 +26,7 @@ from report import (
     load_average,
     machine_lines,
     markdown_table,
+    rotated,
     threads_label,
     write_section,
 )
@@ -55,7 +56,8 @@ def training_step(model: torch.nn.Module, inputs: torch.Tensor) -> None:
 
 def time_lengths(models: dict[str, torch.nn.Module], lengths: tuple[int, ...], repeats: int,
                  warmup: int) -> dict[str, list[float]]:
-    """Median training-step seconds per model and length, models interleaved."""
+    """Median training-step seconds per model and length, models interleaved in an order
+    rotated from round to round."""
     times: dict[str, list[float]] = {name: [] for name in models}
     for steps in lengths:
         inputs = torch.randn(steps, BATCH, HIDDEN)
@@ -63,8 +65,9 @@ def time_lengths(models: dict[str, torch.nn.Module], lengths: tuple[int, ...], r
         for model in models.values():
             for _ in range(warmup):
                 training_step(model, inputs)
-        for _ in range(repeats):
-            for name, model in models.items():
+        for round_index in range(repeats):
+            for name in rotated(list(models), round_index):
+                model = models[name]
                 samples[name].append(elapsed(lambda m=model, x=inputs: training_step(m, x)))
         for name in models:
             times[name].append(statistics.median(samples[name]))

@@ -29,6 +29,13 @@ def median_time(function: Callable[[], object], repeats: int) -> float:
     return statistics.median(elapsed(function) for _ in range(repeats))
 
 
+def rotated(names: list[str], shift: int) -> list[str]:
+    """``names`` rotated left by ``shift``: each round of a benchmark starts with another model,
+    so that no model always runs first (after a pause) or right after the same neighbour."""
+    shift %= len(names)
+    return names[shift:] + names[:shift]
+
+
 def gemm_peak(repeats: int = 5, size: int = 2048) -> float:
     """GFLOP/s of one float32 ``size``^3 matrix product with torch's current threads."""
     a, b = torch.randn(size, size), torch.randn(size, size)

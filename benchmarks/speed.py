@@ -8,11 +8,17 @@ run on the reference loop run on the fused engine; cells on the parallel scan th
 engine also runs get a second row, ``name [fused]``.
 
 Effective GFLOP/s counts the matrix products only: 2 T B flops per weight-matrix entry forward,
-three times that for training; the share is against a 2048^3 float32 product timed in the same
-run. Peak memory is the growth of the resident set during one training step (VmHWM after minus
-VmRSS before, with the high-water mark reset through /proc/self/clear_refs), measured in a child
-process in which glibc returns every allocation of 64 KiB or more to the system when freed
-(MALLOC_MMAP_THRESHOLD_), so the resident set follows the live tensors, torch's and oneDNN's.
+three times that for training (forward, input gradient, weight gradient), also where an engine
+skips the input gradient because the input needs none, so the share of the peak (a 2048^3
+float32 product timed in the same run) can pass 100%. The depth-gated LSTM has two layers and is
+compared with a two-layer torch.nn.LSTM.
+
+Peak memory is the growth of the resident set during one training step (VmHWM after minus VmRSS
+before, with the high-water mark reset through /proc/self/clear_refs), measured after one
+warm-up step in a fresh child process per model in which glibc returns every allocation of 64 KiB
+or more to the system when freed (MALLOC_MMAP_THRESHOLD_), so the resident set follows the live
+tensors, torch's and oneDNN's alike. Below about 1 MB the figures are within the resolution of
+the kernel's resident-set counters.
 
 Usage::
 
@@ -40,6 +46,7 @@ from report import (
     load_average,
     machine_lines,
     markdown_table,
+    rotated,
     threads_label,
     write_section,
 )
@@ -113,7 +120,8 @@ def training_step(model: torch.nn.Module, inputs: torch.Tensor) -> None:
 
 def time_models(models: dict[str, torch.nn.Module], shape: tuple[int, int, int], repeats: int,
                 warmup: int) -> dict[str, tuple[float, float]]:
-    """Median (inference, training) seconds per model, the models interleaved in each round."""
+    """Median (inference, training) seconds per model, the models interleaved in each round in
+    an order rotated from round to round."""
     batch, steps, hidden = shape
     inputs = torch.randn(steps, batch, hidden)
     for model in models.values():
@@ -121,8 +129,9 @@ def time_models(models: dict[str, torch.nn.Module], shape: tuple[int, int, int],
             inference(model, inputs)
             training_step(model, inputs)
     samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in models}
-    for _ in range(repeats):
-        for name, model in models.items():
+    for round_index in range(repeats):
+        for name in rotated(list(models), round_index):
+            model = models[name]
             samples[name][0].append(elapsed(lambda m=model: inference(m, inputs)))
             samples[name][1].append(elapsed(lambda m=model: training_step(m, inputs)))
     return {name: (statistics.median(inf), statistics.median(train))
@@ -137,33 +146,38 @@ def resident_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def peak_memory_probe(names: list[str], shape: tuple[int, int, int]) -> dict[str, int]:
-    """In this process: peak resident-set growth of one training step per model, in bytes."""
+def peak_memory_probe(names: list[str], row: str, shape: tuple[int, int, int]) -> int:
+    """In this process: peak resident-set growth of one training step of the model of table
+    row ``row`` (among those :func:`build_models` makes for ``names``), in bytes."""
     batch, steps, hidden = shape
+    model = build_models(names, hidden)[row]
     inputs = torch.randn(steps, batch, hidden)
-    peaks = {}
-    for name, model in build_models(names, hidden).items():
-        training_step(model, inputs)  # warm-up: lazy initialisation, primitive caches
-        model.zero_grad(set_to_none=True)
-        gc.collect()
-        before = resident_bytes("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
-        training_step(model, inputs)
-        peaks[name] = resident_bytes("VmHWM") - before
-    return peaks
+    training_step(model, inputs)  # warm-up: lazy initialisation, primitive caches
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    before = resident_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    training_step(model, inputs)
+    return resident_bytes("VmHWM") - before
 
 
-def peak_memory(names: list[str], shape: tuple[int, int, int]) -> dict[str, int] | None:
-    """Run :func:`peak_memory_probe` in a child process; ``None`` where it cannot run."""
+def peak_memory(names: list[str], rows: list[str],
+                shape: tuple[int, int, int]) -> dict[str, int] | None:
+    """:func:`peak_memory_probe` for each row, each in a fresh child process (in a heap that
+    earlier models fragmented, freed blocks would hide allocations); ``None`` where it cannot
+    run."""
     if not Path("/proc/self/clear_refs").exists():
         return None
     environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
-    command = [sys.executable, __file__, "--memory-probe", json.dumps([names, shape])]
-    done = subprocess.run(command, env=environment, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"memory probe failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    peaks = {}
+    for row in rows:
+        command = [sys.executable, __file__, "--memory-probe", json.dumps([names, row, shape])]
+        done = subprocess.run(command, env=environment, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"memory probe failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+            return None
+        peaks[row] = int(done.stdout.strip().splitlines()[-1])
+    return peaks
 
 
 def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warmup: int,
@@ -172,7 +186,7 @@ def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warm
     batch, steps, hidden = shape
     models = build_models(names, hidden)
     times = time_models(models, shape, repeats, warmup)
-    memory = peak_memory(names, shape)
+    memory = peak_memory(names, list(models), shape)
     rows, ratios = [], {}
     for name, model in models.items():
         cell, _, engine = name.partition(" [")
@@ -232,8 +246,8 @@ def main() -> None:
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        names, shape = json.loads(args.memory_probe)
-        print(json.dumps(peak_memory_probe(names, tuple(shape))))
+        names, row, shape = json.loads(args.memory_probe)
+        print(peak_memory_probe(names, row, tuple(shape)))
         return
 
     if args.threads:

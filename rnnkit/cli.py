@@ -52,14 +52,14 @@ def _default(name: str) -> str:
     return "none" if value is None else str(value)
 
 
-def _optional_positive(text: str) -> float | None:
-    """A number where 0 means "off" (None)."""
+def number(text: str) -> float | None:
+    """An option's number, where 0 means "off" (None)."""
     value = float(text)
     return None if value == 0 else value
 
 
-def _threads(text: str) -> int | None:
-    """A thread count where 0 means "automatic" (None)."""
+def count(text: str) -> int | None:
+    """An option's count, where 0 means "automatic" (None)."""
     value = int(text)
     return None if value == 0 else value
 
@@ -120,15 +120,16 @@ def build_parser() -> Parser:
         help=f"decoupled weight decay (default {_default('weight_decay')})")
     add("--momentum", type=float, metavar="M",
         help=f"SGD momentum (default {_default('momentum')})")
-    add("--clip", type=_optional_positive, metavar="NORM",
+    add("--clip", type=number, metavar="NORM",
         help=f"clip the global gradient norm; 0 = off (default {_default('clip')})")
-    add("--clip-value", type=_optional_positive, metavar="V",
+    add("--clip-value", type=number, metavar="V",
         help=f"clip each gradient element to [-V, V]; 0 = off (default {_default('clip_value')})")
-    add("--steps", type=int, metavar="N",
-        help=f"optimizer steps; the lr schedule spans them (default {_default('steps')})")
+    add("--steps", type=count, metavar="N",
+        help="optimizer steps; the lr schedule spans them; 0 = as many as fit in --time-limit, "
+             "judged from the speed of the first 60 steps (default auto)")
     add("--epochs", type=float, metavar="E",
         help="passes over the training data (overrides --steps)")
-    add("--time-limit", type=_optional_positive, metavar="SECONDS",
+    add("--time-limit", type=number, metavar="SECONDS",
         help="stop (with a checkpoint) after this long; 0 = no limit "
              f"(default {_default('time_limit')})")
     add("--eval-every", type=int, metavar="N",
@@ -140,7 +141,7 @@ def build_parser() -> Parser:
     add("--precision", choices=PRECISIONS,
         help="training arithmetic: fp32, bf16 (autocast), or auto = bf16 where the hardware "
              "computes it natively (AMX/AVX512-BF16 CPUs, CUDA) (default auto)")
-    add("--threads", type=_threads, metavar="N",
+    add("--threads", type=count, metavar="N",
         help="CPU threads per process; 0 = auto: the faster of 1 and all cores, re-timed "
              "as training goes (helps on a busy machine) (default auto)")
     add("--out", metavar="DIR", help="run directory (default runs/<time>-<task>-<cell>)")
@@ -218,8 +219,10 @@ def train_command(args: argparse.Namespace) -> int:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_path = Path(ranks.share(f"runs/{stamp}-{config.task}-{config.cell}"))
         result = train(config, run_path, ranks, resume=bool(resume), force=force)
-    finally:
-        distributed.stop(ranks)
+    except BaseException:
+        distributed.stop(ranks, wait=False)
+        raise
+    distributed.stop(ranks)
     if not ranks.is_main:
         return 0 if result.stop_reason != "nan" else 1
     if result.stop_reason == "nan":

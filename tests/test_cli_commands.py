@@ -13,9 +13,9 @@ from rnnkit import CELL_NAMES, describe_cells
 from rnnkit.cli import main
 
 WORDS = "shall i compare thee to a summers day thou art more lovely and temperate".split()
-TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--bptt", "16",
-        "--eval-every", "4", "--warmup", "2", "--time-limit", "0", "--device", "cpu",
-        "--threads", "1"]
+TINY = ["--steps", "4", "--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4",
+        "--bptt", "16", "--eval-every", "4", "--warmup", "2", "--time-limit", "0",
+        "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(autouse=True)
@@ -49,14 +49,14 @@ def cli(capsys, *argv):
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     corpus = write_corpus(folder / "corpus.txt")
-    assert main(["train", "--data", str(corpus), "--steps", "8", *TINY,
+    assert main(["train", "--data", str(corpus), *TINY, "--steps", "8",
                  "--out", str(folder / "run")]) == 0
     return folder / "run"
 
 
 def test_train_prints_metrics_the_run_directory_and_a_sample(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
-    code, out, err = cli(capsys, "train", "--data", str(corpus), "--steps", "4", *TINY,
+    code, out, err = cli(capsys, "train", "--data", str(corpus), *TINY, "--steps", "4",
                          "--out", str(tmp_path / "run"))
     assert code == 0, err
     assert "finished 4 steps" in out and "validation: cross_entropy" in out
@@ -67,7 +67,7 @@ def test_train_prints_metrics_the_run_directory_and_a_sample(tmp_path, capsys):
 def test_train_without_out_writes_a_timestamped_run_under_runs(tmp_path, capsys, monkeypatch):
     corpus = write_corpus(tmp_path / "corpus.txt")
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli(capsys, "train", "--data", str(corpus), "--steps", "2", *TINY,
+    code, _, err = cli(capsys, "train", "--data", str(corpus), *TINY, "--steps", "2",
                        "--cell", "gru")
     assert code == 0, err
     (run,) = (tmp_path / "runs").iterdir()
@@ -77,7 +77,7 @@ def test_train_without_out_writes_a_timestamped_run_under_runs(tmp_path, capsys,
 def test_resume_continues_a_run_stopped_by_its_time_limit(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus.txt")
     run = str(tmp_path / "run")
-    options = ["--data", str(corpus), "--steps", "6", *TINY]
+    options = ["--data", str(corpus), *TINY, "--steps", "6"]
     code, out, _ = cli(capsys, "train", *options, "--time-limit", "0.000001", "--out", run)
     assert code == 0 and f"rnnkit train --resume {run}" in out
     code, out, err = cli(capsys, "train", "--resume", run, "--time-limit", "0")

@@ -15,9 +15,9 @@ from rnnkit.cli import main
 from rnnkit.training.checkpoint import load_checkpoint
 
 WORDS = "once more unto the breach dear friends once more or close the wall up".split()
-TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--bptt", "16",
-        "--eval-every", "4", "--warmup", "2", "--time-limit", "0", "--device", "cpu",
-        "--threads", "1"]
+TINY = ["--steps", "4", "--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4",
+        "--bptt", "16", "--eval-every", "4", "--warmup", "2", "--time-limit", "0",
+        "--device", "cpu", "--threads", "1"]
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, corpus):
     run = tmp_path_factory.mktemp("trained") / "run"
-    assert main(["train", "--data", str(corpus), "--steps", "4", *TINY, "--out", str(run)]) == 0
+    assert main(["train", "--data", str(corpus), *TINY, "--steps", "4", "--out", str(run)]) == 0
     return run
 
 
@@ -179,7 +179,7 @@ def test_foreign_checkpoint(capsys, trained_run, tmp_path):
 
 def test_checkpoint_of_another_model(capsys, corpus, trained_run, tmp_path):
     other = tmp_path / "other"
-    assert main(["train", "--data", str(corpus), "--steps", "4", *TINY, "--hidden-size", "12",
+    assert main(["train", "--data", str(corpus), *TINY, "--steps", "4", "--hidden-size", "12",
                  "--out", str(other)]) == 0
     capsys.readouterr()
     run = tmp_path / "run"

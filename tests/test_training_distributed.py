@@ -28,7 +28,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     corpus.write_text(text)
     options = dict(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8, bptt=16,
                    steps=10, eval_every=5, warmup=2, time_limit=None, device="cpu",
-                   threads=1, precision="fp32")
+                   threads=1, precision="fp32", dropout=0.0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -271,3 +271,32 @@ def test_epochs_set_the_length_of_the_run(corpus, tmp_path):
 def test_precision_names_choose_autocast():
     cpu = torch.device("cpu")
     assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
+
+
+def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corpus, tmp_path,
+                                                                             monkeypatch):
+    config = tiny_config(corpus, steps=None, time_limit=5.0, eval_every=10**6)
+    with monkeypatch.context() as patch:
+        patch_task(patch, press_ctrl_c_before(79))
+        first = train(config, tmp_path / "run", ONE_RANK)
+    assert first.stop_reason == "interrupted" and first.steps == 80
+    assert first.total_steps > 80
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert checkpoint.info["total_steps"] == first.total_steps
+    second = train(config, tmp_path / "run", ONE_RANK, resume=True)
+    assert second.total_steps == first.total_steps
+
+
+def test_steps_that_fit_keep_time_spare():
+    assert trainer.steps_that_fit(60, seconds_per_step=0.1, seconds_left=100.0) == 60 + 850
+
+
+def test_an_undecided_run_length_keeps_the_peak_rate_after_warmup():
+    config = TrainConfig(lr=1.0, warmup=10)
+    assert learning_rate(4, None, config) == pytest.approx(0.5)
+    assert learning_rate(50, None, config) == 1.0
+
+
+def test_an_auto_length_needs_a_time_limit(corpus, tmp_path):
+    with pytest.raises(RunError, match="needs a --time-limit"):
+        train(tiny_config(corpus, steps=None, time_limit=None), tmp_path / "run", ONE_RANK)

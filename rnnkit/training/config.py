@@ -25,10 +25,10 @@ class TrainConfig:
     hidden_size: int = 512
     layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.0
+    dropout: float = 0.1
     # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
-    batch_size: int = 64
-    bptt: int = 128
+    batch_size: int = 32
+    bptt: int = 64
     # Optimisation: linear warm-up to lr over `warmup` steps (at most a tenth of the run),
     # then cosine decay to lr * min_lr_ratio at the last step.
     optimizer: str = "adamw"
@@ -39,14 +39,15 @@ class TrainConfig:
     momentum: float = 0.9
     clip: float | None = 1.0
     clip_value: float | None = None
-    # How long: `steps` optimizer steps (or `epochs` passes over the training data, which
-    # then wins), cut short by `time_limit` seconds of this invocation.
-    steps: int = 1200
+    # How long: `steps` optimizer steps, or `epochs` passes over the training data (which then
+    # win), cut short by `time_limit` seconds of this invocation. steps=None ("auto") runs as
+    # many steps as fit in the time limit, judged from the speed of the first steps.
+    steps: int | None = None
     epochs: float | None = None
     time_limit: float | None = 540.0
     # Validation every eval_every steps (also when a checkpoint is written); stop early after
     # `patience` validations without improvement (None: never).
-    eval_every: int = 200
+    eval_every: int = 500
     patience: int | None = None
     # Reproducibility and hardware.
     seed: int = 0
@@ -57,8 +58,9 @@ class TrainConfig:
     """Training arithmetic: "fp32", "bf16" (autocast; weights stay float32), or "auto": bf16
     where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16)."""
 
-    def total_steps(self, steps_per_epoch: int) -> int:
-        """Length of the run in optimizer steps: ``epochs`` passes if set, else ``steps``."""
+    def total_steps(self, steps_per_epoch: int) -> int | None:
+        """Length of the run in optimizer steps: ``epochs`` passes if set, else ``steps``
+        (None: decided by the trainer to fit the time limit)."""
         if self.epochs is not None:
             return max(1, math.ceil(self.epochs * steps_per_epoch))
         return self.steps
@@ -68,7 +70,7 @@ class TrainConfig:
         positive = ("embedding_size", "hidden_size", "layers", "batch_size", "bptt", "steps",
                     "eval_every")
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise RunError(f"--dropout must be in [0, 1), got {self.dropout}")
@@ -83,6 +85,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise RunError(f"--{_flag(name)} must be > 0, got {value}")
+        if self.steps is None and self.epochs is None and self.time_limit is None:
+            raise RunError("--steps 0 (as many as fit in the time limit) needs a --time-limit; "
+                           "give --steps N, --epochs E or --time-limit SECONDS")
         if self.threads is not None and self.threads < 1:
             raise RunError(f"--threads must be >= 0 (0: automatic), got {self.threads}")
         if self.patience is not None and self.patience < 1:

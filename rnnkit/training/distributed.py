@@ -132,7 +132,10 @@ def start(device_name: str) -> Ranks:
     return Ranks(rank, world_size, device)
 
 
-def stop(ranks: Ranks) -> None:
-    """Leave the job (a no-op for a single rank)."""
+def stop(ranks: Ranks, wait: bool = True) -> None:
+    """Leave the job, first waiting until every rank is done unless ``wait`` is False (after
+    an error, when the other ranks may never get there). A no-op for a single rank."""
     if ranks.distributed and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()

@@ -18,9 +18,10 @@ class Progress:
     ``enabled=False`` (distributed ranks other than 0) shows nothing.
     """
 
-    def __init__(self, total_steps: int, first_step: int, enabled: bool = True,
+    def __init__(self, total_steps: int | None, first_step: int, enabled: bool = True,
                  stream: TextIO | None = None, every_seconds: float = 30.0) -> None:
-        """Start showing progress of a run of ``total_steps`` that begins at ``first_step``."""
+        """Start showing progress of a run of ``total_steps`` (None: not known yet) that begins
+        at ``first_step``."""
         self.total_steps = total_steps
         self.first_step = first_step
         self.enabled = enabled
@@ -32,6 +33,13 @@ class Progress:
         if enabled and self.stream.isatty():
             self.bar = tqdm(total=total_steps, initial=first_step, file=self.stream,
                             unit="step", dynamic_ncols=True, smoothing=0.1)
+
+    def set_total(self, total_steps: int) -> None:
+        """Set the length of a run whose length was not known at the start."""
+        self.total_steps = total_steps
+        if self.bar is not None:
+            self.bar.total = total_steps
+            self.bar.refresh()
 
     def update(self, step: int, loss: float, tokens_per_s: float,
                validation: Mapping[str, float] | None = None) -> None:
@@ -50,10 +58,13 @@ class Progress:
         now = time.monotonic()
         if validation or now - self.last_line >= self.every_seconds:
             self.last_line = now
-            done = step - self.first_step
-            left = (now - self.started) / max(done, 1) * (self.total_steps - step)
-            print(f"step {step}/{self.total_steps} loss {loss:.4f} {tokens_per_s:,.0f} tok/s "
-                  f"ETA {format_seconds(left)}{val_text}", file=self.stream, flush=True)
+            eta = ""
+            if self.total_steps is not None:
+                done = step - self.first_step
+                left = (now - self.started) / max(done, 1) * (self.total_steps - step)
+                eta = f" ETA {format_seconds(left)}"
+            print(f"step {step}/{self.total_steps or '?'} loss {loss:.4f} "
+                  f"{tokens_per_s:,.0f} tok/s{eta}{val_text}", file=self.stream, flush=True)
 
     def write(self, line: str) -> None:
         """Print a line without breaking the progress bar."""

@@ -5,7 +5,8 @@ recurrent step. When other programs keep the cores busy, one of the threads is o
 descheduled and the others wait for it: on a busy two-core machine one thread can train
 several times faster than two, while on an idle machine two threads win. With
 ``--threads 0`` (auto) the trainer therefore tries the other thread count for a step or two
-every ``every`` steps and keeps whichever is faster.
+now and then and keeps whichever is faster; a trial that loses doubles the wait before the
+next one, so a slow candidate costs little.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ class ThreadTuner:
 
     Call :meth:`before_step` before and :meth:`after_step` (with the step's duration) after
     each step. ``threads`` fixes the count and nothing is timed; None switches between all
-    cores and 1 thread (CPU only): every ``every`` steps the other count runs up to ``trial``
+    cores and 1 thread (CPU only): after ``every`` steps the other count runs up to ``trial``
     steps, cut short after one step if that was 1.5 times slower than the recent steps, and
-    it is kept if its fastest step beat the fastest of the last few steps.
+    it is kept if its fastest step beat the fastest of the last few steps. Each losing trial
+    doubles the steps before the next one (up to 32 * ``every``); a switch resets them.
     """
 
     def __init__(self, threads: int | None, device: torch.device, every: int = 100,
@@ -36,7 +38,8 @@ class ThreadTuner:
         self.recent: deque[float] = deque(maxlen=5)
         self.trial_times: list[float] = []
         self.trial_left = 0
-        self.steps_until_trial = 5  # the first comparison comes early
+        self.wait = every
+        self.steps_until_trial = 2  # the first comparison comes early
         if threads is not None:
             torch.set_num_threads(threads)
 
@@ -64,5 +67,8 @@ class ThreadTuner:
             if min(self.trial_times) < min(self.recent):
                 self.current, self.other = self.other, self.current
                 self.recent = deque(self.trial_times, maxlen=self.recent.maxlen)
+                self.wait = self.every
+            else:
+                self.wait = min(2 * self.wait, 32 * self.every)
             self.trial_times = []
-            self.steps_until_trial = self.every
+            self.steps_until_trial = self.wait

@@ -51,7 +51,7 @@ class TrainResult:
     stop_reason: str
     message: str
     steps: int
-    total_steps: int
+    total_steps: int | None
     seconds: float
     best_step: int | None = None
     validation: dict[str, float] | None = None
@@ -78,18 +78,34 @@ class BestRecord:
         return False
 
 
-def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+def learning_rate(step: int, total_steps: int | None, config: TrainConfig) -> float:
     """The learning rate of (0-based) ``step`` of ``total_steps``.
 
     Linear warm-up from lr / W to lr over the first W steps, where W is ``config.warmup``
     capped at a tenth of the run, then cosine decay to ``lr * min_lr_ratio`` at the last step.
+    While the length of an "auto" run is not yet decided (``total_steps`` None), the warm-up
+    is not capped and the rate stays at lr after it.
     """
-    warmup = min(config.warmup, total_steps // 10)
+    warmup = config.warmup if total_steps is None else min(config.warmup, total_steps // 10)
     if step < warmup:
         return config.lr * (step + 1) / warmup
+    if total_steps is None:
+        return config.lr
     progress = min(1.0, (step - warmup) / max(1, total_steps - 1 - warmup))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# An "auto" run (steps=None) times its steps PACE_FROM..PACE_TO of the session, then fixes its
+# length to the steps that fit in the rest of the time limit, keeping SPARE of it for
+# validations and the final report.
+PACE_FROM, PACE_TO, SPARE = 10, 60, 0.15
+
+
+def steps_that_fit(step: int, seconds_per_step: float, seconds_left: float) -> int:
+    """Length of an "auto" run at ``step``: the steps done plus those that fit in
+    ``(1 - SPARE) * seconds_left`` at ``seconds_per_step``."""
+    return step + max(1, int((1.0 - SPARE) * seconds_left / max(seconds_per_step, 1e-9)))
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -161,7 +177,9 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
     step, state, best = 0, None, BestRecord()
     if checkpoint is not None:
         step, state, best = restore(checkpoint, model, optimizer, ranks, config)
-        if step >= total_steps:
+        if total_steps is None:  # an "auto" run keeps the length it chose
+            total_steps = checkpoint.info.get("total_steps")
+        if total_steps is not None and step >= total_steps:
             raise RunError(f"{run.path}: already trained for {step} of {total_steps} steps; "
                            "give a larger --steps (or --epochs) to train further")
     trained = DistributedDataParallel(model) if ranks.distributed else model
@@ -175,7 +193,7 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                if ranks.is_main else None)
     progress = Progress(total_steps, step, enabled=ranks.is_main)
     progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
-                   f"{total_steps}: task {config.task} on {config.data}, {config.cell} "
+                   f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
                    f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
     threads = ThreadTuner(config.threads, ranks.device)
@@ -183,6 +201,7 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
     first_step, saved_step, stop_reason = step, step, None
+    pace_started = started
     session_tokens = 0
     with stop_on_interrupt() as interrupted:
         while stop_reason is None:
@@ -213,13 +232,22 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             step += 1
             step_seconds = time.perf_counter() - step_started
             threads.after_step(step_seconds)
+            if step - first_step == PACE_FROM:
+                pace_started = time.monotonic()
+            if total_steps is None and step - first_step == PACE_TO:
+                seconds_per_step = (time.monotonic() - pace_started) / (PACE_TO - PACE_FROM)
+                seconds_left = (config.time_limit or 0) - (time.monotonic() - started)
+                total_steps = ranks.share(steps_that_fit(step, seconds_per_step, seconds_left))
+                progress.set_total(total_steps)
+                progress.write(f"steps: {total_steps} fit in the time limit at "
+                               f"{seconds_per_step * 1000:.0f} ms per step")
             tokens = batch.targets.numel()
             session_tokens += tokens
             row = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr,
                    "tokens_per_s": tokens / step_seconds}
 
             # Decide together (all ranks) whether this was the last step.
-            if step >= total_steps:
+            if total_steps is not None and step >= total_steps:
                 stop_reason = "finished"
             else:
                 time_up = (config.time_limit is not None
@@ -232,7 +260,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                 validation = task.evaluate("val")
                 row.update({f"val_{k}": v for k, v in validation.items()})
                 improved = best.update(step, validation, task.metric)
-                save(run, model, optimizer, state, ranks, config, task, step, best, improved)
+                save(run, model, optimizer, state, ranks, config, task, step, total_steps,
+                     best, improved)
                 saved_step = step
                 if (stop_reason is None and config.patience is not None
                         and best.evals_without_improvement >= config.patience):
@@ -287,7 +316,7 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
 
 def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
          state: State | None, ranks: Ranks, config: TrainConfig, task: Task, step: int,
-         best: BestRecord, improved: bool) -> None:
+         total_steps: int | None, best: BestRecord, improved: bool) -> None:
     """Write checkpoints/last.safetensors (and best.safetensors if ``improved``) on rank 0.
 
     Every rank takes part: the carried state and random generator states of all ranks are
@@ -304,6 +333,7 @@ def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
                   for name, value in values.items()}
     info: dict[str, Any] = {
         "step": step,
+        "total_steps": total_steps,
         "config": config.to_dict(),
         "task": task.saved,
         "data_position": {"epoch": step // task.steps_per_epoch,
@@ -342,17 +372,17 @@ def stop_on_interrupt() -> Iterator[Any]:
 
 
 def stop_message(reason: str, run: RunDirectory, config: TrainConfig, step: int,
-                 total_steps: int, best: BestRecord, saved_step: int, loss: float,
+                 total_steps: int | None, best: BestRecord, saved_step: int, loss: float,
                  grad_norm: float) -> str:
     """One line that says why training stopped and what to do next."""
     resume = f"continue with: rnnkit train --resume {run.path}"
     if reason == "finished":
         return f"finished {step} steps"
     if reason == "time_limit":
-        return (f"stopped at step {step} of {total_steps}: the time limit of "
+        return (f"stopped at step {step} of {total_steps or 'auto'}: the time limit of "
                 f"{format_seconds(config.time_limit or 0)} was reached; {resume}")
     if reason == "interrupted":
-        return f"interrupted at step {step} of {total_steps}; {resume}"
+        return f"interrupted at step {step} of {total_steps or 'auto'}; {resume}"
     if reason == "early_stopping":
         return (f"stopped early at step {step}: validation has not improved for "
                 f"{config.patience} validations (best {best.value:.4f} at step {best.step})")

@@ -41,7 +41,7 @@ RNNKIT_INLINE vec_t<scalar_t> load_or_zero(const scalar_t* source, int64_t count
   return source == nullptr ? vec_t<scalar_t>{} : load(source, count);
 }
 
-// Loads source[offset + col ...] when both the buffer and the block exist, else zero.
+// Loads `count` values at source + offset when both the buffer and the block exist, else zeros.
 template <typename scalar_t>
 RNNKIT_INLINE vec_t<scalar_t> load_block(const scalar_t* source, int64_t offset, int64_t count) {
   return source == nullptr || offset < 0 ? vec_t<scalar_t>{} : load(source + offset, count);
