@@ -3,9 +3,11 @@
 For each shape (B, T, H) (input size H, one layer), the cells of ``rnnkit.CELL_NAMES`` and a
 ``torch.nn.LSTM`` of the same sizes are timed in one loop, interleaved, after warm-up: inference
 is a forward pass under ``torch.no_grad()``, training a forward pass plus the backward pass of
-``output.sum()``. Each cell runs on the engine ``auto`` picks, except that cells ``auto`` would
-run on the reference loop run on the fused engine; cells on the parallel scan that the fused
-engine also runs get a second row, ``name [fused]``.
+``output.sum()``. Each cell runs on the engine ``auto`` picks on the CPU (torch's own kernels,
+else the fused kernels); MinGRU and MinLSTM get a second row on the parallel scan,
+``name [scan]``. Where installed (``pip install -e ".[bench]"``), other libraries' cells run in
+the same table: torchrecurrent's PeepholeLSTM and OriginalLSTM (the 1997 LSTM without a forget
+gate) and mingru-pytorch's minGRU.
 
 Effective GFLOP/s counts the matrix products only: 2 T B flops per weight-matrix entry forward,
 three times that for training (forward, input gradient, weight gradient), also where an engine
@@ -72,15 +74,46 @@ TARGET_SHAPE, TARGET_RATIO, ANY_SHAPE_RATIO, MEMORY_RATIO = (32, 100, 256), 1.25
 
 
 def engines_for(name: str) -> list[str]:
-    """The engines a cell is benchmarked on: the one ``auto`` picks (native, scan) or, where
-    ``auto`` would run the reference loop, fused; plus fused for scan cells it also runs."""
+    """The engines a cell is benchmarked on: the one ``auto`` picks on the CPU (native, else
+    fused), plus the parallel scan for the cells that have one."""
     maths = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1)).layer_maths
-    fused = all(fused_supports(m) for m in maths)
     if all(m.native_mode is not None for m in maths):
         return ["native"]
-    if all(m.parallel_scan for m in maths):
-        return ["scan", "fused"] if fused else ["scan"]
-    return ["fused"] if fused else ["reference"]
+    first = ["fused"] if all(fused_supports(m) for m in maths) else ["reference"]
+    return first + (["scan"] if all(m.parallel_scan for m in maths) else [])
+
+
+class BatchFirst(torch.nn.Module):
+    """A batch-first sequence module behind the (T, B, H) -> (output, state) interface."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.module(inputs.transpose(0, 1)).transpose(0, 1), None
+
+
+def build_peers(hidden: int) -> dict[str, tuple[str, torch.nn.Module]]:
+    """Other libraries' cells that are installed (``pip install -e ".[bench]"``): row name ->
+    (the rnnkit cell it is compared with, the module)."""
+    peers: dict[str, tuple[str, torch.nn.Module]] = {}
+    try:
+        import torchrecurrent
+    except ImportError:
+        pass
+    else:
+        peers["torchrecurrent PeepholeLSTM"] = (
+            "peephole-lstm", torchrecurrent.PeepholeLSTM(hidden, hidden))
+        peers["torchrecurrent OriginalLSTM"] = (
+            "nfg-lstm", torchrecurrent.OriginalLSTM(hidden, hidden))
+    try:
+        from minGRU_pytorch import minGRU
+    except ImportError:
+        pass
+    else:
+        peers["mingru-pytorch minGRU"] = ("mingru", BatchFirst(minGRU(hidden)))
+    return peers
 
 
 def label(name: str, engine: str) -> str:
@@ -97,8 +130,10 @@ def build_models(names: list[str], hidden: int) -> dict[str, torch.nn.Module]:
     for name in names:
         for engine in engines_for(name):
             models[label(name, engine)] = rnnkit.build_layer(
-                name, hidden, hidden, LAYERS.get(name, 1),
-                engine="fused" if engine == "fused" else "auto")
+                name, hidden, hidden, LAYERS.get(name, 1), engine=engine)
+    for peer, (cell, module) in build_peers(hidden).items():
+        if cell in names:
+            models[peer] = module
     return models
 
 
@@ -200,8 +235,12 @@ def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warm
         if memory is not None:
             memory_ratio = memory[name] / memory[baseline]
             memory_text = f"{memory[name] / 2**20:.1f} ({memory_ratio:.2f}x)"
-        engine = "oneDNN" if name.startswith(BASELINE) else \
-            engine.rstrip("]") or engines_for(cell)[0]
+        if name.startswith(BASELINE):
+            engine = "oneDNN"
+        elif name in PEER_ENGINES:
+            engine = PEER_ENGINES[name]
+        else:
+            engine = engine.rstrip("]") or engines_for(cell)[0]
         rows.append([name, engine,
                      f"{inference_time * 1e3:.2f}", f"{inference_time / base_inference:.2f}x",
                      f"{flops / inference_time / 1e9:.1f}",
@@ -211,6 +250,10 @@ def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warm
         ratios[name] = (training_time / base_training, memory_ratio)
     return rows, ratios
 
+
+PEER_ENGINES = {"torchrecurrent PeepholeLSTM": "PyTorch loop",
+                "torchrecurrent OriginalLSTM": "PyTorch loop",
+                "mingru-pytorch minGRU": "log-space scan"}
 
 HEADER = ["cell", "engine", "infer ms", "vs LSTM", "infer GFLOP/s", "train ms", "vs LSTM",
           "train GFLOP/s", "of GEMM peak", "train peak MB (vs LSTM)"]
@@ -222,7 +265,8 @@ def target_lines(all_ratios: dict[tuple[int, int, int], dict]) -> list[str]:
     for shape, ratios in all_ratios.items():
         limit = TARGET_RATIO if shape == TARGET_SHAPE else ANY_SHAPE_RATIO
         for name, (time_ratio, memory_ratio) in ratios.items():
-            if name.startswith(BASELINE) or engines_for(name.partition(" [")[0]) == ["native"]:
+            if (name.startswith(BASELINE) or name in PEER_ENGINES
+                    or engines_for(name.partition(" [")[0]) == ["native"]):
                 continue
             if time_ratio > limit:
                 misses.append(f"{name} at B,T,H={shape}: training {time_ratio:.2f}x > {limit}x")

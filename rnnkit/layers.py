@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.checks import check_input_tensor, check_lengths, check_size, check_state
-from rnnkit.engine.fused import fused_supports, run_fused
+from rnnkit.engine.fused import fused_runs, fused_supports, run_fused
 from rnnkit.engine.native import run_native
 from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
@@ -203,7 +203,7 @@ class RecurrentLayer(nn.Module):
         state = self._initial_state(hx, batch, batched, inputs)
         check_size("start_step", start_step, minimum=0)
 
-        engine = self._select_engine(return_traces)
+        engine = self._select_engine(return_traces, inputs)
         if engine == "native":
             outputs, final = run_native(
                 self.layer_maths[0].native_mode, self._flat_weights(), inputs, state, lengths,
@@ -248,7 +248,11 @@ class RecurrentLayer(nn.Module):
                          for name in names)
         return tuple(inputs.new_zeros(stacked, batch, size) for size in sizes)
 
-    def _select_engine(self, return_traces: bool) -> str:
+    def _select_engine(self, return_traces: bool, inputs: Tensor | None = None) -> str:
+        """The engine of a call: the one asked for (``engine=`` or ``RNNKIT_ENGINE``), checked,
+        or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels,
+        else the fused kernels (CPU, float32/float64, compiled), else the parallel scan
+        (MinGRU/MinLSTM), else the reference loop."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"
         requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
         if requested not in ENGINES:
@@ -271,6 +275,9 @@ class RecurrentLayer(nn.Module):
         if requested == "auto":
             if native_ok:
                 return "native"
+            if (inputs is not None and fused_runs(inputs)
+                    and all(fused_supports(m) for m in maths)):
+                return "fused"
             return "scan" if all(m.parallel_scan for m in maths) else "reference"
         return requested
 

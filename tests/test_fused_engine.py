@@ -223,3 +223,26 @@ def test_fused_falls_back_to_the_reference_loop_with_one_warning(monkeypatch):
         warnings.simplefilter("ignore")
         output, _ = layer(x)
     torch.testing.assert_close(output, reference(x)[0])
+
+
+def test_auto_picks_the_fused_kernels_for_every_cell_they_run_on_cpu(monkeypatch):
+    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    x = torch.randn(4, 2, 3)
+    for config, (name, options) in CONFIGS.items():
+        layers = 2 if name == "depth-gated-lstm" else 1
+        layer = rnnkit.build_layer(name, 3, 9, layers, **options)
+        expected = "native" if config in ("lstm", "lstm-proj", "rnn", "rnn-relu") else "fused"
+        assert layer._select_engine(False, x) == expected, config
+        assert layer._select_engine(True, x) == "fused", config  # traces from the fast path
+    assert rnnkit.GRU(3, 4)._select_engine(True, x) == "reference"
+    peephole = rnnkit.LSTM(3, 4, peepholes=True)
+    assert peephole._select_engine(False, x.to(torch.bfloat16)) == "reference"
+    assert rnnkit.MinGRU(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "scan"
+
+
+def test_auto_uses_the_loop_or_the_scan_when_the_kernels_cannot_be_built(monkeypatch):
+    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    monkeypatch.setattr(fused, "load_extension", lambda: None)
+    x = torch.randn(4, 2, 3)
+    assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False, x) == "reference"
+    assert rnnkit.MinGRU(3, 4)._select_engine(False, x) == "scan"

@@ -8,10 +8,13 @@ minGRU / minLSTM) and one vectorised pointwise pass, and the backward pass (writ
 through time) computes each weight gradient as one product over all steps. What it saves for the
 backward pass (gate activations, cell states) is also where the traces come from.
 
-Layers use it when asked (``engine="fused"`` or ``RNNKIT_ENGINE=fused``). The C++ sources in
-``csrc/`` are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja
-are needed; the result is cached in torch's extensions directory). If that fails, one warning is
-emitted and the engine runs the reference loop instead.
+Layers use it by default (engine "auto") for every cell it has a kernel for that is not one of
+torch's own, on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or
+``RNNKIT_ENGINE=fused``). The C++ sources in ``csrc/`` are compiled on first use with
+``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is cached in
+torch's extensions directory). If that fails, one warning is emitted and the reference loop (or
+the parallel scan) runs instead. The backward pass is written by hand and is not itself
+differentiable: for second derivatives (``create_graph=True``) choose ``engine="reference"``.
 """
 
 from __future__ import annotations
@@ -106,6 +109,13 @@ def _family(cell_math: CellMath) -> str | None:
 def fused_supports(cell_math: CellMath) -> bool:
     """Whether the fused engine has a kernel for this cell."""
     return _family(cell_math) is not None
+
+
+def fused_runs(inputs: Tensor) -> bool:
+    """Whether the kernels take ``inputs`` (CPU, float32 or float64) and are built (building
+    them on the first call)."""
+    return (inputs.device.type == "cpu" and inputs.dtype in _DTYPES
+            and load_extension() is not None)
 
 
 class _FusedSequence(torch.autograd.Function):
@@ -291,8 +301,7 @@ def run_fused(
         or neither float32 nor float64) and when the extension cannot be built.
     """
     family = _family(cell_math)
-    if (family is None or inputs.device.type != "cpu" or inputs.dtype not in _DTYPES
-            or load_extension() is None):
+    if family is None or not fused_runs(inputs):
         return run_reference(cell_math, params, inputs, state, lengths, lower_cells,
                              want_traces, start_step)
     params = cell_math.prepare(params)

@@ -40,10 +40,13 @@ class Ranks:
         """Whether there is more than one rank."""
         return self.world_size > 1
 
-    def shard(self, batch: Tensor) -> Tensor:
-        """This rank's rows of a global batch (B, ...) -> (B / world_size, ...)."""
+    def shard(self, batch: Any) -> Any:
+        """This rank's rows of a global batch (B, ...) -> (B / world_size, ...); a tuple or
+        list of tensors is sharded element by element (each with B rows first)."""
         if not self.distributed:
             return batch
+        if isinstance(batch, (tuple, list)):
+            return type(batch)(self.shard(part) for part in batch)
         rows = batch.shape[0] // self.world_size
         return batch[self.rank * rows:(self.rank + 1) * rows]
 

@@ -28,14 +28,24 @@ from rnnkit.training.errors import RunError
 class Batch:
     """The data of one training step, batch-first.
 
-    ``starts_sequences`` is True when the rows begin new sequences (the first chunk of a pass
-    over a stream, or independent examples): the trainer then starts from a zero state
-    instead of carrying the previous chunk's state.
+    ``inputs`` and ``targets`` are each a tensor or a tuple of tensors (e.g. padded sequences
+    and their lengths), every one with the batch's rows first: the trainer calls
+    ``model(inputs, state)`` and ``task.loss(outputs, targets)``, and splits each tensor's
+    rows among distributed ranks. ``starts_sequences`` is True when the rows begin new
+    sequences (the first chunk of a pass over a stream, or independent examples): the trainer
+    then starts from a zero state instead of carrying the previous chunk's state.
     """
 
-    inputs: Tensor
-    targets: Tensor
+    inputs: Tensor | tuple[Tensor, ...]
+    targets: Tensor | tuple[Tensor, ...]
     starts_sequences: bool
+
+    @property
+    def size(self) -> int:
+        """Target elements in the batch (tokens for a language model, labels for a
+        classifier): what the progress bar counts per second."""
+        first = self.targets[0] if isinstance(self.targets, tuple) else self.targets
+        return first.numel()
 
 
 @dataclass
@@ -171,6 +181,10 @@ TASKS: dict[str, tuple[TaskBuilder, str]] = {
            "character-level language model: predict the next character of a text, then sample"),
 }
 """Task name -> (builder, one-line description)."""
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {}
+"""Task name -> the :class:`TrainConfig` settings that task uses unless the user gives them
+(e.g. a bidirectional reader, another hidden size, a data set); the rest are TrainConfig's."""
 
 
 def build_task(config: TrainConfig, device: torch.device,

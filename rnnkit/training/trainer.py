@@ -228,7 +228,10 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             optimizer.step()
             # Carry the state into the next chunk without its history (and, after bf16
             # autocast, back in the weights' dtype, which layers expect of a given state).
-            state = map_state(state, lambda part: part.detach().to(weight_dtype))
+            # A model of independent examples carries no state (None).
+            if state is not None:
+                if state is not None:  # None: the model carries no state (independent examples)
+                state = map_state(state, lambda part: part.detach().to(weight_dtype))
             step += 1
             step_seconds = time.perf_counter() - step_started
             threads.after_step(step_seconds)
@@ -241,7 +244,7 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                 progress.set_total(total_steps)
                 progress.write(f"steps: {total_steps} fit in the time limit at "
                                f"{seconds_per_step * 1000:.0f} ms per step")
-            tokens = batch.targets.numel()
+            tokens = batch.size
             session_tokens += tokens
             row = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr,
                    "tokens_per_s": tokens / step_seconds}
