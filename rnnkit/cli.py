@@ -20,13 +20,20 @@ import torch
 
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
+from rnnkit.experiments import add_experiment_arguments, experiment_command
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import OPTIMIZERS, PRECISIONS, TrainConfig
 from rnnkit.training.errors import RunError
 from rnnkit.training.run_dir import RunDirectory
-from rnnkit.training.tasks import TASKS, build_model, build_task
+from rnnkit.training.tasks import (
+    EVALUATION_SETTINGS,
+    TASK_DEFAULTS,
+    TASKS,
+    build_model,
+    build_task,
+)
 from rnnkit.training.trainer import train
 
 DEFAULTS = TrainConfig()
@@ -82,17 +89,27 @@ def build_parser() -> Parser:
         help="train a model and write a run directory",
         description="Train a model. With no options: a character-level LSTM language model\n"
                     "on the bundled Shakespeare corpus that finishes in under 10 minutes on\n"
-                    "two CPU cores, writes runs/<time>-lm-lstm and prints a generated sample.",
+                    "two CPU cores, writes runs/<time>-lm-lstm and prints a generated sample.\n"
+                    "The defaults below are the lm task's; every other --task has its own\n"
+                    "(data set, sizes, run length), and any option given overrides them.",
         epilog="examples:\n"
                "  rnnkit train\n"
                "  rnnkit train --cell gru --hidden-size 256 --steps 500 --out runs/gru\n"
                "  rnnkit train --data my_text.txt --epochs 3 --dropout 0.2\n"
                "  rnnkit train --resume runs/gru --steps 1000   # continue (to 1000 steps)\n"
+               "  rnnkit train --task classify --data JapaneseVowels\n"
+               "  rnnkit train --task forecast --data my.csv --column sales --horizon 12\n"
                "  torchrun --nproc_per_node 2 -m rnnkit train   # data-parallel on 2 processes")
     add = train_parser.add_argument
     add("--task", help=f"what to learn: {', '.join(TASKS)} (default {_default('task')})")
     add("--data", metavar="PATH_OR_NAME",
-        help=f"training text: a bundled name or a UTF-8 file (default {_default('data')})")
+        help="the data, a bundled name or a path: lm a UTF-8 text (default shakespeare); "
+             "classify a .ts data set (GunPoint); forecast a CSV series (sunspots); seq2seq "
+             "a pronouncing dictionary (cmudict); adding/copy the length T (100/20)")
+    add("--column", metavar="NAME",
+        help="forecast: the CSV column to forecast (default: the single numeric column)")
+    add("--horizon", type=int, metavar="H",
+        help=f"forecast: predict 1..H steps ahead (default {_default('horizon')})")
     add("--cell", metavar="NAME",
         help=f"recurrent cell, see `rnnkit list` (default {_default('cell')})")
     add("--embedding-size", type=int, metavar="N",
@@ -101,15 +118,16 @@ def build_parser() -> Parser:
         help=f"units per layer (default {_default('hidden_size')})")
     add("--layers", type=int, metavar="N",
         help=f"stacked recurrent layers (default {_default('layers')})")
-    add("--bidirectional", action="store_const", const=True,
-        help="read sequences in both directions (not for --task lm)")
+    add("--bidirectional", action=argparse.BooleanOptionalAction,
+        help="read sequences in both directions (not for --task lm); --no-bidirectional for "
+             "a task whose default is bidirectional")
     add("--dropout", type=float, metavar="P",
         help=f"dropout probability (default {_default('dropout')})")
     add("--batch-size", type=int, metavar="N",
         help=f"sequences per step, across all processes (default {_default('batch_size')})")
     add("--bptt", type=int, metavar="T",
         help=f"truncated-BPTT chunk length; the state is carried across chunks "
-             f"(default {_default('bptt')})")
+             f"(default {_default('bptt')}); forecast: the input window length")
     add("--optimizer", choices=OPTIMIZERS, help=f"(default {_default('optimizer')})")
     add("--lr", type=float, metavar="LR", help=f"peak learning rate (default {_default('lr')})")
     add("--min-lr-ratio", type=float, metavar="R",
@@ -168,10 +186,13 @@ def build_parser() -> Parser:
 
     evaluate_parser = commands.add_parser(
         "evaluate", formatter_class=_formatter, help="score a trained model on held-out data",
-        description="Score a run's best checkpoint on the test split of its data\n"
-                    "(for lm: cross-entropy in nats per character and bits per character).",
+        description="Score a run's best checkpoint on the test split of its data (lm:\n"
+                    "cross-entropy per character; classify: error rate; forecast: RMSE at\n"
+                    "horizons 1 and H with baselines; seq2seq: phoneme error rate; adding:\n"
+                    "MSE; copy: cross-entropy and copy error rate).",
         epilog="examples:\n  rnnkit evaluate runs/RUN\n"
-               "  rnnkit evaluate runs/RUN --data other.txt --split all")
+               "  rnnkit evaluate runs/RUN --data other.txt --split all\n"
+               "  rnnkit evaluate runs/ADDING --data 200   # an adding run on T = 200")
     evaluate_parser.add_argument("run", metavar="RUN", help="run directory")
     evaluate_parser.add_argument("--data", metavar="PATH_OR_NAME",
                                  help="data to score instead of the run's own")
@@ -185,6 +206,50 @@ def build_parser() -> Parser:
         description="List the recurrent cells (--cell) and tasks (--task).",
         epilog="example:\n  rnnkit list")
     list_parser.set_defaults(handler=list_command, parser=list_parser)
+
+    inspect_parser = commands.add_parser(
+        "inspect", formatter_class=_formatter,
+        help="look inside a trained model: gradient flow, gate traces, CTC outputs",
+        description="Plots and CSVs of what a run's model does, written to --out\n"
+                    "(default RUN/inspect).",
+        epilog="examples:\n  rnnkit inspect runs/RUN --gradients\n"
+               "  rnnkit inspect runs/RUN --gates --text 'To be, or not to be'\n"
+               "  rnnkit inspect runs/RUN --ctc line.png")
+    inspect_parser.add_argument("run", metavar="RUN", help="run directory")
+    inspect_parser.add_argument("--gradients", action="store_true",
+                                help="norm of dloss/dh_k at every step k, before and after "
+                                     "training (PNG, log scale, and CSV)")
+    inspect_parser.add_argument("--gates", action="store_true",
+                                help="heatmaps of every gate and the cell state over --text, "
+                                     "with saturation statistics (PNG and CSV)")
+    inspect_parser.add_argument("--text", help="the text --gates reads (lm runs)")
+    inspect_parser.add_argument("--ctc", metavar="IMAGE",
+                                help="a handwriting run's per-step label probabilities under "
+                                     "a line image (a PNG, or the number of a test line)")
+    inspect_parser.add_argument("--out", metavar="DIR", help="output folder (default RUN/inspect)")
+    inspect_parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    inspect_parser.set_defaults(handler=inspect_command, parser=inspect_parser)
+
+    recognize_parser = commands.add_parser(
+        "recognize", formatter_class=_formatter,
+        help="read the digits in a handwritten line image",
+        description="Read a line of handwritten digits with a handwriting run's model.\n"
+                    "Any height (scaled), dark-on-light or light-on-dark (detected).",
+        epilog="example:\n  rnnkit recognize runs/RUN line.png")
+    recognize_parser.add_argument("run", metavar="RUN", help="run directory of a handwriting run")
+    recognize_parser.add_argument("image", metavar="IMAGE", help="PNG (or other image) file")
+    recognize_parser.add_argument("--beam", type=int, metavar="N",
+                                  help="prefix beam search with N beams (default best path)")
+    recognize_parser.set_defaults(handler=recognize_command, parser=recognize_parser)
+
+    experiment_parser = commands.add_parser(
+        "experiment", formatter_class=_formatter,
+        help="run an experiment that shows why gates matter",
+        description="Run an experiment and write a Markdown report with plots.",
+        epilog="examples:\n  rnnkit experiment long_range --quick\n"
+               "  rnnkit experiment variants --seeds 3 --out runs/variants")
+    add_experiment_arguments(experiment_parser)
+    experiment_parser.set_defaults(handler=experiment_command, parser=experiment_parser)
     return parser
 
 
@@ -210,7 +275,8 @@ def train_command(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, **given)
         run_path = Path(resume)
     else:
-        config = dataclasses.replace(DEFAULTS, **given)
+        task = given.get("task", DEFAULTS.task)
+        config = dataclasses.replace(DEFAULTS, **{**TASK_DEFAULTS.get(task, {}), **given})
         run_path = None if out is None else Path(out)
 
     ranks = distributed.start(config.device)
@@ -249,7 +315,8 @@ def sample_command(args: argparse.Namespace) -> int:
     """``rnnkit sample``: continue a prompt with a language model run's best checkpoint."""
     run = RunDirectory.open(args.run)
     if run.read_config().task != "lm":
-        raise RunError(f"{run.path}: is not a language-model run; sample works with --task lm")
+        raise RunError(f"{run.path}: is a --task {run.read_config().task} run, not a "
+                       "language model; sample works with --task lm runs (use rnnkit evaluate)")
     if args.length < 0:
         raise RunError(f"--length must be >= 0, got {args.length}")
     if args.temperature < 0:
@@ -285,8 +352,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     config = run.read_config()
     if args.data is not None:
         config.data = args.data
-    # Evaluation never batches the training part; the smallest batching accepts any text.
-    config = dataclasses.replace(config, batch_size=1, bptt=1)
+    config = dataclasses.replace(config, **EVALUATION_SETTINGS.get(config.task, {}))
     device = distributed.pick_device(args.device)
     checkpoint = load_checkpoint(run.checkpoint_for_use())
     task = build_task(config, device, checkpoint.info["task"])
@@ -294,7 +360,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     metrics = task.evaluate(args.split)
     print(f"{run.path} (step {checkpoint.info['step']}), {args.split} split of {config.data}:")
     for name, value in metrics.items():
-        print(f"  {name:<16} {value:.4f}")
+        print(f"  {name:<24} {value:.4f}")
+    if "line_error" in metrics:  # handwriting: also the share of lines read exactly right
+        print(f"  {'line_accuracy':<24} {1.0 - metrics['line_error']:.4f}")
     return 0
 
 
@@ -306,6 +374,21 @@ def list_command(args: argparse.Namespace) -> int:
     print("tasks (--task):")
     for name, (_, description) in TASKS.items():
         print(f"  {name:<18} {description}")
+    return 0
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    """``rnnkit inspect``: see :mod:`rnnkit.inspection`."""
+    from rnnkit.inspection import inspect_run
+
+    return inspect_run(args)
+
+
+def recognize_command(args: argparse.Namespace) -> int:
+    """``rnnkit recognize``: print the digits a handwriting run reads in an image."""
+    from rnnkit.handwriting import recognize_image
+
+    print(recognize_image(args.run, args.image, beam_size=args.beam))
     return 0
 
 

@@ -82,3 +82,56 @@ def plot_gate_traces(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def unit_saturation(traces: Mapping[str, Tensor], low: float = 0.1,
+                    high: float = 0.9) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per unit, the fraction of steps its gate is below ``low`` and above ``high``.
+
+    This is the per-unit statistic of Karpathy, Johnson & Fei-Fei 2015 (their Figure 5: one dot
+    per gate unit, the fraction of time it is left-saturated against right-saturated).
+
+    Args:
+        traces: name -> (..., H) tensor (e.g. (T, H) or (B, T, H)); non-gate names are skipped.
+
+    Returns:
+        ``{gate: (left_fraction (H,), right_fraction (H,))}``.
+    """
+    stats = {}
+    for name, values in traces.items():
+        if name not in GATE_NAMES:
+            continue
+        values = values.detach().float().reshape(-1, values.shape[-1])
+        stats[name] = ((values < low).float().mean(0), (values > high).float().mean(0))
+    return stats
+
+
+def plot_saturation(per_unit: Mapping[str, tuple[Tensor, Tensor]], path: str | Path, *,
+                    title: str = "") -> Path:
+    """Scatter each gate unit's left- against right-saturated fraction, one panel per gate.
+
+    Args:
+        per_unit: the output of :func:`unit_saturation` (gate -> (left (H,), right (H,))).
+        path: the PNG to write.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    gates = list(per_unit)
+    figure, axes = plt.subplots(1, max(1, len(gates)), figsize=(3.2 * max(1, len(gates)), 3.4),
+                                dpi=110, squeeze=False)
+    for axis, gate in zip(axes[0], gates):
+        left, right = per_unit[gate]
+        axis.scatter(left.numpy(), right.numpy(), s=8, alpha=0.6)
+        axis.plot([0, 1], [1, 0], color="grey", lw=0.6, ls="--")
+        axis.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"gate {gate}",
+                 xlabel="fraction < 0.1 (left-saturated)")
+        axis.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("fraction > 0.9 (right-saturated)")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -8,9 +8,10 @@ gradient); an LSTM's cell state, gated by f_t close to 1, keeps it alive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -81,10 +82,15 @@ class GradientFlow:
     Attributes:
         loss_gradient: ||dL/dh_k|| for k = 0 .. T-1.
         state_jacobian: ||dh_{T-1}/dh_k||_F (Frobenius norm of the Jacobian), or None.
+        final_loss_gradient: ||dL_T/dh_k|| for a second loss L_T that only the last step
+            scores (for a model with a loss term per step, e.g. a language model), or None.
+            Every h_k reaches L_T only through time, so this is the profile that shows a
+            vanishing gradient; ``loss_gradient`` also holds each step's own term.
     """
 
     loss_gradient: Tensor
     state_jacobian: Tensor | None
+    final_loss_gradient: Tensor | None = None
 
 
 def gradient_flow(
@@ -96,8 +102,9 @@ def gradient_flow(
 
     Args:
         layer: the recurrent layer inside the model (e.g. ``model.layer``).
-        compute_loss: runs the model on a batch and returns the scalar loss; it is called once,
-            with the layer recording its states.
+        compute_loss: runs the model on a batch and returns the scalar loss, or a pair (loss,
+            final-step loss) to also measure :attr:`GradientFlow.final_loss_gradient`; it is
+            called once, with the layer recording its states.
         jacobian: also compute ||dh_{T-1}/dh_k||_F exactly (one backward pass per hidden unit).
 
     Returns:
@@ -117,14 +124,23 @@ def gradient_flow(
         if not states:
             raise ValueError("compute_loss: the layer was not called, so no states were recorded")
         steps = list(states)
-    grads = torch.autograd.grad(loss, steps, retain_graph=jacobian, allow_unused=True)
-    loss_gradient = torch.stack([
-        torch.zeros(()) if g is None else g.norm(dim=-1).mean() for g in grads
-    ]).detach()
+    final_loss = None
+    if isinstance(loss, tuple):
+        loss, final_loss = loss
+
+    def norms(target: Tensor, keep: bool) -> Tensor:
+        grads = torch.autograd.grad(target, steps, retain_graph=keep, allow_unused=True)
+        return torch.stack([
+            torch.zeros((), device=steps[0].device) if g is None else g.norm(dim=-1).mean()
+            for g in grads
+        ]).detach().cpu()
+
+    loss_gradient = norms(loss, jacobian or final_loss is not None)
+    final_loss_gradient = None if final_loss is None else norms(final_loss, jacobian)
     if not jacobian:
-        return GradientFlow(loss_gradient, None)
+        return GradientFlow(loss_gradient, None, final_loss_gradient)
     last = steps[-1]
-    squares = [torch.zeros(last.shape[0], dtype=last.dtype) for _ in steps]
+    squares = [torch.zeros(last.shape[0], dtype=last.dtype, device=last.device) for _ in steps]
     for unit in range(last.shape[-1]):
         # Each example's last state depends only on its own past, so summing over the batch
         # gives every example's Jacobian row at once.
@@ -133,5 +149,52 @@ def gradient_flow(
         for k, row in enumerate(rows):
             if row is not None:
                 squares[k] += row.detach().pow(2).sum(dim=-1)
-    state_jacobian = torch.stack([s.sqrt().mean() for s in squares])
-    return GradientFlow(loss_gradient, state_jacobian)
+    state_jacobian = torch.stack([s.sqrt().mean() for s in squares]).cpu()
+    return GradientFlow(loss_gradient, state_jacobian, final_loss_gradient)
+
+
+def plot_gradient_flow(
+    flows: Mapping[str, GradientFlow],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """Plot per-step gradient norms on a log scale: one line per entry of ``flows``.
+
+    The left panel shows ``loss_gradient`` (‖dL/dh_k‖) against the step k; the right panel,
+    drawn when any entry has one, ``state_jacobian`` (‖dh_{T-1}/dh_k‖_F). A norm that underflows
+    to 0 is left out of the log-scale line (the line stops where the gradient has vanished).
+
+    Args:
+        flows: label (e.g. ``"lstm, trained"``) -> :class:`GradientFlow`.
+        path: the PNG to write.
+        title: a title over both panels.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from rnnkit.diagnostics.plots import plt
+
+    jacobians = any(flow.state_jacobian is not None for flow in flows.values())
+    figure, axes = plt.subplots(1, 2 if jacobians else 1, figsize=(11 if jacobians else 6.5, 4),
+                                dpi=110, squeeze=False)
+    panels = [("loss_gradient", "‖dL/dh_k‖ (batch mean)")]
+    if jacobians:
+        panels.append(("state_jacobian", "‖dh_T/dh_k‖_F (batch mean)"))
+    for axis, (attribute, label) in zip(axes[0], panels):
+        for name, flow in flows.items():
+            values = getattr(flow, attribute)
+            if values is None:
+                continue
+            steps = [k for k, v in enumerate(values.tolist()) if v > 0]
+            axis.plot(steps, [float(values[k]) for k in steps], label=name, lw=1.3)
+        axis.set(xlabel="step k", ylabel=label, yscale="log")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

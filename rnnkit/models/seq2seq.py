@@ -171,8 +171,10 @@ class Seq2Seq(nn.Module):
         ``start_step`` is the number of target steps already decoded (the Clockwork RNN's
         clock depends on it).
         """
-        outputs, state = self.decoder(self.dropout(self.target_embedding(target_input)), state,
-                                      start_step=start_step)
+        embedded = self.dropout(self.target_embedding(target_input))
+        # Under autocast the bridge gives a lower-precision state; the layer wants the inputs'.
+        state = map_state(state, lambda part: part.to(embedded.dtype))
+        outputs, state = self.decoder(embedded, state, start_step=start_step)
         if self.attention is not None:
             query = outputs if self.attention == "dot" else self.attention_weight(outputs)
             scores = (query @ memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), -torch.inf)

@@ -19,13 +19,17 @@ class TrainConfig:
     # What to learn from.
     task: str = "lm"
     data: str = "shakespeare"
+    column: str | None = None
+    """forecast: the CSV column to forecast (None: the file's single numeric column)."""
+    horizon: int = 10
+    """forecast: how many steps ahead each forecast reaches (1 .. horizon)."""
     # The model.
     cell: str = "lstm"
     embedding_size: int = 64
     hidden_size: int = 512
     layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.1
+    dropout: float = 0.25
     # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
     batch_size: int = 32
     bptt: int = 64
@@ -35,7 +39,7 @@ class TrainConfig:
     lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup: int = 100
-    weight_decay: float = 0.0
+    weight_decay: float = 0.1
     momentum: float = 0.9
     clip: float | None = 1.0
     clip_value: float | None = None
@@ -68,7 +72,7 @@ class TrainConfig:
     def check(self) -> None:
         """Raise :class:`RunError` (one line, naming the option) for values out of range."""
         positive = ("embedding_size", "hidden_size", "layers", "batch_size", "bptt", "steps",
-                    "eval_every")
+                    "eval_every", "horizon")
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")

@@ -176,15 +176,66 @@ def build_model(model_class: Callable[[Any], nn.Module], model_config: Any) -> n
         raise RunError(f"cannot build a {model_config.cell} model: {err}") from None
 
 
+def handwriting_task(config: TrainConfig, device: torch.device,
+                     saved: dict[str, Any] | None = None) -> Task:
+    """See :func:`rnnkit.handwriting.handwriting_task` (imported on use: it builds on Task)."""
+    from rnnkit.handwriting import handwriting_task as build
+
+    return build(config, device, saved)
+
+
+from rnnkit.training.sequence_tasks import (  # noqa: E402 -- they build on Task and Batch
+    adding_task,
+    classification_task,
+    copy_task,
+    forecasting_task,
+    g2p_task,
+)
+
 TASKS: dict[str, tuple[TaskBuilder, str]] = {
     "lm": (language_model_task,
            "character-level language model: predict the next character of a text, then sample"),
+    "classify": (classification_task,
+                 "classify whole series of a UCR/UEA .ts data set (GunPoint, JapaneseVowels)"),
+    "forecast": (forecasting_task,
+                 "forecast the next --horizon values of a CSV series (sunspots, airline)"),
+    "seq2seq": (g2p_task,
+                "encoder-decoder with attention: spell words as phonemes (CMUdict G2P)"),
+    "adding": (adding_task,
+               "adding problem: sum the two marked values of a --data T step sequence"),
+    "copy": (copy_task, "copy memory: repeat 10 symbols after a delay of --data T steps"),
+    "handwriting": (handwriting_task,
+                    "read lines of handwritten digits: bidirectional LSTM + CTC (Graves 2008)"),
 }
 """Task name -> (builder, one-line description)."""
 
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {}
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classify": {"data": "GunPoint", "hidden_size": 64, "batch_size": 16, "dropout": 0.1,
+                 "weight_decay": 0.0, "steps": 600, "warmup": 20, "eval_every": 25,
+                 "time_limit": 300.0},
+    "forecast": {"data": "sunspots", "hidden_size": 32, "bptt": 33, "batch_size": 32,
+                 "dropout": 0.0, "weight_decay": 0.0, "steps": 600, "warmup": 20,
+                 "eval_every": 25,
+                 "time_limit": 300.0},
+    "seq2seq": {"data": "cmudict", "hidden_size": 256, "bidirectional": True,
+                "batch_size": 128, "dropout": 0.1, "weight_decay": 0.0, "time_limit": 780.0,
+                "eval_every": 500},
+    "adding": {"data": "100", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
+               "weight_decay": 0.0, "steps": 4000, "eval_every": 250, "time_limit": 540.0},
+    "copy": {"data": "20", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
+             "weight_decay": 0.0, "steps": 8000, "eval_every": 500, "time_limit": 540.0},
+    "handwriting": {"data": "digit-lines", "bidirectional": True, "embedding_size": 64,
+                    "hidden_size": 96, "batch_size": 32, "dropout": 0.25, "lr": 3e-3,
+                    "steps": None, "warmup": 100, "eval_every": 500, "time_limit": 540.0,
+                    "precision": "fp32"},
+}
 """Task name -> the :class:`TrainConfig` settings that task uses unless the user gives them
 (e.g. a bidirectional reader, another hidden size, a data set); the rest are TrainConfig's."""
+
+EVALUATION_SETTINGS: dict[str, dict[str, Any]] = {"lm": {"batch_size": 1, "bptt": 1}}
+"""Task name -> settings ``rnnkit evaluate`` replaces in the run's config before building the
+task: evaluation never batches the training part, so e.g. the language model takes the
+smallest batching, which accepts any text."""
 
 
 def build_task(config: TrainConfig, device: torch.device,

@@ -228,9 +228,7 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             optimizer.step()
             # Carry the state into the next chunk without its history (and, after bf16
             # autocast, back in the weights' dtype, which layers expect of a given state).
-            # A model of independent examples carries no state (None).
-            if state is not None:
-                if state is not None:  # None: the model carries no state (independent examples)
+            if state is not None:  # None: the model carries no state (independent examples)
                 state = map_state(state, lambda part: part.detach().to(weight_dtype))
             step += 1
             step_seconds = time.perf_counter() - step_started

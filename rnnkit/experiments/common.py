@@ -1,0 +1,113 @@
+"""What the experiments share: the model around a recurrent layer, initialisation, gradient
+clipping that records the norm, seed summaries and the Markdown report."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import rnnkit
+from rnnkit.layers import RecurrentLayer
+
+
+class SequenceModel(nn.Module):
+    """A recurrent layer between an input encoding and a linear read-out.
+
+    Args:
+        cell: a name of :data:`rnnkit.CELL_NAMES`, or a ready layer (``batch_first=True``).
+        input_size: features per step, or the vocabulary size when ``one_hot``.
+        hidden_size: the layer's hidden size.
+        output_size: the read-out's size (1 for regression, the number of classes otherwise).
+        one_hot: inputs are token ids (B, T), fed to the layer as one-hot vectors.
+        layer_options: passed on to :func:`rnnkit.build_layer`.
+    """
+
+    def __init__(self, cell: str | RecurrentLayer, input_size: int, hidden_size: int,
+                 output_size: int, *, one_hot: bool = False, **layer_options) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.one_hot = one_hot
+        if isinstance(cell, str):
+            cell = rnnkit.build_layer(cell, input_size, hidden_size, batch_first=True,
+                                      **layer_options)
+        self.layer = cell
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    def forward(self, inputs: Tensor, state=None):
+        """(B, T[, input_size]) -> read-out at every step (B, T, output_size), final state."""
+        if self.one_hot:
+            inputs = F.one_hot(inputs, self.input_size).float()
+        outputs, state = self.layer(inputs, state)
+        return self.readout(outputs), state
+
+
+def set_forget_bias(layer: RecurrentLayer, value: float) -> None:
+    """Start the forget gate of every LSTM-family layer at sigmoid(``value``).
+
+    A positive bias (Gers, Schmidhuber & Cummins 2000; Jozefowicz et al. 2015) makes the cell
+    remember by default, so gradients reach far back from the first step of training. Layers
+    without a forget gate are left as they are.
+    """
+    hidden = layer.hidden_size
+    for index, cell_math in enumerate(layer.layer_maths):
+        blocks = getattr(cell_math, "blocks", "")
+        if "f" not in blocks or not layer.bias:
+            continue
+        rows = slice(blocks.index("f") * hidden, (blocks.index("f") + 1) * hidden)
+        for direction in range(layer.num_directions):
+            params = layer.cell_parameters(index, direction)
+            with torch.no_grad():
+                params["bias_ih"][rows] = value
+                params["bias_hh"][rows] = 0.0
+
+
+def clip_and_measure(parameters: Sequence[Tensor], max_norm: float | None) -> float:
+    """The global gradient norm before clipping; clips to ``max_norm`` unless it is None."""
+    limit = math.inf if max_norm is None else max_norm
+    return float(nn.utils.clip_grad_norm_(parameters, limit))
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: a count ``n`` means seeds 0 .. n-1."""
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds: expected a count >= 1 or a list of seeds, got {seeds}")
+        return list(range(seeds))
+    if not seeds:
+        raise ValueError("seeds: expected at least one seed")
+    return list(seeds)
+
+
+def mean_std(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± std`` over seeds (just the value for one seed), as fixed-point text."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, title: str, sections: Sequence[str],
+                 started: float | None = None) -> Path:
+    """Write ``report.md``: the title, then the sections separated by blank lines; with
+    ``started`` (a :func:`time.perf_counter` value), a last line with the wall time since."""
+    sections = list(sections)
+    if started is not None:
+        seconds = time.perf_counter() - started
+        sections.append(f"Wall time: {seconds:.0f} s ({seconds / 60:.1f} min) with "
+                        f"{torch.get_num_threads()} CPU thread(s).")
+    path = out_dir / "report.md"
+    path.write_text(f"# {title}\n\n" + "\n\n".join(s.strip() for s in sections) + "\n")
+    return path

@@ -1,0 +1,245 @@
+"""The classify, forecast, seq2seq, adding and copy tasks: adapters, batching, and each task
+trained, evaluated and resumed from the command line on tiny settings."""
+
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.data import bundled_path
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.sequence_tasks import (
+    ClassifierAdapter,
+    ForecasterAdapter,
+    RegressorAdapter,
+    Seq2SeqAdapter,
+    TokenTaggerAdapter,
+    forecasting_task,
+    framed,
+    shuffled_rows,
+)
+from rnnkit.training.tasks import TASK_DEFAULTS, TASKS
+
+# A constant learning rate, so that 4 steps resumed to 6 follow the schedule of 6 steps.
+TINY = ["--hidden-size", "8", "--embedding-size", "8", "--batch-size", "4", "--warmup", "0",
+        "--min-lr-ratio", "1", "--time-limit", "0", "--device", "cpu", "--threads", "1",
+        "--precision", "fp32"]
+# Each task on its smallest data: a short adding/copy sequence, a 300-word dictionary.
+TASK_ARGS = {
+    "classify": ["--data", "ItalyPowerDemand"],
+    "forecast": ["--data", "airline", "--bptt", "12", "--horizon", "3"],
+    "seq2seq": [],  # --data: a dictionary file written by the fixture
+    "adding": ["--data", "12"],
+    "copy": ["--data", "4"],
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(capsys, *argv):
+    """Run the command line in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main([str(arg) for arg in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def small_dictionary(path, words=300):
+    """The first ``words`` entries of the bundled CMUdict, in its format."""
+    lines = [line for line in bundled_path("cmudict/cmudict.dict").read_text().splitlines()
+             if line and not line.startswith(";;;")]
+    path.write_text("\n".join(lines[:words]) + "\n")
+    return path
+
+
+def task_args(task, folder):
+    args = ["--task", task, *TASK_ARGS[task], *TINY]
+    if task == "seq2seq":
+        args += ["--data", small_dictionary(folder / "dict.txt")]
+    return args
+
+
+def losses(run):
+    with open(run / "metrics.csv") as file:
+        return [float(row["loss"]) for row in csv.DictReader(file)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Each task trained for 4 steps (validated at 2 and 4) from the command line."""
+    folder = tmp_path_factory.mktemp("tasks")
+    made = {}
+    for task in TASK_ARGS:
+        run = folder / task
+        code = main(["train", *(str(a) for a in task_args(task, folder))]
+                    + ["--steps", "4", "--eval-every", "2", "--out", str(run)])
+        assert code == 0, task
+        made[task] = run
+    return made
+
+
+# ----------------------------------------------------------------------------------------
+# The pieces.
+
+
+def test_every_task_is_registered_with_defaults_and_listed(capsys):
+    assert {"lm", "classify", "forecast", "seq2seq", "adding", "copy"} <= set(TASKS)
+    for task, defaults in TASK_DEFAULTS.items():
+        TrainConfig(task=task, **defaults).check()
+    code, out, _ = cli(capsys, "list")
+    assert code == 0
+    for task in ("classify", "forecast", "seq2seq", "adding", "copy"):
+        assert any(line.split()[:1] == [task] for line in out.splitlines())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_adapters_map_inputs_and_state_to_outputs_and_no_state(cell):
+    common = {"cell": cell, "hidden_size": 6, "num_layers": 1, "bidirectional": True,
+              "dropout": 0.0}
+    series, lengths = torch.randn(3, 7, 2), torch.tensor([7, 5, 1])
+    scores, state = ClassifierAdapter({**common, "input_size": 2, "num_outputs": 4,
+                                       "pooling": "last"})((series, lengths), None)
+    assert scores.shape == (3, 4) and state is None
+    values, state = RegressorAdapter({**common, "input_size": 2, "num_outputs": 1,
+                                      "pooling": "last"})(series)
+    assert values.shape == (3,) and state is None
+    forecast, state = ForecasterAdapter({**common, "horizon": 5, "input_size": 1})(
+        torch.randn(3, 9, 1))
+    assert forecast.shape == (3, 5) and state is None
+    source, target = torch.randint(3, 10, (3, 6)), torch.randint(3, 12, (3, 4))
+    logits, state = Seq2SeqAdapter({**common, "source_vocab_size": 10, "target_vocab_size": 12,
+                                    "embedding_size": 5, "attention": "general"})(
+        (source, torch.tensor([6, 3, 1]), target))
+    assert logits.shape == (3, 4, 12) and state is None
+    logits, state = TokenTaggerAdapter({**common, "input_size": 10, "num_outputs": 10})(
+        torch.randint(0, 10, (3, 8)))
+    assert logits.shape == (3, 8, 10) and state is None
+
+
+def test_classifier_ignores_steps_after_each_series_end():
+    model = ClassifierAdapter({"cell": "lstm", "hidden_size": 6, "num_layers": 1,
+                               "bidirectional": True, "dropout": 0.0, "input_size": 2,
+                               "num_outputs": 3, "pooling": "last"}).eval()
+    series, lengths = torch.randn(2, 9, 2), torch.tensor([9, 4])
+    noisy = series.clone()
+    noisy[1, 4:] = 100.0
+    assert torch.allclose(model((series, lengths))[0], model((noisy, lengths))[0], atol=1e-6)
+    alone = model((series[1:, :4], lengths[1:]))[0]
+    assert torch.allclose(model((series, lengths))[0][1:], alone, atol=1e-6)
+
+
+def test_forecaster_adapter_forecasts_a_shifted_window_shifted():
+    model = ForecasterAdapter({"cell": "lstm", "hidden_size": 6, "num_layers": 1,
+                               "bidirectional": False, "dropout": 0.0, "horizon": 3,
+                               "input_size": 1}).eval()
+    window = torch.randn(2, 10, 1)
+    assert torch.allclose(model(window + 5.0)[0], model(window)[0] + 5.0, atol=1e-5)
+    assert model(window[:, :1])[0].shape == (2, 3)  # a one-value window has no spread
+
+
+def test_framed_series_keep_every_value_in_order():
+    series = [np.arange(10.0).reshape(5, 2), np.arange(6.0).reshape(3, 2)]
+    inputs, lengths = framed(series, 2)
+    assert inputs.shape == (2, 3, 4) and lengths.tolist() == [3, 2]
+    assert inputs[0].reshape(-1, 2)[:5].tolist() == series[0].tolist()
+    assert inputs[0, 2, 2:].tolist() == [8.0, 9.0]  # the last frame completed with the last value
+    assert inputs[1].reshape(-1, 2)[:3].tolist() == series[1].tolist()
+
+
+@pytest.mark.parametrize("count, batch", [(10, 4), (3, 8), (7, 7)])
+def test_shuffled_rows_see_every_row_once_per_epoch_and_repeat_exactly(count, batch):
+    stream = torch.cat([shuffled_rows(count, batch, step, seed=3) for step in range(6)])
+    assert all(len(shuffled_rows(count, batch, step, 3)) == batch for step in range(6))
+    for epoch in range(len(stream) // count):
+        assert sorted(stream[epoch * count:(epoch + 1) * count].tolist()) == list(range(count))
+    assert torch.equal(shuffled_rows(count, batch, 4, 3), shuffled_rows(count, batch, 4, 3))
+    assert not all(torch.equal(shuffled_rows(count, batch, s, 3), shuffled_rows(count, batch, s, 4))
+                   for s in range(6))
+
+
+def test_forecast_metrics_score_the_held_out_points_against_baselines():
+    config = TrainConfig(task="forecast", data="sunspots", hidden_size=4, bptt=20, horizon=10)
+    task = forecasting_task(config, torch.device("cpu"))
+    values = np.loadtxt(bundled_path("timeseries/sunspots_yearly.csv"), delimiter=",",
+                        skiprows=1)[:, 1]
+    test = task.evaluate("test")
+    last30 = values[-30:]
+    assert test["last_value_rmse_h1"] == pytest.approx(
+        math.sqrt(np.mean((values[-31:-1] - last30) ** 2)))
+    assert test["last_value_rmse_h10"] == pytest.approx(
+        math.sqrt(np.mean((values[-40:-10] - last30) ** 2)))
+    assert test["seasonal_naive_rmse_h10"] == pytest.approx(
+        math.sqrt(np.mean((values[-41:-11] - last30) ** 2)))
+    # A forecaster that outputs the window's last value is the last-value forecast.
+    task.model.forward = lambda window, state=None: (window[:, -1:, 0].expand(-1, 10), None)
+    test = task.evaluate("test")
+    assert test["rmse_h1"] == pytest.approx(test["last_value_rmse_h1"], rel=1e-4)
+    assert test["rmse_h10"] == pytest.approx(test["last_value_rmse_h10"], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------------------
+# The command line.
+
+
+@pytest.mark.parametrize("task", list(TASK_ARGS))
+def test_each_task_trains_and_evaluate_reproduces_its_test_metrics(runs, task, capsys):
+    run = runs[task]
+    report = json.loads((run / "report.json").read_text())
+    assert report["steps"] == 4 and report["test"] and report["sample"]
+    assert all(math.isfinite(value) for value in report["test"].values())
+    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    assert code == 0, err
+    printed = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()[1:]}
+    assert printed == pytest.approx({k: round(v, 4) for k, v in report["test"].items()},
+                                    abs=2e-4)
+
+
+@pytest.mark.parametrize("task", ["classify", "forecast", "adding"])
+def test_resuming_a_task_continues_the_same_loss_curve(runs, task, tmp_path, capsys):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(runs[task], resumed)
+    code, _, err = cli(capsys, "train", "--resume", resumed, "--steps", "6")
+    assert code == 0, err
+    straight = tmp_path / "straight"
+    code, _, err = cli(capsys, "train", *task_args(task, tmp_path), "--steps", "6",
+                       "--eval-every", "2", "--out", straight)
+    assert code == 0, err
+    assert losses(resumed) == pytest.approx(losses(straight), rel=1e-5)
+    assert len(losses(resumed)) == 6
+
+
+def test_evaluate_takes_other_data_of_the_same_kind(runs, capsys):
+    code, out, err = cli(capsys, "evaluate", runs["adding"], "--data", "30", "--split", "val")
+    assert code == 0, err
+    assert "val split of 30" in out and "mse" in out
+
+
+def test_sample_refuses_a_run_that_is_not_a_language_model(runs, capsys):
+    code, out, err = cli(capsys, "sample", runs["classify"])
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "--task classify" in err and "--task lm" in err
+
+
+def test_forecast_reads_a_named_column_and_a_bidirectional_window(tmp_path, capsys):
+    path = tmp_path / "two.csv"
+    rng = np.random.default_rng(0)
+    rows = [f"{day},{math.sin(day / 3):.4f},{rng.normal():.4f}" for day in range(120)]
+    path.write_text("day,wave,noise\n" + "\n".join(rows) + "\n")
+    code, out, err = cli(capsys, "train", "--task", "forecast", "--data", path, "--column",
+                         "wave", "--bptt", "8", "--horizon", "2", "--bidirectional", *TINY,
+                         "--steps", "2", "--eval-every", "2", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "rmse_h2" in out and "forecast of 'wave'" in out
