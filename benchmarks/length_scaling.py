@@ -4,9 +4,9 @@ At B=8, H=256 (input size H, one layer) and T = 64, 128, ..., 4096, one training
 plus the backward pass of ``output.sum()``) of each model is timed, the models interleaved at
 each length, median of the repeats after warm-up. A least-squares line time = a + b T per model
 gives the cost per step b and R^2 (how linear the cost is in T), and MinGRU's speedup over
-torch.nn.GRU is reported at each length. rnnkit's ``lstm`` runs on torch's kernel, ``cifg-lstm``
-on the fused engine, ``mingru`` on the parallel scan (what ``auto`` picks) and ``mingru [fused]``
-on the fused engine.
+torch.nn.GRU is reported at each length. rnnkit's ``lstm`` runs on torch's kernel,
+``cifg-lstm`` and ``mingru`` on the fused engine (what ``auto`` picks on the CPU) and
+``mingru [scan]`` on the parallel scan in log space (what ``auto`` picks on CUDA).
 
 Usage::
 
@@ -35,8 +35,8 @@ import rnnkit
 
 BATCH, HIDDEN = 8, 256
 LENGTHS = tuple(2**k for k in range(6, 13))  # 64 .. 4096
-MODELS = ("lstm", "cifg-lstm", "mingru", "mingru [fused]", "torch.nn.GRU")
-MINGRU = ("mingru", "mingru [fused]")
+MODELS = ("lstm", "cifg-lstm", "mingru", "mingru [scan]", "torch.nn.GRU")
+MINGRU = ("mingru", "mingru [scan]")
 
 
 def build(name: str) -> torch.nn.Module:
@@ -44,8 +44,7 @@ def build(name: str) -> torch.nn.Module:
     if name == "torch.nn.GRU":
         return torch.nn.GRU(HIDDEN, HIDDEN)
     cell, _, engine = name.partition(" [")
-    fused = cell == "cifg-lstm" or engine == "fused]"
-    return rnnkit.build_layer(cell, HIDDEN, HIDDEN, engine="fused" if fused else "auto")
+    return rnnkit.build_layer(cell, HIDDEN, HIDDEN, engine=engine.rstrip("]") or "auto")
 
 
 def training_step(model: torch.nn.Module, inputs: torch.Tensor) -> None:

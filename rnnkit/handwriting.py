@@ -49,6 +49,7 @@ from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
 from rnnkit.training.run_dir import RunDirectory
+from rnnkit.training.sequence_tasks import only_for_forecast
 from rnnkit.training.tasks import Batch, Task, build_model
 
 TASK = "handwriting"
@@ -153,6 +154,7 @@ def handwriting_task(config: TrainConfig, device: torch.device,
     as show each training image about once. ``saved`` (from a checkpoint) fixes the model
     sizes.
     """
+    only_for_forecast(config)
     max_digits = digits_per_line(config.data)
     model_config = (LineRecognizerConfig(**saved["model"]) if saved
                     else recognizer_config(config))

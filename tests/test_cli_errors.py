@@ -229,3 +229,66 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(capsys, co
     checkpoint = load_checkpoint(run / "checkpoints" / "last.safetensors")
     assert checkpoint.info["step"] == 1
     assert json.loads((run / "report.json").read_text())["stop_reason"] == "nan"
+
+
+def test_an_out_folder_under_a_file(capsys, corpus, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY,
+                                 "--out", str(blocker / "run")], str(blocker), "--out")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_full_disk_at_a_later_checkpoint_keeps_the_earlier_one(capsys, monkeypatch, corpus,
+                                                                 tmp_path):
+    from rnnkit.training import checkpoint
+
+    run = tmp_path / "run"
+    real_fsync, saves = os.fsync, []
+
+    def fsync_until_the_disk_fills(fd):
+        # The first save of last.safetensors (step 2) succeeds; the disk is full at the next.
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".last.safetensors."):
+            saves.append(fd)
+            if len(saves) > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync_until_the_disk_fills)
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY, "--eval-every", "2",
+                                 "--out", str(run)],
+                        "not enough disk space", "the previous one is intact", "--resume")
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").info["step"] == 2
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").info["step"] == 4
+
+
+def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(capsys, monkeypatch,
+                                                                     corpus, tmp_path):
+    from rnnkit.training import checkpoint
+
+    real_fsync = os.fsync
+
+    def no_space_for_checkpoints(fd):
+        if ".safetensors." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", no_space_for_checkpoints)
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY,
+                                 "--out", str(tmp_path / "run")],
+                        "not enough disk space", "start the run again")
+
+
+def test_metrics_that_cannot_be_appended(capsys, monkeypatch, corpus, tmp_path):
+    from rnnkit.training.run_dir import MetricsLog
+
+    def disk_full(self, step, values):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    original = MetricsLog.write
+    monkeypatch.setattr(MetricsLog, "write", lambda self, step, values: (
+        disk_full(self, step, values) if step > 2 else original(self, step, values)))
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY,
+                                 "--out", str(tmp_path / "run")], "No space left on device")

@@ -246,3 +246,21 @@ def test_auto_uses_the_loop_or_the_scan_when_the_kernels_cannot_be_built(monkeyp
     x = torch.randn(4, 2, 3)
     assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False, x) == "reference"
     assert rnnkit.MinGRU(3, 4)._select_engine(False, x) == "scan"
+
+
+@pytest.mark.parametrize("config", ["cifg", "fgr", "gru-cho", "clockwork", "depth-gated",
+                                    "mingru", "minlstm"])
+def test_fused_kernels_compute_in_float32_under_cpu_autocast(config):
+    # Autocast would turn the kernels' matrix products into bfloat16; they run in the
+    # parameters' dtype instead and give the same results as without autocast.
+    name, options = CONFIGS[config]
+    layers = 2 if name == "depth-gated-lstm" else 1
+    layer = rnnkit.build_layer(name, 5, 8, layers, engine="fused", **options)
+    x = torch.randn(6, 3, 5)
+    expected = layer(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = layer(x)[0]
+    assert output.dtype == torch.float32
+    torch.testing.assert_close(output, expected, rtol=0, atol=0)
+    output.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())

@@ -112,7 +112,7 @@ def test_seq2seq_refuses_a_file_that_is_not_a_pronouncing_dictionary(capsys, tmp
     assert "--data" in err and "ARPAbet" in err
 
 
-@pytest.mark.parametrize("task", ["classify", "adding", "copy", "seq2seq"])
+@pytest.mark.parametrize("task", ["lm", "classify", "adding", "copy", "seq2seq", "handwriting"])
 def test_column_is_only_for_forecast(capsys, tmp_path, task):
     err = fails(capsys, tmp_path, "--task", task, "--column", "value")
     assert "--column" in err and f"--task {task}" in err

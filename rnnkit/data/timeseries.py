@@ -155,7 +155,8 @@ def load_csv_series(
         if len(candidates) != 1:
             found = "no numeric column" if not candidates else "several numeric columns"
             raise DataError(
-                f"{path}: {found} besides the date column; pass column= one of {listing}"
+                f"{path}: {found} besides the date column; choose one with --column "
+                f"(column= in Python): {listing}"
             )
         value_index = candidates[0]
     name = header[value_index]
@@ -167,7 +168,7 @@ def load_csv_series(
             if fill is None:
                 raise DataError(
                     f"{path}: line {number}: missing value in column {name!r}; "
-                    "fill it in or pass fill='interpolate'"
+                    "fill it in (or, in Python, pass fill='interpolate')"
                 )
             values[k] = np.nan
             continue

@@ -125,7 +125,11 @@ class _FusedSequence(torch.autograd.Function):
     def forward(ctx, family: str, options: tuple, names: tuple[str, ...],
                 result_names: tuple[str, ...], *tensors: Tensor) -> tuple[Tensor, ...]:
         extension = load_extension()
-        results = getattr(extension, f"{family}_forward")(dict(zip(names, tensors)), *options)
+        # The kernels compute in the dtype of the tensors they are given (the layer checked that
+        # it is the parameters'); CPU autocast would turn their matrix products into bfloat16.
+        with torch.autocast("cpu", enabled=False):
+            results = getattr(extension, f"{family}_forward")(dict(zip(names, tensors)),
+                                                              *options)
         ordered = tuple(results[name] for name in result_names)
         ctx.family, ctx.options, ctx.names, ctx.result_names = family, options, names, result_names
         ctx.save_for_backward(*tensors, *ordered)
@@ -143,8 +147,9 @@ class _FusedSequence(torch.autograd.Function):
         wanted = ctx.needs_input_grad[4:]
         input_grad = wanted[ctx.names.index("inputs")]
         extension = load_extension()
-        computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads, input_grad,
-                                                                *ctx.options)
+        with torch.autocast("cpu", enabled=False):
+            computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
+                                                                    input_grad, *ctx.options)
         return (None,) * 4 + tuple(computed.get(name) if want else None
                                    for name, want in zip(ctx.names, wanted))
 

@@ -163,14 +163,18 @@ def write_atomically(path: Path, data: bytes, what: str) -> None:
         _fsync_folder(path.parent)
     except OSError as err:
         temporary.unlink(missing_ok=True)
+        if path.exists():
+            kept = "the previous one is intact: {fix}, then continue with --resume"
+        else:
+            kept = "none was saved before: {fix}, then start the run again"
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise CheckpointError(
-                f"{path}: not enough disk space to write the {what} ({len(data)} bytes); the "
-                "previous one is intact: free some space, then continue with --resume"
+                f"{path}: not enough disk space to write the {what} ({len(data)} bytes); "
+                + kept.format(fix="free some space")
             ) from None
         raise CheckpointError(
-            f"{path}: cannot write the {what} ({err.strerror}); the previous one is intact: "
-            "fix the folder, then continue with --resume"
+            f"{path}: cannot write the {what} ({err.strerror}); "
+            + kept.format(fix="fix the folder")
         ) from None
 
 

@@ -61,11 +61,11 @@ class RunDirectory:
         writes (config.json, metrics.csv, reports, checkpoints/, tensorboard/) are removed.
         """
         self.check_new(force)
-        for name in _RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
-        for name in _RUN_FOLDERS:
-            shutil.rmtree(self.path / name, ignore_errors=True)
         try:
+            for name in _RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            for name in _RUN_FOLDERS:
+                shutil.rmtree(self.path / name, ignore_errors=True)
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RunError(f"{self.path}: cannot create the run directory ({err.strerror}); "
@@ -142,8 +142,13 @@ class MetricsLog:
     def write(self, step: int, values: Mapping[str, float]) -> None:
         """Append the row of ``step``; ``values`` keys are column names (missing: empty)."""
         row = {"step": step, **{k: repr(float(v)) for k, v in values.items()}}
-        self._writer.writerow(row)
-        self._file.flush()
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as err:
+            raise RunError(f"{self._file.name}: cannot append the metrics of step {step} "
+                           f"({err.strerror}); the checkpoints written so far are intact: fix "
+                           "the disk, then continue with --resume") from None
         if self._tensorboard is not None:
             for name, value in values.items():
                 if math.isfinite(value):
