@@ -124,6 +124,18 @@ def test_fused_traces_and_their_gradients_equal_the_reference(config):
     _assert_same(*results)
 
 
+@pytest.mark.parametrize("config", ["mingru", "minlstm"])
+def test_fused_equals_reference_over_several_backward_blocks(config):
+    # Backward takes the input-projection gradients in blocks of 2048 rows (steps x batch):
+    # with 64 sequences a block is 32 steps, so 70 steps make three blocks, the last partial.
+    reference, ours = _pair(config, bidirectional=True)
+    x = torch.randn(70, 64, 5)
+    hx = _random_state(reference, batch=64)
+    lengths = torch.randint(1, 71, (64,))
+    results = _run_both(reference, ours, x, hx, lengths=lengths, return_traces=True)
+    _assert_same(*results)
+
+
 @pytest.mark.parametrize("config", ["peepholes", "fgr-cifg-peepholes", "lstm-proj", "gru-cho",
                                     "clockwork", "depth-gated-peepholes", "mingru",
                                     "minlstm"])

@@ -159,8 +159,8 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict
     result_names = {"lstm": ("gates", "cells", "hiddens"),
                     "gru": ("gates", "hiddens", "reset_hiddens"),
                     "elman": ("hiddens",),
-                    "mingru": ("gates", "hiddens"),
-                    "minlstm": ("gates", "hiddens")}[family]
+                    "mingru": ("gates", "outputs"),
+                    "minlstm": ("gates", "outputs")}[family]
     if "weight_hr" in tensors:
         result_names += ("unprojected",)
     if "weight_gr" in tensors:
@@ -269,15 +269,21 @@ def _traces(family: str, cell_math, results: dict[str, Tensor], mask: Tensor | N
         derived.extend(traces)
     if mask is not None:
         traces.update({name: traces[name] * mask for name in derived})
-    traces["h"] = results["hiddens"][1:]
+    traces["h"] = _outputs(results)
     return traces
 
 
-def _final_state(sequence: Tensor, last_step: Tensor | None) -> Tensor:
-    """The state at each sequence's last step from (T + 1, B, size) = [s_0, ..., s_T]."""
+def _outputs(results: dict[str, Tensor]) -> Tensor:
+    """[h_1, ..., h_T] (T, B, P): the kernel's ``outputs``, or ``hiddens`` without h_0."""
+    return results["outputs"] if "outputs" in results else results["hiddens"][1:]
+
+
+def _final_state(sequence: Tensor, last_step: Tensor | None, first: int = 1) -> Tensor:
+    """The state at each sequence's last step from (first + T, B, size) = [s_{1 - first}, ...,
+    s_T]: ``first`` is 1 for the kernels' [s_0, ..., s_T], 0 for their outputs [h_1, ...]."""
     if last_step is None:
         return sequence[-1]
-    return sequence[last_step + 1, torch.arange(sequence.shape[1], device=sequence.device)]
+    return sequence[last_step + first, torch.arange(sequence.shape[1], device=sequence.device)]
 
 
 def run_fused(
@@ -322,9 +328,9 @@ def run_fused(
                             if last_step is None else last_step)
     results = _run_kernel(family, options, tensors)
 
-    final = tuple(_final_state(results[name], last_step)
-                  for name in ("hiddens", "cells", "gate_states") if name in results)
-    outputs = results["hiddens"][1:]
+    final = tuple(_final_state(results[name], last_step, first=int(name != "outputs"))
+                  for name in ("hiddens", "outputs", "cells", "gate_states") if name in results)
+    outputs = _outputs(results)
     if not want_traces:
         return outputs, final, None
     mask = step_mask(lengths, steps, inputs.device)

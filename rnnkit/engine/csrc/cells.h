@@ -53,8 +53,9 @@ TensorMap elman_forward(const TensorMap& tensors, const ElmanOptions& options);
 TensorMap elman_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad,
                          const ElmanOptions& options);
 
-// minGRU and minLSTM (no recurrent weight). Results: gates (T, B, 2H) = [z, pre-activation of
-// h~] for minGRU, (T, B, 3H) = the pre-activations of f, i, h~ for minLSTM.
+// minGRU and minLSTM (no recurrent weight). Results: outputs (T, B, H) = [h_1, ..., h_T] in place
+// of hiddens (see minimal.cpp), and gates (T, B, 2H) = [z, pre-activation of h~] for minGRU,
+// (T, B, 3H) = the pre-activations of f, i, h~ for minLSTM.
 TensorMap mingru_forward(const TensorMap& tensors);
 TensorMap mingru_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad);
 TensorMap minlstm_forward(const TensorMap& tensors);

@@ -2,7 +2,13 @@
 //
 // Their gates read x_t only, so the only matrix products are the input projection of all steps
 // and, backward, its gradients; each step is one pointwise pass h_t = a_t h_{t-1} + b_t, exact
-// like the reference loop and much cheaper than a parallel scan in log space.
+// like the reference loop and much cheaper than a parallel scan in log space. Unlike the other
+// families they return outputs (T, B, H) = [h_1, ..., h_T] rather than [h_0, ..., h_T]: the
+// layer's output is then the kernel's own tensor, not a slice, whose gradient autograd would
+// build by zero-filling and copying a whole (T + 1, B, H) buffer (a long sequence's largest
+// cost after the matrix products).
+#include <algorithm>
+
 #include "cells.h"
 #include "pointwise.h"
 #include "recurrence.h"
@@ -25,8 +31,7 @@ TensorMap forward(const TensorMap& tensors, int64_t blocks, const Kernel& kernel
   check_sequence_inputs(tensors, shapes);
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
-  at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
-  hiddens[0].copy_(hidden0);
+  at::Tensor outputs = at::empty({steps, batch, hidden}, hidden0.options());
 
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "minimal_forward", [&] {
     Step<scalar_t> step{};
@@ -35,53 +40,87 @@ TensorMap forward(const TensorMap& tensors, int64_t blocks, const Kernel& kernel
     step.hidden_size = hidden;
     for (int64_t t = 0; t < steps; ++t) {
       step.gates = step_or_null<scalar_t>(gates, t);
-      step.hidden_prev = step_or_null<scalar_t>(hiddens, t);
-      step.hidden = step_or_null<scalar_t>(hiddens, t + 1);
+      step.hidden_prev =
+          t == 0 ? hidden0.data_ptr<scalar_t>() : step_or_null<scalar_t>(outputs, t - 1);
+      step.hidden = step_or_null<scalar_t>(outputs, t);
       step.step = t;
       for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
         kernel(step, begin, end);
       });
     }
   });
-  return {{"gates", gates}, {"hiddens", hiddens}};
+  return {{"gates", gates}, {"outputs", outputs}};
 }
+
+// Backward walks the steps in blocks of about kBlockRows rows (steps x batch), latest first:
+// the pointwise pass fills dL/d(pre-activations) of a block into one small buffer, reused for
+// every block, and the block's share of the input-projection gradients is taken from it at once,
+// while it is still in cache. A long sequence so never holds dL/d(pre) of all its steps.
+constexpr int64_t kBlockRows = 2048;
 
 template <template <typename> class Step, typename Kernel>
 TensorMap backward(const TensorMap& saved, const TensorMap& grads, bool input_grad,
                    const Kernel& kernel) {
   const at::Tensor inputs = saved.at("inputs");
+  const at::Tensor weight_ih = saved.at("weight_ih");
   const at::Tensor gates = saved.at("gates");
-  const at::Tensor hiddens = saved.at("hiddens");
-  const at::Tensor grad_hiddens = get(grads, "hiddens");
+  const at::Tensor hidden0 = saved.at("hidden0");
+  const at::Tensor outputs = saved.at("outputs");
+  const at::Tensor grad_outputs = get(grads, "outputs");
   const at::Tensor grad_gates = get(grads, "gates");
-  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hiddens.size(2);
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = outputs.size(2);
+  const int64_t features = inputs.size(2), width = gates.size(2);
+  const bool has_bias = saved.count("bias") > 0;
 
-  at::Tensor grad_pre = at::empty_like(gates);
-  at::Tensor grad_hidden = at::zeros({batch, hidden}, hiddens.options());
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(steps, kBlockRows / batch));
+  at::Tensor grad_pre = at::empty({block, batch, width}, gates.options());
+  at::Tensor grad_hidden = at::zeros({batch, hidden}, outputs.options());
+  at::Tensor grad_inputs = input_grad ? at::empty_like(inputs) : at::Tensor();
+  at::Tensor grad_weight = at::zeros_like(weight_ih);
+  at::Tensor grad_bias = has_bias ? at::zeros({width}, gates.options()) : at::Tensor();
+  const at::Tensor flat_inputs = inputs.view({steps * batch, features});
 
-  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "minimal_backward", [&] {
-    Step<scalar_t> step{};
-    step.grad_hidden = grad_hidden.data_ptr<scalar_t>();
-    step.last_step = saved.at("last_step").data_ptr<int64_t>();
-    step.batch = batch;
-    step.hidden_size = hidden;
-    for (int64_t t = steps - 1; t >= 0; --t) {
-      step.gates = step_or_null<scalar_t>(gates, t);
-      step.hidden_prev = step_or_null<scalar_t>(hiddens, t);
-      step.grad_hidden_extra = step_or_null<scalar_t>(grad_hiddens, t + 1);
-      step.grad_gates_extra = step_or_null<scalar_t>(grad_gates, t);
-      step.grad_pre = step_or_null<scalar_t>(grad_pre, t);
-      step.step = t;
-      for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
-        kernel(step, begin, end);
-      });
+  for (int64_t end = steps; end > 0; end -= block) {
+    const int64_t begin = std::max<int64_t>(0, end - block), count = end - begin;
+    AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "minimal_backward", [&] {
+      Step<scalar_t> step{};
+      step.grad_hidden = grad_hidden.data_ptr<scalar_t>();
+      step.last_step = saved.at("last_step").data_ptr<int64_t>();
+      step.batch = batch;
+      step.hidden_size = hidden;
+      for (int64_t t = end - 1; t >= begin; --t) {
+        step.gates = step_or_null<scalar_t>(gates, t);
+        step.hidden_prev =
+            t == 0 ? hidden0.data_ptr<scalar_t>() : step_or_null<scalar_t>(outputs, t - 1);
+        step.grad_hidden_extra = step_or_null<scalar_t>(grad_outputs, t);
+        step.grad_gates_extra = step_or_null<scalar_t>(grad_gates, t);
+        step.grad_pre = step_or_null<scalar_t>(grad_pre, t - begin);
+        step.step = t;
+        for_column_ranges(batch, hidden, [&](int64_t col_begin, int64_t col_end) {
+          kernel(step, col_begin, col_end);
+        });
+      }
+    });
+    const at::Tensor part = grad_pre.narrow(0, 0, count).view({count * batch, width});
+    if (input_grad) {
+      at::Tensor rows = grad_inputs.view({steps * batch, features})
+                            .narrow(0, begin * batch, count * batch);
+      at::mm_out(rows, part, weight_ih);
     }
-  });
+    grad_weight.addmm_(part.t(), flat_inputs.narrow(0, begin * batch, count * batch));
+    if (has_bias) {
+      grad_bias.add_(part.sum(0));
+    }
+  }
 
-  TensorMap result;
-  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0, input_grad,
-                  result);
-  result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);
+  TensorMap result{{"weight_ih", grad_weight}};
+  if (input_grad) {
+    result["inputs"] = grad_inputs;
+  }
+  if (has_bias) {
+    result["bias"] = grad_bias;
+  }
+  result["hidden0"] = grad_hidden;
   return result;
 }
 
