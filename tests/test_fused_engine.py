@@ -276,3 +276,41 @@ def test_fused_kernels_compute_in_float32_under_cpu_autocast(config):
     torch.testing.assert_close(output, expected, rtol=0, atol=0)
     output.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("config", ["peepholes", "fgr", "gru-cho", "clockwork", "rnn",
+                                    "depth-gated", "mingru", "minlstm"])
+def test_inference_reusing_the_projection_buffer_equals_a_graph_building_call(config):
+    # Without a graph (no_grad) the kernels project the inputs into one reused buffer; calls of
+    # other sizes in between must not change what a call returns.
+    name, options = CONFIGS[config]
+    layers = 2 if name == "depth-gated-lstm" else 1
+    layer = rnnkit.build_layer(name, 5, 8, layers, engine="fused", bidirectional=True, **options)
+    x, longer = torch.randn(6, 3, 5), torch.randn(11, 4, 5)
+    expected = layer(x, lengths=[6, 2, 5])
+    with torch.no_grad():
+        layer(longer)
+        first = layer(x, lengths=[6, 2, 5])
+        layer(longer[:3])
+        second = layer(x, lengths=[6, 2, 5])
+    for got in (first, second):
+        torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+        for mine, theirs in zip(state_tensors(got[1]), state_tensors(expected[1]), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config", ["rnn", "clockwork"])
+def test_elman_backward_does_not_read_the_reused_projection_buffer(config):
+    # The Elman kernels project into the reused buffer in training too; a later forward call
+    # overwrites it before the first call's backward, which must not notice.
+    name, options = CONFIGS[config]
+    layer = rnnkit.build_layer(name, 5, 8, engine="fused", **options)
+    x, other = torch.randn(7, 2, 5), torch.randn(7, 2, 5)
+    layer(x)[0].pow(2).sum().backward()
+    expected = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    loss = layer(x)[0].pow(2).sum()
+    layer(other)  # overwrites the buffer
+    loss.backward()
+    for n, p in layer.named_parameters():
+        torch.testing.assert_close(p.grad, expected[n], rtol=0, atol=0, msg=n)

@@ -7,6 +7,8 @@ steps is one matrix product, each step one more product into a preallocated buff
 minGRU / minLSTM) and one vectorised pointwise pass, and the backward pass (written by hand,
 through time) computes each weight gradient as one product over all steps. What it saves for the
 backward pass (gate activations, cell states) is also where the traces come from.
+Where the input projection of all steps is not kept (inference without traces, and the Elman
+kernels, whose backward does not read it), it goes into a buffer reused from call to call.
 
 Layers use it by default (engine "auto") for every cell it has a kernel for that is not one of
 torch's own, on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or
@@ -20,6 +22,7 @@ differentiable: for second derivatives (``create_graph=True``) choose ``engine="
 from __future__ import annotations
 
 import ctypes
+import threading
 import warnings
 from functools import cache
 from pathlib import Path
@@ -123,13 +126,16 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, family: str, options: tuple, names: tuple[str, ...],
-                result_names: tuple[str, ...], *tensors: Tensor) -> tuple[Tensor, ...]:
+                result_names: tuple[str, ...], workspace: Tensor | None,
+                *tensors: Tensor) -> tuple[Tensor, ...]:
         extension = load_extension()
+        named = dict(zip(names, tensors))
+        if workspace is not None:  # not saved: the next call overwrites it
+            named["workspace"] = workspace
         # The kernels compute in the dtype of the tensors they are given (the layer checked that
         # it is the parameters'); CPU autocast would turn their matrix products into bfloat16.
         with torch.autocast("cpu", enabled=False):
-            results = getattr(extension, f"{family}_forward")(dict(zip(names, tensors)),
-                                                              *options)
+            results = getattr(extension, f"{family}_forward")(named, *options)
         ordered = tuple(results[name] for name in result_names)
         ctx.family, ctx.options, ctx.names, ctx.result_names = family, options, names, result_names
         ctx.save_for_backward(*tensors, *ordered)
@@ -144,18 +150,38 @@ class _FusedSequence(torch.autograd.Function):
         named = dict(zip(ctx.names, saved[:count])) | dict(zip(ctx.result_names, saved[count:]))
         named_grads = {name: grad.contiguous() for name, grad in zip(ctx.result_names, grads)
                        if grad is not None}
-        wanted = ctx.needs_input_grad[4:]
+        wanted = ctx.needs_input_grad[5:]
         input_grad = wanted[ctx.names.index("inputs")]
         extension = load_extension()
         with torch.autocast("cpu", enabled=False):
             computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
                                                                     input_grad, *ctx.options)
-        return (None,) * 4 + tuple(computed.get(name) if want else None
+        return (None,) * 5 + tuple(computed.get(name) if want else None
                                    for name, want in zip(ctx.names, wanted))
 
 
-def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h)."""
+_workspaces = threading.local()
+
+
+def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
+    """A reused buffer of ``numel`` elements for the input projection of all steps, one per
+    thread and dtype, grown to the largest size asked for and kept. Fresh memory of that size
+    costs more to fault in than the kernel takes to fill it (half a millisecond per megabyte
+    on the project's virtual machine)."""
+    buffers = _workspaces.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
+    return buffer[:numel]
+
+
+def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
+                scratch_projection: bool = False) -> dict[str, Tensor]:
+    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h).
+
+    With ``scratch_projection`` the input projection of all steps goes into a reused buffer
+    (:func:`_workspace`): only where it is not a result anyone keeps (the Elman kernel's, or
+    any kernel's when no gradient or trace is wanted)."""
     result_names = {"lstm": ("gates", "cells", "hiddens"),
                     "gru": ("gates", "hiddens", "reset_hiddens"),
                     "elman": ("hiddens",),
@@ -166,7 +192,13 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict
     if "weight_gr" in tensors:
         result_names += ("gate_states",)
     values = [tensor.contiguous() for tensor in tensors.values()]
-    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, *values)
+    workspace = None
+    if scratch_projection:
+        inputs = tensors["inputs"]
+        rows = tensors["weight_ih"].shape[0]
+        workspace = _workspace(inputs.shape[0] * inputs.shape[1] * rows, inputs.dtype)
+    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, workspace,
+                                   *values)
     return dict(zip(result_names, results))
 
 
@@ -326,7 +358,11 @@ def run_fused(
     tensors["inputs"] = inputs
     tensors["last_step"] = (torch.full((batch,), steps - 1, dtype=torch.int64)
                             if last_step is None else last_step)
-    results = _run_kernel(family, options, tensors)
+    # The projection is a result (saved for backward, the source of the traces) in every
+    # family but the Elman one.
+    graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors.values())
+    scratch = family == "elman" or not (graph or want_traces)
+    results = _run_kernel(family, options, tensors, scratch_projection=scratch)
 
     final = tuple(_final_state(results[name], last_step, first=int(name != "outputs"))
                   for name in ("hiddens", "outputs", "cells", "gate_states") if name in results)

@@ -58,7 +58,8 @@ TensorMap elman_forward(const TensorMap& tensors, const ElmanOptions& options) {
   check_sequence_inputs(tensors, shapes);
   check_modules(tensors.at("module_begin"), tensors.at("module_period"), hidden);
 
-  at::Tensor pre = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
+  at::Tensor pre = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+                                  get(tensors, "workspace"));
   at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
 

@@ -28,7 +28,8 @@ TensorMap gru_forward(const TensorMap& tensors) {
   const at::Tensor weight_gates = weight_hh.narrow(0, 0, 2 * hidden);
   const at::Tensor weight_candidate = weight_hh.narrow(0, 2 * hidden, hidden);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
+  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+                                    get(tensors, "workspace"));
   at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
   at::Tensor reset_hiddens = at::empty({steps, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);

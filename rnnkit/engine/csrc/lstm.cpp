@@ -117,7 +117,8 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
   const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
   check_lstm_inputs(tensors, layout);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
+  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+                                    get(tensors, "workspace"));
   at::Tensor cells = at::empty({steps + 1, batch, hidden}, cell0.options());
   at::Tensor hiddens = at::empty({steps + 1, batch, tensors.at("hidden0").size(1)},
                                  cell0.options());

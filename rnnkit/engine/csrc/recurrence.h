@@ -71,14 +71,29 @@ inline void check_sequence_inputs(const TensorMap& tensors,
   }
 }
 
-// W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih).
+// W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), written
+// into `workspace` when one is given (a reused buffer of that shape: no fresh memory to fault
+// in), else into a new tensor.
 inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& weight_ih,
-                                 const at::Tensor& bias) {
-  const int64_t steps = inputs.size(0), batch = inputs.size(1);
+                                 const at::Tensor& bias, const at::Tensor& workspace) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
-  at::Tensor projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
-                                        : at::mm(flat, weight_ih.t());
-  return projected.view({steps, batch, weight_ih.size(0)});
+  if (!workspace.defined()) {
+    at::Tensor projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
+                                          : at::mm(flat, weight_ih.t());
+    return projected.view({steps, batch, rows});
+  }
+  TORCH_CHECK(workspace.is_contiguous() && workspace.numel() == steps * batch * rows &&
+                  workspace.scalar_type() == inputs.scalar_type(),
+              "workspace: expected a contiguous tensor of ", steps * batch * rows,
+              " elements and dtype ", inputs.scalar_type());
+  at::Tensor projected = workspace.view({steps * batch, rows});
+  if (bias.defined()) {
+    at::addmm_out(projected, bias, flat, weight_ih.t());
+  } else {
+    at::mm_out(projected, flat, weight_ih.t());
+  }
+  return projected.view({steps, batch, rows});
 }
 
 // Gradients of the input projection from dL/d(pre-activations) of all steps (T, B, rows), each
