@@ -24,6 +24,10 @@ from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
 
 ENGINES = ("auto", "native", "scan", "reference", "fused")
+FUSED_FIRST = ("RNN_TANH", "RNN_RELU", "GRU")
+"""torch modes of the cells that ``auto`` runs on the fused kernels (where they run) rather than
+on torch's own: on the CPU torch has oneDNN kernels for the LSTM only, and the fused Elman RNN
+and GRU are faster than torch's at every benchmark shape (benchmarks/RESULTS.md)."""
 
 
 def reverse_padded(sequence: Tensor, lengths: Tensor | None) -> Tensor:
@@ -250,8 +254,9 @@ class RecurrentLayer(nn.Module):
 
     def _select_engine(self, return_traces: bool, inputs: Tensor | None = None) -> str:
         """The engine of a call: the one asked for (``engine=`` or ``RNNKIT_ENGINE``), checked,
-        or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels,
-        else the fused kernels (CPU, float32/float64, compiled), else the parallel scan
+        or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels
+        (but the fused ones for the RNN and GRU on the CPU, see :data:`FUSED_FIRST`), else the
+        fused kernels (CPU, float32/float64, compiled), else the parallel scan
         (MinGRU/MinLSTM), else the reference loop."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"
         requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
@@ -268,16 +273,20 @@ class RecurrentLayer(nn.Module):
             return "native"
         if requested == "fused" and not all(fused_supports(m) for m in maths):
             raise ValueError(f"{source}='fused': no fused kernel for {type(self).__name__} "
-                             "(every cell but the GRU with reset_after=True has one)")
+                             "(they cover rnnkit's own cells, not a subclass that changes "
+                             "the step); use 'auto' or 'reference'")
         if requested == "scan" and not all(m.parallel_scan for m in maths):
             raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
                              "state; only MinGRU and MinLSTM run as a parallel scan")
         if requested == "auto":
+            # The LSTM stays on torch's kernels (and never builds ours); see FUSED_FIRST.
+            if native_ok and maths[0].native_mode not in FUSED_FIRST:
+                return "native"
+            if (inputs is not None and all(fused_supports(m) for m in maths)
+                    and fused_runs(inputs)):
+                return "fused"
             if native_ok:
                 return "native"
-            if (inputs is not None and fused_runs(inputs)
-                    and all(fused_supports(m) for m in maths)):
-                return "fused"
             return "scan" if all(m.parallel_scan for m in maths) else "reference"
         return requested
 

@@ -7,6 +7,7 @@ import torch
 from conftest import state_tensors
 
 import rnnkit
+from rnnkit.cells.gru import GRUMath
 from rnnkit.engine import fused
 
 # Each supported cell and LSTM switch: (catalog name, extra layer arguments).
@@ -26,6 +27,8 @@ CONFIGS = {
     "fgr": ("fgr-lstm", {}),
     "fgr-cifg-peepholes": ("fgr-lstm", {"coupled": True, "peepholes": True}),
     "fgr-nog": ("fgr-lstm", {"output_gate": False}),
+    "gru": ("gru", {}),
+    "gru-no-bias": ("gru", {"bias": False}),
     "gru-cho": ("gru-cho", {}),
     "rnn": ("rnn", {}),
     "rnn-relu": ("rnn-relu", {}),
@@ -211,9 +214,15 @@ def test_fused_is_chosen_by_name_and_refused_for_cells_without_a_kernel(monkeypa
     monkeypatch.setenv("RNNKIT_ENGINE", "fused")
     assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False) == "fused"
     assert rnnkit.ClockworkRNN(3, 4)._select_engine(True) == "fused"
-    for name in ("gru",):
-        with pytest.raises(ValueError, match="no fused kernel"):
-            rnnkit.build_layer(name, 3, 4)(torch.randn(2, 1, 3))
+    assert rnnkit.GRU(3, 4)._select_engine(False) == "fused"  # both GRU forms have kernels
+
+    class TweakedGRU(GRUMath):  # a subclass may change the step: the kernels do not know it
+        pass
+
+    layer = rnnkit.GRU(3, 4)
+    layer.layer_maths = [TweakedGRU(4)]
+    with pytest.raises(ValueError, match="no fused kernel"):
+        layer(torch.randn(2, 1, 3))
 
 
 def test_fused_falls_back_to_the_reference_loop_with_one_warning(monkeypatch):
@@ -243,10 +252,12 @@ def test_auto_picks_the_fused_kernels_for_every_cell_they_run_on_cpu(monkeypatch
     for config, (name, options) in CONFIGS.items():
         layers = 2 if name == "depth-gated-lstm" else 1
         layer = rnnkit.build_layer(name, 3, 9, layers, **options)
-        expected = "native" if config in ("lstm", "lstm-proj", "rnn", "rnn-relu") else "fused"
+        expected = "native" if config in ("lstm", "lstm-proj") else "fused"
         assert layer._select_engine(False, x) == expected, config
         assert layer._select_engine(True, x) == "fused", config  # traces from the fast path
-    assert rnnkit.GRU(3, 4)._select_engine(True, x) == "reference"
+    # The Elman RNN and the GRU run on the fused kernels where they run, else on torch's own.
+    assert rnnkit.RNN(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "native"
+    assert rnnkit.GRU(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "native"
     peephole = rnnkit.LSTM(3, 4, peepholes=True)
     assert peephole._select_engine(False, x.to(torch.bfloat16)) == "reference"
     assert rnnkit.MinGRU(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "scan"

@@ -42,7 +42,7 @@ def _assert_close_all(a: dict, b: dict):
         torch.testing.assert_close(a[name], b[name], **TOLERANCE, msg=name)
 
 
-@pytest.mark.parametrize("engine", ["reference", "native"])
+@pytest.mark.parametrize("engine", ["reference", "native", "auto"])
 @pytest.mark.parametrize("torch_class,rnnkit_class,kwargs", CONFIGS)
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, True), (3, False)])
 @pytest.mark.parametrize("ragged", [False, True])

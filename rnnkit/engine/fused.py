@@ -1,7 +1,7 @@
 """The fused engine: whole sequences of the non-torch cells in C++, forward and backward.
 
 For the LSTM family (every switch of :class:`~rnnkit.cells.lstm.LSTMMath`, and the Depth-Gated
-LSTM), the GRU in Cho et al.'s form (``reset_after=False``), the Elman and Clockwork RNNs and
+LSTM), the GRU in both forms (Cho et al.'s and torch's), the Elman and Clockwork RNNs and
 minGRU / minLSTM, one call runs a layer and direction over all steps: the input projection of all
 steps is one matrix product, each step one more product into a preallocated buffer (none for
 minGRU / minLSTM) and one vectorised pointwise pass, and the backward pass (written by hand,
@@ -10,8 +10,8 @@ backward pass (gate activations, cell states) is also where the traces come from
 Where the input projection of all steps is not kept (inference without traces, and the Elman
 kernels, whose backward does not read it), it goes into a buffer reused from call to call.
 
-Layers use it by default (engine "auto") for every cell it has a kernel for that is not one of
-torch's own, on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or
+Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
+it does not beat), on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or
 ``RNNKIT_ENGINE=fused``). The C++ sources in ``csrc/`` are compiled on first use with
 ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is cached in
 torch's extensions directory). If that fails, one warning is emitted and the reference loop (or
@@ -85,8 +85,8 @@ def _first_error(error: Exception) -> str:
 
 
 def _family(cell_math: CellMath) -> str | None:
-    """Which C++ kernel runs this cell: ``"lstm"``, ``"gru"``, ``"elman"``, ``"mingru"``,
-    ``"minlstm"``, or ``None``."""
+    """Which C++ kernel runs this cell: ``"lstm"``, ``"gru"`` (Cho et al.'s), ``"gru_after"``
+    (torch's, reset_after=True), ``"elman"``, ``"mingru"``, ``"minlstm"``, or ``None``."""
     from rnnkit.cells.clockwork import ClockworkMath
     from rnnkit.cells.depth_gated import DepthGatedMath
     from rnnkit.cells.elman import ElmanMath
@@ -98,8 +98,8 @@ def _family(cell_math: CellMath) -> str | None:
     kind = type(cell_math)
     if kind in (LSTMMath, DepthGatedMath):
         return "lstm"
-    if kind is GRUMath and not cell_math.reset_after:
-        return "gru"
+    if kind is GRUMath:
+        return "gru_after" if cell_math.reset_after else "gru"
     if kind in (ElmanMath, ClockworkMath):
         return "elman"
     if kind is MinGRUMath:
@@ -184,6 +184,7 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
     any kernel's when no gradient or trace is wanted)."""
     result_names = {"lstm": ("gates", "cells", "hiddens"),
                     "gru": ("gates", "hiddens", "reset_hiddens"),
+                    "gru_after": ("gates", "hiddens", "candidate_hiddens"),
                     "elman": ("hiddens",),
                     "mingru": ("gates", "outputs"),
                     "minlstm": ("gates", "outputs")}[family]
@@ -202,13 +203,16 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
     return dict(zip(result_names, results))
 
 
-def _combined_bias(params: Params) -> Tensor | None:
-    """b_ih + b_hh as one vector; b_hh (if any) covers the first rows when b_ih has more."""
+def _combined_bias(params: Params, separate_rows: int = 0) -> Tensor | None:
+    """b_ih + b_hh as one vector; b_hh (if any) covers the first rows when b_ih has more, and
+    its last ``separate_rows`` rows are left out (the kernel adds them elsewhere)."""
     if "bias_ih" not in params:
         return None
     bias_ih, bias_hh = params["bias_ih"], params.get("bias_hh")
     if bias_hh is None:
         return bias_ih
+    if separate_rows:
+        bias_hh = bias_hh[:-separate_rows]
     return bias_ih + F.pad(bias_hh, (0, bias_ih.shape[0] - bias_hh.shape[0]))
 
 
@@ -236,8 +240,12 @@ def _lstm_tensors(cell_math, params: Params, state: State, lower_cells: Tensor |
 
 def _gru_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
                  start_step: int) -> tuple[tuple, dict[str, Tensor]]:
-    return (), {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
-                "hidden0": state[0]}
+    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
+               "hidden0": state[0]}
+    if cell_math.reset_after and "bias_hh" in params:
+        # r scales W_hn h + b_hn, so b_hn stays apart (_combined_bias leaves it out).
+        tensors["candidate_bias"] = params["bias_hh"][2 * cell_math.hidden_size:]
+    return (), tensors
 
 
 def _elman_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
@@ -260,7 +268,8 @@ def _minimal_tensors(cell_math, params: Params, state: State, lower_cells: Tenso
     return (), {"weight_ih": params["weight_ih"], "hidden0": state[0]}
 
 
-_FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "elman": _elman_tensors,
+_FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "gru_after": _gru_tensors,
+                   "elman": _elman_tensors,
                    "mingru": _minimal_tensors, "minlstm": _minimal_tensors}
 
 
@@ -285,7 +294,7 @@ def _traces(family: str, cell_math, results: dict[str, Tensor], mask: Tensor | N
             traces["i"] = 1 - traces["f"]
             derived.append("i")
         traces["c"] = results["cells"][1:]
-    elif family == "gru":
+    elif family in ("gru", "gru_after"):
         traces = _blocks(results["gates"], "rzn", hidden_size)
     elif family == "mingru":
         traces = _blocks(results["gates"], ("z", "h_tilde"), hidden_size)
@@ -352,7 +361,7 @@ def run_fused(
     last_step = None if lengths is None else lengths.to("cpu", torch.int64) - 1
     options, tensors = _FAMILY_TENSORS[family](cell_math, params, state, lower_cells,
                                                start_step)
-    bias = _combined_bias(params)
+    bias = _combined_bias(params, cell_math.hidden_size if family == "gru_after" else 0)
     if bias is not None:
         tensors["bias"] = bias
     tensors["inputs"] = inputs

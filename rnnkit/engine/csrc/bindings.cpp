@@ -45,6 +45,14 @@ TensorDict gru_backward(TensorDict saved, TensorDict grads, bool input_grad) {
   return to_dict(rnnkit::gru_backward(to_map(saved), to_map(grads), input_grad));
 }
 
+TensorDict gru_after_forward(TensorDict tensors) {
+  return to_dict(rnnkit::gru_after_forward(to_map(tensors)));
+}
+
+TensorDict gru_after_backward(TensorDict saved, TensorDict grads, bool input_grad) {
+  return to_dict(rnnkit::gru_after_backward(to_map(saved), to_map(grads), input_grad));
+}
+
 TensorDict elman_forward(TensorDict tensors, bool relu, int64_t start_step) {
   return to_dict(rnnkit::elman_forward(to_map(tensors), {relu, start_step}));
 }
@@ -85,6 +93,11 @@ TORCH_LIBRARY(rnnkit_fused, library) {
   library.def("gru_backward(Dict(str, Tensor) saved, Dict(str, Tensor) grads, "
               "bool input_grad) -> Dict(str, Tensor)",
               &gru_backward);
+  library.def("gru_after_forward(Dict(str, Tensor) tensors) -> Dict(str, Tensor)",
+              &gru_after_forward);
+  library.def("gru_after_backward(Dict(str, Tensor) saved, Dict(str, Tensor) grads, "
+              "bool input_grad) -> Dict(str, Tensor)",
+              &gru_after_backward);
   library.def("elman_forward(Dict(str, Tensor) tensors, bool relu, int start_step) "
               "-> Dict(str, Tensor)",
               &elman_forward);

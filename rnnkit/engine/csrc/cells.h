@@ -42,6 +42,12 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
 TensorMap gru_forward(const TensorMap& tensors);
 TensorMap gru_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad);
 
+// GRU with reset_after=True (torch's). Extra input: candidate_bias (H) = b_hn (absent without
+// bias); `bias` then holds b_ih + b_hh for r, z and b_in for n. Results: gates (T, B, 3H)
+// activations r, z, n; candidate_hiddens (T, B, H) = W_hn h_{t-1} + b_hn.
+TensorMap gru_after_forward(const TensorMap& tensors);
+TensorMap gru_after_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad);
+
 struct ElmanOptions {
   bool relu;           // else tanh
   int64_t start_step;  // the clock's value at step 0

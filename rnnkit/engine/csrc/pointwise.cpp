@@ -372,6 +372,80 @@ RNNKIT_INLINE void gru_backward_reset_gate(const GruStep<scalar_t>& s, int64_t c
   });
 }
 
+// -- GRU (torch's form, reset_after) --------------------------------------------------------
+
+template <typename scalar_t>
+RNNKIT_INLINE void gru_after_forward(const GruAfterStep<scalar_t>& s, int64_t col_begin,
+                                     int64_t col_end) {
+  using V = vec_t<scalar_t>;
+  const int64_t hidden = s.hidden_size;
+  for_each_chunk<scalar_t>(s.batch, col_begin, col_end, [&](int64_t row, int64_t col,
+                                                            int64_t n) RNNKIT_INLINE_LAMBDA {
+    scalar_t* gate = s.gates + row * 3 * hidden + col;
+    const scalar_t* recurrent = s.recurrent + row * 3 * hidden + col;
+    const int64_t unit = row * hidden + col;
+    if (s.step > s.last_step[row]) {
+      store(gate, V{}, n);
+      store(gate + hidden, V{}, n);
+      store(gate + 2 * hidden, V{}, n);
+      store(s.candidate_hidden + unit, V{}, n);
+      store(s.hidden + unit, V{}, n);
+      return;
+    }
+    const V reset = sigmoid(load(gate, n) + load(recurrent, n));
+    const V update = sigmoid(load(gate + hidden, n) + load(recurrent + hidden, n));
+    const V candidate_hidden = load(recurrent + 2 * hidden, n) + load_or_zero(
+        s.candidate_bias == nullptr ? nullptr : s.candidate_bias + col, n);
+    const V candidate = tanh(load(gate + 2 * hidden, n) + reset * candidate_hidden);
+    store(gate, reset, n);
+    store(gate + hidden, update, n);
+    store(gate + 2 * hidden, candidate, n);
+    store(s.candidate_hidden + unit, candidate_hidden, n);
+    store(s.hidden + unit,
+          (1 - update) * candidate + update * load(s.hidden_prev + unit, n), n);
+  });
+}
+
+template <typename scalar_t>
+RNNKIT_INLINE void gru_after_backward(const GruAfterStep<scalar_t>& s, int64_t col_begin,
+                                      int64_t col_end) {
+  using V = vec_t<scalar_t>;
+  const int64_t hidden = s.hidden_size;
+  for_each_chunk<scalar_t>(s.batch, col_begin, col_end, [&](int64_t row, int64_t col,
+                                                            int64_t n) RNNKIT_INLINE_LAMBDA {
+    const int64_t gate_row = row * 3 * hidden + col;
+    const int64_t unit = row * hidden + col;
+    if (s.step > s.last_step[row]) {
+      for (int64_t block = 0; block < 3; ++block) {
+        store(s.grad_pre + gate_row + block * hidden, V{}, n);
+        store(s.grad_recurrent + gate_row + block * hidden, V{}, n);
+      }
+      store(s.grad_hidden + unit, V{}, n);
+      return;
+    }
+    const scalar_t* extra =
+        s.grad_gates_extra == nullptr ? nullptr : s.grad_gates_extra + gate_row;
+    const V reset = load(s.gates + gate_row, n);
+    const V update = load(s.gates + gate_row + hidden, n);
+    const V candidate = load(s.gates + gate_row + 2 * hidden, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
+        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad_update_pre = (grad * (load(s.hidden_prev + unit, n) - candidate)
+                               + load_block(extra, hidden, n)) * sigmoid_slope(update);
+    const V grad_candidate_pre =
+        (grad * (1 - update) + load_block(extra, 2 * hidden, n)) * tanh_slope(candidate);
+    const V grad_reset_pre = (grad_candidate_pre * load(s.candidate_hidden + unit, n)
+                              + load_block(extra, 0, n)) * sigmoid_slope(reset);
+    store(s.grad_pre + gate_row, grad_reset_pre, n);
+    store(s.grad_pre + gate_row + hidden, grad_update_pre, n);
+    store(s.grad_pre + gate_row + 2 * hidden, grad_candidate_pre, n);
+    store(s.grad_recurrent + gate_row, grad_reset_pre, n);
+    store(s.grad_recurrent + gate_row + hidden, grad_update_pre, n);
+    store(s.grad_recurrent + gate_row + 2 * hidden, grad_candidate_pre * reset, n);
+    store(s.grad_hidden + unit, grad * update, n);
+  });
+}
+
 // -- Elman and Clockwork RNN ------------------------------------------------------------------
 
 // Calls body(row, col, n, ticking) over the column range split at module boundaries; ticking
@@ -621,6 +695,14 @@ RNNKIT_INLINE void add_rows(scalar_t* dst, const scalar_t* a, const scalar_t* b,
   RNNKIT_CLONES void gru_backward_reset(const GruStep<scalar_t>& step, int64_t col_begin,        \
                                         int64_t col_end) {                                       \
     gru_backward_reset_gate(step, col_begin, col_end);                                           \
+  }                                                                                              \
+  RNNKIT_CLONES void gru_after_forward_step(const GruAfterStep<scalar_t>& step,                  \
+                                            int64_t col_begin, int64_t col_end) {                \
+    gru_after_forward(step, col_begin, col_end);                                                 \
+  }                                                                                              \
+  RNNKIT_CLONES void gru_after_backward_step(const GruAfterStep<scalar_t>& step,                 \
+                                             int64_t col_begin, int64_t col_end) {               \
+    gru_after_backward(step, col_begin, col_end);                                                \
   }                                                                                              \
   RNNKIT_CLONES void elman_forward_step(const ElmanStep<scalar_t>& step, int64_t col_begin,      \
                                         int64_t col_end) {                                       \

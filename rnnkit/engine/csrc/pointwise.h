@@ -119,6 +119,36 @@ void gru_backward_output(const GruStep<double>& step, int64_t col_begin, int64_t
 void gru_backward_reset(const GruStep<float>& step, int64_t col_begin, int64_t col_end);
 void gru_backward_reset(const GruStep<double>& step, int64_t col_begin, int64_t col_end);
 
+// GRU in torch's form (reset_after=True), blocks r, z, n: the reset gate scales the recurrent
+// part of n, n = tanh(W_in x + b_in + r * (W_hn h_{t-1} + b_hn)), so one product per step
+// (h_{t-1} W_hh^T into `recurrent`) feeds one pointwise pass, forward and backward.
+template <typename scalar_t>
+struct GruAfterStep {
+  scalar_t* gates;                    // (B, 3H) input pre-activations in, activations out
+  const scalar_t* recurrent;          // forward: (B, 3H) h_{t-1} W_hh^T
+  const scalar_t* candidate_bias;     // (H) b_hn, or null
+  scalar_t* candidate_hidden;         // (B, H) W_hn h_{t-1} + b_hn: out forward, in backward
+  const scalar_t* hidden_prev;        // (B, H)
+  scalar_t* hidden;                   // forward: (B, H) out h_t
+  const scalar_t* grad_hidden_extra;  // backward: (B, H) dL/dh_t from outside, or null
+  const scalar_t* grad_gates_extra;   // backward: (B, 3H) dL/d(activations) from outside, or null
+  scalar_t* grad_pre;                 // backward: (B, 3H) out, dL/d(input pre-activations)
+  scalar_t* grad_recurrent;           // backward: (B, 3H) out, dL/d(h_{t-1} W_hh^T + b_hh)
+  scalar_t* grad_hidden;              // backward: (B, H) dL/dh_t in, z * dL/dh_t out
+  const int64_t* last_step;
+  int64_t step;
+  int64_t batch;
+  int64_t hidden_size;
+};
+
+void gru_after_forward_step(const GruAfterStep<float>& step, int64_t col_begin, int64_t col_end);
+void gru_after_forward_step(const GruAfterStep<double>& step, int64_t col_begin,
+                            int64_t col_end);
+void gru_after_backward_step(const GruAfterStep<float>& step, int64_t col_begin,
+                             int64_t col_end);
+void gru_after_backward_step(const GruAfterStep<double>& step, int64_t col_begin,
+                             int64_t col_end);
+
 // Elman RNN, and the Clockwork RNN whose units form modules [module_begin[k],
 // module_begin[k+1]) that update only at steps where clock % module_period[k] == 0 (one module of
 // period 1 is Elman); a resting unit keeps its value.
