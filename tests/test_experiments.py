@@ -38,16 +38,10 @@ def assert_outputs(directory, report, names):
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
-# Quick mode trains at T = 100 (about half a minute); the tests use a smaller plan that separates
-# the cells as clearly at T = 50, and exercise copy memory on a short length.
-LONG_RANGE_TEST_PLAN = long_range.Plan(adding_steps={50: 900}, copy_steps={10: 200},
-                                       cells=long_range.QUICK_CELLS, seeds=1, flow_length=50)
-
-
 @pytest.fixture(scope="module")
 def long_range_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("long_range")
-    return directory, long_range.run(directory, plan=LONG_RANGE_TEST_PLAN)
+    return directory, long_range.run(directory, quick=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,26 @@
 #include "recurrence.h"
 
 namespace rnnkit {
+namespace {
+
+// Raises unless the tensors of either GRU form have consistent shapes (candidate_bias: torch's
+// form only).
+void check_gru_inputs(const TensorMap& tensors) {
+  const int64_t batch = tensors.at("inputs").size(1), hidden = tensors.at("hidden0").size(1);
+  std::map<std::string, std::vector<int64_t>> shapes{
+      {"weight_ih", {3 * hidden, tensors.at("inputs").size(2)}},
+      {"weight_hh", {3 * hidden, hidden}},
+      {"hidden0", {batch, hidden}}};
+  if (tensors.count("bias")) {
+    shapes["bias"] = {3 * hidden};
+  }
+  if (tensors.count("candidate_bias")) {
+    shapes["candidate_bias"] = {hidden};
+  }
+  check_sequence_inputs(tensors, shapes);
+}
+
+}  // namespace
 
 TensorMap gru_forward(const TensorMap& tensors) {
   const at::Tensor inputs = tensors.at("inputs");
@@ -18,14 +38,7 @@ TensorMap gru_forward(const TensorMap& tensors) {
   const at::Tensor hidden0 = tensors.at("hidden0");
   const at::Tensor last_step = tensors.at("last_step");
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hidden0.size(1);
-  std::map<std::string, std::vector<int64_t>> shapes{
-      {"weight_ih", {3 * hidden, inputs.size(2)}},
-      {"weight_hh", {3 * hidden, hidden}},
-      {"hidden0", {batch, hidden}}};
-  if (tensors.count("bias")) {
-    shapes["bias"] = {3 * hidden};
-  }
-  check_sequence_inputs(tensors, shapes);
+  check_gru_inputs(tensors);
   const at::Tensor weight_gates = weight_hh.narrow(0, 0, 2 * hidden);
   const at::Tensor weight_candidate = weight_hh.narrow(0, 2 * hidden, hidden);
 
@@ -130,17 +143,7 @@ TensorMap gru_after_forward(const TensorMap& tensors) {
   const at::Tensor hidden0 = tensors.at("hidden0");
   const at::Tensor candidate_bias = get(tensors, "candidate_bias");
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hidden0.size(1);
-  std::map<std::string, std::vector<int64_t>> shapes{
-      {"weight_ih", {3 * hidden, inputs.size(2)}},
-      {"weight_hh", {3 * hidden, hidden}},
-      {"hidden0", {batch, hidden}}};
-  if (tensors.count("bias")) {
-    shapes["bias"] = {3 * hidden};
-  }
-  if (candidate_bias.defined()) {
-    shapes["candidate_bias"] = {hidden};
-  }
-  check_sequence_inputs(tensors, shapes);
+  check_gru_inputs(tensors);
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
