@@ -213,9 +213,11 @@ def build_parser() -> Parser:
         description="Plots and CSVs of what a run's model does, written to --out\n"
                     "(default RUN/inspect).",
         epilog="examples:\n  rnnkit inspect runs/RUN --gradients\n"
+               "  rnnkit inspect runs/rnn runs/lstm --gradients --out cmp   # one line per run\n"
                "  rnnkit inspect runs/RUN --gates --text 'To be, or not to be'\n"
                "  rnnkit inspect runs/RUN --ctc line.png")
-    inspect_parser.add_argument("run", metavar="RUN", help="run directory")
+    inspect_parser.add_argument("run", metavar="RUN", nargs="+",
+                                help="run directory; several, for --gradients in one figure")
     inspect_parser.add_argument("--gradients", action="store_true",
                                 help="norm of dloss/dh_k at every step k, before and after "
                                      "training (PNG, log scale, and CSV)")

@@ -151,6 +151,39 @@ def model_gradient_flow(model: nn.Module, task: Task, batch_step: int = 0,
         raise RunError(f"--gradients does not apply to this model: {err}") from None
 
 
+def _run_flows(run_dir: str | os.PathLike[str], device: str | torch.device, rows: int,
+               jacobian: bool) -> tuple[LoadedRun, dict[str, GradientFlow]]:
+    """A run and the gradient flows of its model as initialised and as trained."""
+    loaded = load_run(run_dir, device)
+    flows = {name: model_gradient_flow(model, loaded.task, rows=rows, jacobian=jacobian)
+             for name, model in (("initial", loaded.initial), ("trained", loaded.trained))}
+    return loaded, flows
+
+
+def _flow_rows(flows: dict[str, GradientFlow], **columns: object) -> list[dict[str, object]]:
+    """CSV rows, one per model and step k, led by ``columns``."""
+    rows_out = []
+    for name, flow in flows.items():
+        for k in range(len(flow.loss_gradient)):
+            rows_out.append({
+                **columns, "model": name, "step": k,
+                "loss_gradient": float(flow.loss_gradient[k]),
+                "final_loss_gradient": "" if flow.final_loss_gradient is None
+                else float(flow.final_loss_gradient[k]),
+                "state_jacobian": "" if flow.state_jacobian is None
+                else float(flow.state_jacobian[k]),
+            })
+    return rows_out
+
+
+def _shown(flow: GradientFlow) -> GradientFlow:
+    """What the plot shows: the final step's loss where there is one (it reaches h_k only
+    through time), else the loss."""
+    gradient = flow.final_loss_gradient if flow.final_loss_gradient is not None \
+        else flow.loss_gradient
+    return GradientFlow(gradient, flow.state_jacobian)
+
+
 def inspect_gradients(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                       device: str | torch.device = "cpu", rows: int = GRADIENT_ROWS,
                       jacobian: bool = True) -> dict[str, GradientFlow]:
@@ -164,37 +197,49 @@ def inspect_gradients(run_dir: str | os.PathLike[str], out_dir: str | os.PathLik
     Returns:
         ``{"initial": GradientFlow, "trained": GradientFlow}``.
     """
-    loaded = load_run(run_dir, device)
+    loaded, flows = _run_flows(run_dir, device, rows, jacobian)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    flows = {name: model_gradient_flow(model, loaded.task, rows=rows, jacobian=jacobian)
-             for name, model in (("initial", loaded.initial), ("trained", loaded.trained))}
-    rows_out = []
-    for name, flow in flows.items():
-        for k in range(len(flow.loss_gradient)):
-            rows_out.append({
-                "model": name, "step": k,
-                "loss_gradient": float(flow.loss_gradient[k]),
-                "final_loss_gradient": "" if flow.final_loss_gradient is None
-                else float(flow.final_loss_gradient[k]),
-                "state_jacobian": "" if flow.state_jacobian is None
-                else float(flow.state_jacobian[k]),
-            })
-    write_csv(rows_out, out / "gradients.csv")
+    write_csv(_flow_rows(flows), out / "gradients.csv")
     cell = loaded.config.cell
-    shown = {}
-    for name, flow in flows.items():
-        label = f"{cell}, {name}" + (" (step 0)" if name == "initial"
-                                     else f" (step {loaded.step})")
-        # Plot the final-step loss where there is one: it shows the flow through time alone.
-        gradient = flow.final_loss_gradient if flow.final_loss_gradient is not None \
-            else flow.loss_gradient
-        shown[label] = GradientFlow(gradient, flow.state_jacobian)
+    shown = {f"{cell}, {name}" + (" (step 0)" if name == "initial" else f" (step {loaded.step})"):
+             _shown(flow) for name, flow in flows.items()}
     what = "final step's loss" if flows["trained"].final_loss_gradient is not None else "loss"
     plot_gradient_flow(shown, out / "gradients.png",
                        title=f"{loaded.path.name}: gradient of the {what} (left) and of h_T "
                              f"(right) with respect to h_k")
     return flows
+
+
+def compare_gradients(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                      device: str | torch.device = "cpu", rows: int = GRADIENT_ROWS,
+                      jacobian: bool = True) -> dict[str, dict[str, GradientFlow]]:
+    """:func:`inspect_gradients` for several runs in one figure, one line per run and model
+    (e.g. a tanh RNN and an LSTM trained on the same task: the RNN's gradient vanishes).
+
+    Writes ``gradients.csv`` (the columns of :func:`inspect_gradients` after ``run`` and
+    ``cell``) and ``gradients.png``. Returns ``{run folder name: flows}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, GradientFlow]] = {}
+    rows_out: list[dict[str, object]] = []
+    shown: dict[str, GradientFlow] = {}
+    for run_dir in run_dirs:
+        loaded, flows = _run_flows(run_dir, device, rows, jacobian)
+        name = loaded.path.name
+        if name in results:
+            raise RunError(f"{run_dir}: two runs are named {name!r}; give runs whose folders "
+                           "have different names")
+        results[name] = flows
+        rows_out += _flow_rows(flows, run=name, cell=loaded.config.cell)
+        for model, flow in flows.items():
+            shown[f"{name} ({loaded.config.cell}), {model}"] = _shown(flow)
+    write_csv(rows_out, out / "gradients.csv")
+    plot_gradient_flow(shown, out / "gradients.png",
+                       title="gradient of the (final step's) loss (left) and of h_T (right) "
+                             "with respect to h_k")
+    return results
 
 
 def inspect_gates(run_dir: str | os.PathLike[str], text: str, out_dir: str | os.PathLike[str],
@@ -286,7 +331,7 @@ def inspect_ctc(run_dir: str | os.PathLike[str], source: str,
 
 
 def inspect_run(args: argparse.Namespace) -> int:
-    """``rnnkit inspect RUN [--gradients] [--gates --text T] [--ctc IMAGE] [--out DIR]``.
+    """``rnnkit inspect RUN [RUN ...] [--gradients] [--gates --text T] [--ctc IMAGE] [--out DIR]``.
 
     Prints the path of every file written. Returns the exit code (0); problems raise RunError.
     """
@@ -301,7 +346,11 @@ def inspect_run(args: argparse.Namespace) -> int:
                        "IMAGE")
     if gates and text is None:
         raise RunError("--gates needs --text TEXT: the characters to read")
-    run = RunDirectory.open(args.run)
+    run_paths = args.run if isinstance(args.run, list) else [args.run]
+    runs = [RunDirectory.open(path) for path in run_paths]
+    if len(runs) > 1 and (gates or ctc):
+        raise RunError("--gates and --ctc read one run; several RUNs are for --gradients")
+    run = runs[0]
     out = Path(args.out) if getattr(args, "out", None) else run.path / "inspect"
     from rnnkit.training.distributed import pick_device
 
@@ -309,14 +358,17 @@ def inspect_run(args: argparse.Namespace) -> int:
     if ctc:
         print(f"ctc: {inspect_ctc(run.path, ctc, out)}")
     if gradients:
-        flows = inspect_gradients(run.path, out, device)
-        for name, flow in flows.items():
-            profile = flow.final_loss_gradient if flow.final_loss_gradient is not None \
-                else flow.loss_gradient
-            print(f"{name}: ||dL/dh_0|| = {float(profile[0]):.3g}, ||dL/dh_T|| = "
-                  f"{float(profile[-1]):.3g}"
-                  + ("" if flow.state_jacobian is None
-                     else f", ||dh_T/dh_0|| = {float(flow.state_jacobian[0]):.3g}"))
+        if len(runs) == 1:
+            all_flows = {"": inspect_gradients(run.path, out, device)}
+        else:
+            all_flows = compare_gradients([r.path for r in runs], out, device)
+        for run_name, flows in all_flows.items():
+            for name, flow in flows.items():
+                profile = _shown(flow).loss_gradient
+                print(f"{run_name + ' ' if run_name else ''}{name}: ||dL/dh_0|| = "
+                      f"{float(profile[0]):.3g}, ||dL/dh_T|| = {float(profile[-1]):.3g}"
+                      + ("" if flow.state_jacobian is None
+                         else f", ||dh_T/dh_0|| = {float(flow.state_jacobian[0]):.3g}"))
         print(f"gradients: {out / 'gradients.csv'}, {out / 'gradients.png'}")
     if gates:
         stats = inspect_gates(run.path, text, out, device)
@@ -330,6 +382,6 @@ def inspect_run(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "LoadedRun", "inspect_ctc", "inspect_gates", "inspect_gradients", "inspect_run", "load_run",
-    "model_gradient_flow", "recurrent_layer",
+    "LoadedRun", "compare_gradients", "inspect_ctc", "inspect_gates", "inspect_gradients",
+    "inspect_run", "load_run", "model_gradient_flow", "recurrent_layer",
 ]

@@ -200,3 +200,29 @@ def test_gates_of_a_cell_without_gates_and_a_missing_run_are_errors(runs, tmp_pa
     assert "no such run directory" in capsys.readouterr().err
     with pytest.raises(RunError, match="no such run directory"):
         load_run(tmp_path / "nowhere")
+
+
+def test_several_runs_share_one_gradient_figure_one_line_per_run(runs, tmp_path, capsys):
+    out = tmp_path / "compare"
+    assert main(["inspect", str(runs["rnn"]), str(runs["lstm"]), "--gradients",
+                 "--out", str(out)]) == 0
+    rows = read_csv(out / "gradients.csv")
+    assert {(row["run"], row["cell"]) for row in rows} == {("rnn", "rnn"), ("lstm", "lstm")}
+    assert is_png(out / "gradients.png")
+
+    def trained(run):
+        return [float(row["final_loss_gradient"]) for row in rows
+                if row["run"] == run and row["model"] == "trained"]
+
+    rnn, lstm = trained("rnn"), trained("lstm")
+    assert len(rnn) == len(lstm) == BPTT
+    assert rnn[0] / rnn[-1] < 1e-4 * (lstm[0] / lstm[-1])  # the figure's point
+    printed = capsys.readouterr().out
+    assert "rnn trained:" in printed and "lstm trained:" in printed
+
+
+def test_several_runs_are_only_for_gradients(runs, tmp_path, capsys):
+    assert main(["inspect", str(runs["rnn"]), str(runs["lstm"]), "--gates", "--text", TEXT,
+                 "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "several RUNs are for --gradients" in err
