@@ -77,13 +77,19 @@ TARGET_SHAPE, TARGET_RATIO, ANY_SHAPE_RATIO, MEMORY_RATIO = (32, 100, 256), 1.25
 TORCH_CELL_RATIO = 1.05  # rnnkit's LSTM, GRU and RNN against torch's own kernel for them
 
 
+def is_torch_cell(name: str) -> bool:
+    """Whether the cell is one of torch's own (LSTM, GRU, RNN with torch's options)."""
+    maths = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1)).layer_maths
+    return all(m.native_mode is not None for m in maths)
+
+
 def engines_for(name: str) -> list[str]:
     """The engines a cell is benchmarked on: the one ``auto`` picks for float32 CPU inputs,
     then for comparison torch's own kernel where the cell is one of torch's and ``auto`` runs
     another, and the parallel scan for the cells that have one."""
     layer = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1))
     engines = [layer._select_engine(False, torch.zeros(1, 1, 2))]
-    if engines[0] != "native" and all(m.native_mode is not None for m in layer.layer_maths):
+    if engines[0] != "native" and is_torch_cell(name):
         engines.append("native")
     if all(m.parallel_scan for m in layer.layer_maths):
         engines.append("scan")
@@ -266,12 +272,6 @@ PEER_ENGINES = {"torchrecurrent PeepholeLSTM": "PyTorch loop",
 
 HEADER = ["cell", "engine", "flops vs LSTM", "infer ms", "vs LSTM", "infer GFLOP/s", "train ms",
           "vs LSTM", "train GFLOP/s", "of GEMM peak", "train peak MB (vs LSTM)"]
-
-
-def is_torch_cell(name: str) -> bool:
-    """Whether the cell is one of torch's own (LSTM, GRU, RNN with torch's options)."""
-    maths = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1)).layer_maths
-    return all(m.native_mode is not None for m in maths)
 
 
 def target_lines(all_ratios: dict[tuple[int, int, int], dict]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from rnnkit.diagnostics.plots import plt
+from rnnkit.diagnostics.plots import plt, save_figure
 
 GATE_NAMES = ("i", "f", "o", "r", "z", "d")
 """Trace names that are sigmoid gates (values in (0, 1)) in any rnnkit cell."""
@@ -77,11 +77,7 @@ def plot_gate_traces(
     axes[-1, 0].set_xticks(range(steps), shown, fontsize=7)
     if title:
         axes[0, 0].set_title(title)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def unit_saturation(traces: Mapping[str, Tensor], low: float = 0.1,
@@ -130,8 +126,4 @@ def plot_saturation(per_unit: Mapping[str, tuple[Tensor, Tensor]], path: str | P
     axes[0, 0].set_ylabel("fraction > 0.9 (right-saturated)")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -173,7 +173,7 @@ def plot_gradient_flow(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    from rnnkit.diagnostics.plots import plt
+    from rnnkit.diagnostics.plots import plt, save_figure
 
     jacobians = any(flow.state_jacobian is not None for flow in flows.values())
     figure, axes = plt.subplots(1, 2 if jacobians else 1, figsize=(11 if jacobians else 6.5, 4),
@@ -193,8 +193,4 @@ def plot_gradient_flow(
         axis.legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

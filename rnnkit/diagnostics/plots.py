@@ -12,6 +12,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 
+def save_figure(figure, path: str | Path) -> Path:
+    """Lay out ``figure``, write it to ``path`` (PNG) and close it; returns the path."""
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def plot_curves(
     curves: Mapping[str, Sequence[float]],
     path: str | Path,
@@ -32,11 +41,7 @@ def plot_curves(
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_csv(rows: Sequence[Mapping[str, object]], path: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import rnnkit
 from rnnkit.data import adding_baseline, adding_problem
 from rnnkit.diagnostics import write_csv
-from rnnkit.diagnostics.plots import plt
+from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.experiments.common import (
     SequenceModel,
     clip_and_measure,
@@ -138,10 +138,7 @@ def plot_runs(runs: list[Run], path: Path) -> Path:
     axes[1].legend(fontsize=8)
     figure.suptitle("tanh RNN, spectral radius 1.5, SGD lr 0.1: with and without clipping "
                     "(x: loss or gradient no longer finite)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def run(out_dir: str | Path, quick: bool = False, seeds: int | list[int] | None = None,

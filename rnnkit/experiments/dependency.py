@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from rnnkit.data import dependency_baseline, dependency_task
 from rnnkit.diagnostics import write_csv
-from rnnkit.diagnostics.plots import plt
+from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.experiments.common import (
     SequenceModel,
     markdown_table,
@@ -113,10 +113,7 @@ def plot_accuracy(results: list[dict], plan: Plan, path: Path) -> Path:
     axis.minorticks_off()
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def run(out_dir: str | Path, quick: bool = False, seeds: int | list[int] | None = None,

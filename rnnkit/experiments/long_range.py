@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from rnnkit.data import adding_baseline, adding_problem, copy_memory, copy_memory_baseline
 from rnnkit.diagnostics import gradient_flow, write_csv
-from rnnkit.diagnostics.plots import plt
+from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.experiments.common import (
     SequenceModel,
     markdown_table,
@@ -185,10 +185,7 @@ def plot_flow(profiles: dict[str, list[list[float]]], length: int, path: Path) -
         axes[column].grid(True, alpha=0.3)
     axes[0].set_ylabel("‖dL/dh_k‖ (batch mean)")
     axes[1].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_curves(runs: list[Run], task: str, plan_lengths: list[int], cells: tuple[str, ...],
@@ -214,10 +211,7 @@ def plot_curves(runs: list[Run], task: str, plan_lengths: list[int], cells: tupl
     axes[0, 0].set_ylabel(what)
     axes[0, -1].legend(fontsize=8)
     figure.suptitle("adding problem" if task == "adding" else "copy memory")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def summary_table(runs: list[Run], task: str, lengths: list[int], cells: tuple[str, ...]) -> str:

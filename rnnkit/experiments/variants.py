@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 import rnnkit
 from rnnkit.diagnostics import write_csv
-from rnnkit.diagnostics.plots import plt
+from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.experiments.common import (
     SequenceModel,
     markdown_table,
@@ -200,10 +200,7 @@ def plot_bars(results: list[dict], path: Path) -> Path:
     axes[0].set_yscale("log")
     axes[1].axhline(0.5, color="grey", ls="--", lw=0.8)
     figure.suptitle("LSTM variants on the continual embedded Reber grammar")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def run(out_dir: str | Path, quick: bool = False, seeds: int | list[int] | None = None,
