@@ -139,6 +139,21 @@ def test_fused_equals_reference_over_several_backward_blocks(config):
     _assert_same(*results)
 
 
+@pytest.mark.parametrize("config, input_size, hidden_size", [
+    ("peepholes", 512, 512), ("fgr", 512, 512), ("depth-gated", 512, 512), ("gru", 600, 600),
+    ("mingru", 1024, 512)])
+def test_fused_equals_reference_with_weights_large_enough_for_onednn(config, input_size,
+                                                                     hidden_size):
+    # Weights of 2^20 elements and more go through oneDNN where torch has it (step_product.cpp):
+    # here W_hh (and W_ih) of the LSTM family and the GRU, W_ih of minGRU.
+    reference, ours = _pair(config, input_size=input_size, hidden_size=hidden_size,
+                            num_layers=2 if config == "depth-gated" else 1, bidirectional=True)
+    x = torch.randn(5, 6, input_size)
+    hx = _random_state(reference, batch=6)
+    results = _run_both(reference, ours, x, hx, lengths=[5, 2, 4, 5, 1, 3])
+    _assert_same(*results)
+
+
 @pytest.mark.parametrize("config", ["peepholes", "fgr-cifg-peepholes", "lstm-proj", "gru-cho",
                                     "clockwork", "depth-gated-peepholes", "mingru",
                                     "minlstm"])

@@ -288,7 +288,38 @@ def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corp
 
 
 def test_steps_that_fit_keep_time_spare():
-    assert trainer.steps_that_fit(60, seconds_per_step=0.1, seconds_left=100.0) == 60 + 850
+    fitted = trainer.steps_that_fit(60, seconds_per_step=0.1, seconds_left=100.0)
+    assert fitted == 60 + int((1 - trainer.SPARE) * 1000) and 0 < trainer.SPARE < 1
+
+
+def test_an_auto_length_run_sets_its_length_again_at_each_validation(corpus, tmp_path,
+                                                                     monkeypatch):
+    # A clock that makes steps slow down after the first fit: the length set at PACE_TO no
+    # longer fits at the next validation, and the run shortens itself to finish on time.
+    clock = {"now": 0.0}
+    config = tiny_config(corpus, steps=None, time_limit=100.0, eval_every=70)
+    lengths = []
+    original_fit = trainer.fit_length
+
+    def recorded_fit(*args):
+        length = original_fit(*args)
+        lengths.append(length[0])
+        return length
+
+    def slow_batches(task):
+        def batch_at(step):
+            clock["now"] += 0.2 if step < 60 else 0.4  # seconds per step
+            return task.batch_at(step)
+
+        return dataclasses.replace(task, batch_at=batch_at)
+
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(trainer, "fit_length", recorded_fit)
+    patch_task(monkeypatch, slow_batches)
+    result = train(config, tmp_path / "run", ONE_RANK)
+    assert len(lengths) >= 2 and lengths[1] < lengths[0]
+    assert result.stop_reason == "finished" and result.steps == lengths[-1]
+    assert clock["now"] <= config.time_limit
 
 
 def test_an_undecided_run_length_keeps_the_peak_rate_after_warmup():

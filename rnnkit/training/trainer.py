@@ -96,16 +96,28 @@ def learning_rate(step: int, total_steps: int | None, config: TrainConfig) -> fl
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-# An "auto" run (steps=None) times its steps PACE_FROM..PACE_TO of the session, then fixes its
-# length to the steps that fit in the rest of the time limit, keeping SPARE of it for
-# validations and the final report.
-PACE_FROM, PACE_TO, SPARE = 10, 60, 0.15
+# An "auto" run (steps=None) times its steps PACE_FROM..PACE_TO of the session, then sets its
+# length to the steps that fit in the rest of the time limit, keeping SPARE of it for the final
+# report; at each validation it sets the length again from the pace since the last time, which
+# includes one validation (a new session of a resumed run keeps the saved length).
+PACE_FROM, PACE_TO, SPARE = 10, 60, 0.05
 
 
 def steps_that_fit(step: int, seconds_per_step: float, seconds_left: float) -> int:
     """Length of an "auto" run at ``step``: the steps done plus those that fit in
     ``(1 - SPARE) * seconds_left`` at ``seconds_per_step``."""
     return step + max(1, int((1.0 - SPARE) * seconds_left / max(seconds_per_step, 1e-9)))
+
+
+def fit_length(step: int, since: tuple[int, float], started: float, config: TrainConfig,
+               ranks: Ranks) -> tuple[int, float]:
+    """The length of an "auto" run at ``step``: the steps that fit in the rest of the time
+    limit at the pace since ``since`` = (step, time.monotonic() then), the same on every rank;
+    and that pace in seconds per step."""
+    now = time.monotonic()
+    seconds_per_step = (now - since[1]) / (step - since[0])
+    seconds_left = (config.time_limit or 0) - (now - started)
+    return ranks.share(steps_that_fit(step, seconds_per_step, seconds_left)), seconds_per_step
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -201,7 +213,9 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
     first_step, saved_step, stop_reason = step, step, None
+    auto_length = total_steps is None
     pace_started = started
+    last_fit = (step, started)  # (step, time) the length of an auto run was last set
     session_tokens = 0
     with stop_on_interrupt() as interrupted:
         while stop_reason is None:
@@ -236,9 +250,9 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             if step - first_step == PACE_FROM:
                 pace_started = time.monotonic()
             if total_steps is None and step - first_step == PACE_TO:
-                seconds_per_step = (time.monotonic() - pace_started) / (PACE_TO - PACE_FROM)
-                seconds_left = (config.time_limit or 0) - (time.monotonic() - started)
-                total_steps = ranks.share(steps_that_fit(step, seconds_per_step, seconds_left))
+                total_steps, seconds_per_step = fit_length(
+                    step, (first_step + PACE_FROM, pace_started), started, config, ranks)
+                last_fit = (step, time.monotonic())
                 progress.set_total(total_steps)
                 progress.write(f"steps: {total_steps} fit in the time limit at "
                                f"{seconds_per_step * 1000:.0f} ms per step")
@@ -259,6 +273,10 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             validation = None
             if step % config.eval_every == 0 or stop_reason is not None:
                 validation = task.evaluate("val")
+                if auto_length and stop_reason is None and step - first_step > PACE_TO:
+                    total_steps, _ = fit_length(step, last_fit, started, config, ranks)
+                    last_fit = (step, time.monotonic())
+                    progress.set_total(total_steps)
                 row.update({f"val_{k}": v for k, v in validation.items()})
                 improved = best.update(step, validation, task.metric)
                 save(run, model, optimizer, state, ranks, config, task, step, total_steps,

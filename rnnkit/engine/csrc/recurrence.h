@@ -10,6 +10,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -71,6 +72,11 @@ inline void check_sequence_inputs(const TensorMap& tensors,
   }
 }
 
+// rows (M, K) weight^T + bias (weight (N, K), bias (N) or undefined) as a new (M, N) tensor,
+// through oneDNN with the weight packed for M rows (see step_product.cpp); an undefined tensor
+// when oneDNN is not used (not float32, a small weight, or torch without it).
+at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias);
+
 // W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), written
 // into `workspace` when one is given (a reused buffer of that shape: no fresh memory to fault
 // in), else into a new tensor.
@@ -79,8 +85,11 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
   const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
   if (!workspace.defined()) {
-    at::Tensor projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
-                                          : at::mm(flat, weight_ih.t());
+    at::Tensor projected = onednn_linear(flat, weight_ih, bias);
+    if (!projected.defined()) {
+      projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
+                                 : at::mm(flat, weight_ih.t());
+    }
     return projected.view({steps, batch, rows});
   }
   TORCH_CHECK(workspace.is_contiguous() && workspace.numel() == steps * batch * rows &&
@@ -133,7 +142,8 @@ inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& 
 // exports its BLAS (RNNKIT_MKL_BLAS, set by fused.py), the products call MKL directly, without a
 // tensor or a dispatch per step, and float weights are packed once per sequence into MKL's
 // internal layout, which saves the copy of the weight that every ordinary call makes; otherwise
-// they go through at::mm.
+// they go through at::mm. Large float weights (see step_product.cpp) are packed for oneDNN
+// instead, where torch has it.
 class StepProduct {
  public:
   StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
@@ -150,7 +160,8 @@ class StepProduct {
   at::Tensor weight_;  // op(weight), a view
   bool transpose_;
   int64_t batch_;
-  at::Tensor packed_;  // MKL's packed op(weight), when used
+  at::Tensor packed_;  // oneDNN's or MKL's packed op(weight), when used
+  bool onednn_ = false;
 };
 
 // Units per thread are multiples of this, so each thread's columns start on a vector boundary.

@@ -1,5 +1,11 @@
 // StepProduct (recurrence.h): the per-step matrix products of every fused cell.
+#include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/from_blob.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string_view>
 
 #include "recurrence.h"
 
@@ -48,11 +54,72 @@ void column_major_gemm(Gemm gemm, const at::Tensor& weight, bool transpose, int6
 // Below this many rows the per-step products are too small for packing to pay for itself.
 constexpr int64_t kMinPackedBatch = 4;
 
+// oneDNN's matrix product with a weight packed once for a given number of rows: the operators
+// torch registers for its own compiled CPU code (mkldnn::_reorder_linear_weight and
+// mkldnn::_linear_pointwise). Found through the dispatcher, so a torch built without oneDNN
+// simply does not have it. Used for weights of at least kMinOneDnnWeight elements (4 MB in
+// float32, more than a core's L2 cache), where it is faster than MKL: measured on an AMD Zen 4
+// machine at B = 32, H = 512 (weights 2048 x 512), 1.6x per step and 1.2x for the input
+// projection of all steps, which takes a peephole LSTM's inference from 1.42x torch's LSTM to
+// 0.99x; at H = 256 it was slower than MKL's packed product within the sequence loop.
+constexpr int64_t kMinOneDnnWeight = int64_t{1} << 20;
+
+struct OneDnn {
+  using Reorder = at::Tensor(const at::Tensor&, std::optional<int64_t>);
+  using Linear = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            std::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<std::string_view>);
+  c10::TypedOperatorHandle<Reorder> reorder;
+  c10::TypedOperatorHandle<Linear> linear;
+};
+
+// The oneDNN operators, or nothing when torch lacks them (or RNNKIT_ONEDNN=0).
+const std::optional<OneDnn>& onednn() {
+  static const std::optional<OneDnn> found = []() -> std::optional<OneDnn> {
+    const char* setting = std::getenv("RNNKIT_ONEDNN");
+    if (!at::hasMKLDNN() || (setting != nullptr && std::string_view(setting) == "0")) {
+      return std::nullopt;
+    }
+    auto& dispatcher = c10::Dispatcher::singleton();
+    auto reorder = dispatcher.findOp({"mkldnn::_reorder_linear_weight", ""});
+    auto linear = dispatcher.findOp({"mkldnn::_linear_pointwise", ""});
+    if (!reorder || !linear) {
+      return std::nullopt;
+    }
+    try {
+      return OneDnn{reorder->typed<OneDnn::Reorder>(), linear->typed<OneDnn::Linear>()};
+    } catch (const c10::Error&) {  // registered with another signature
+      return std::nullopt;
+    }
+  }();
+  return found;
+}
+
 }  // namespace
+
+at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
+                         const at::Tensor& bias) {
+  if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight || !onednn()) {
+    return at::Tensor();
+  }
+  const at::Tensor packed = onednn()->reorder.call(weight.contiguous(), rows.size(0));
+  const std::optional<at::Tensor> maybe_bias =
+      bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
+  return onednn()->linear.call(rows, packed, maybe_bias, "none",
+                               c10::List<std::optional<at::Scalar>>(), std::nullopt);
+}
 
 StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch)
     : weight_(weight), transpose_(transpose), batch_(batch) {
   TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1, "weight: expected unit column stride");
+  if (weight.scalar_type() == at::kFloat && batch >= kMinPackedBatch &&
+      weight.numel() >= kMinOneDnnWeight && onednn()) {
+    // oneDNN multiplies by the transpose of a (N, K) weight, like a linear layer.
+    packed_ = onednn()->reorder.call(transpose ? weight.contiguous() : weight.t().contiguous(),
+                                     batch);
+    onednn_ = true;
+    return;
+  }
 #ifdef RNNKIT_MKL_BLAS
   if (weight.scalar_type() != at::kFloat || batch < kMinPackedBatch) {
     return;
@@ -70,6 +137,23 @@ StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch
 
 void StepProduct::operator()(float* out, int64_t out_stride, const float* state,
                              int64_t state_stride, bool accumulate) const {
+  if (onednn_) {
+    const int64_t n = transpose_ ? weight_.size(0) : weight_.size(1);
+    const int64_t k = transpose_ ? weight_.size(1) : weight_.size(0);
+    const auto options = weight_.options();
+    const at::Tensor rows = at::from_blob(const_cast<float*>(state), {batch_, k},
+                                          {state_stride, 1}, options);
+    at::Tensor result = at::from_blob(out, {batch_, n}, {out_stride, 1}, options);
+    const at::Tensor product = onednn()->linear.call(rows, packed_, std::nullopt, "none",
+                                                     c10::List<std::optional<at::Scalar>>(),
+                                                     std::nullopt);
+    if (accumulate) {
+      result.add_(product);
+    } else {
+      result.copy_(product);
+    }
+    return;
+  }
 #ifdef RNNKIT_MKL_BLAS
   if (packed_.defined()) {
     const int n = static_cast<int>(transpose_ ? weight_.size(0) : weight_.size(1));
