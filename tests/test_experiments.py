@@ -7,6 +7,7 @@ seeds and thread counts.
 
 import argparse
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -86,6 +87,20 @@ def test_long_range_lstm_and_gru_solve_the_adding_problem_the_tanh_rnn_does_not(
         assert mse[cell] < 0.2 * mse["rnn"]
     for cell in long_range.QUICK_CELLS:
         assert f"| {cell} |" in report.read_text()
+
+
+def test_long_range_results_do_not_depend_on_the_number_of_worker_processes(tmp_path):
+    # Each training run has one thread wherever it runs: in this process or in workers.
+    tiny = dataclasses.replace(long_range.QUICK, adding_steps={12: 30}, copy_steps={4: 20},
+                               eval_every=10, flow_length=12)
+    results = {}
+    for workers in (1, 2):
+        directory = tmp_path / f"workers{workers}"
+        report = long_range.run(directory, plan=dataclasses.replace(tiny, workers=workers))
+        assert f"with {workers} worker process(es)" in report.read_text()
+        results[workers] = [read_csv(directory / name)
+                            for name in ("curves.csv", "gradient_flow.csv")]
+    assert results[1] == results[2] and results[1][0] and results[1][1]
 
 
 def test_long_range_gradient_reaches_the_first_step_only_through_gates(long_range_run):

@@ -287,9 +287,15 @@ def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corp
     assert second.total_steps == first.total_steps
 
 
-def test_steps_that_fit_keep_time_spare():
-    fitted = trainer.steps_that_fit(60, seconds_per_step=0.1, seconds_left=100.0)
-    assert fitted == 60 + int((1 - trainer.SPARE) * 1000) and 0 < trainer.SPARE < 1
+def test_steps_that_fit_keep_a_share_of_the_whole_time_limit_spare():
+    spare = trainer.SPARE * 500.0
+    assert 0 < spare < 100.0
+    fitted = trainer.steps_that_fit(60, seconds_per_step=0.1, seconds_left=100.0,
+                                    time_limit=500.0)
+    assert fitted == 60 + int((100.0 - spare) / 0.1)
+    # Near the end the spare is still there, and a run always gets one more step.
+    assert trainer.steps_that_fit(900, 0.1, spare + 1.0, 500.0) == 910
+    assert trainer.steps_that_fit(900, 0.1, spare / 2, 500.0) == 901
 
 
 def test_an_auto_length_run_sets_its_length_again_at_each_validation(corpus, tmp_path,

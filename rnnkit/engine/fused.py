@@ -9,6 +9,10 @@ through time) computes each weight gradient as one product over all steps. What 
 backward pass (gate activations, cell states) is also where the traces come from.
 Where the input projection of all steps is not kept (inference without traces, and the Elman
 kernels, whose backward does not read it), it goes into a buffer reused from call to call.
+The products call MKL directly (with weights packed once per sequence) where torch exports it,
+and oneDNN, through the operators torch registers for its own compiled code, for float32
+weights of 2^20 elements or more (H = 512 for the LSTM family), where it is faster;
+``RNNKIT_ONEDNN=0`` (read once per process) keeps every product on MKL, for comparisons.
 
 Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
 it does not beat), on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or

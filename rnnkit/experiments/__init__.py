@@ -2,8 +2,10 @@
 
 Every experiment is a module with ``run(out_dir, quick=False, seeds=None, plan=None) -> Path``
 (the path of the report.md it writes). The full run (2-3 seeds) is planned for at most 15 minutes
-of one CPU thread; ``quick=True`` for under two minutes, with the same qualitative outcome.
-Every run is seeded and deterministic on the CPU for a given number of threads.
+on two CPU cores (one thread each, except long_range, which trains in one worker process per
+core); ``quick=True`` for under two minutes, with the same qualitative outcome. Every run is
+seeded and deterministic on the CPU for a given number of threads (long_range: whatever the
+number of workers).
 
 Example::
 

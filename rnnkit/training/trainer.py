@@ -97,16 +97,20 @@ def learning_rate(step: int, total_steps: int | None, config: TrainConfig) -> fl
 
 
 # An "auto" run (steps=None) times its steps PACE_FROM..PACE_TO of the session, then sets its
-# length to the steps that fit in the rest of the time limit, keeping SPARE of it for the final
-# report; at each validation it sets the length again from the pace since the last time, which
-# includes one validation (a new session of a resumed run keeps the saved length).
-PACE_FROM, PACE_TO, SPARE = 10, 60, 0.05
+# length to the steps that fit in the time limit less SPARE of it (kept for the last validation
+# and for a machine that slows down); at each validation it sets the length again from the pace
+# since the last time, which includes one validation (a new session of a resumed run keeps the
+# saved length).
+PACE_FROM, PACE_TO, SPARE = 10, 60, 0.04
 
 
-def steps_that_fit(step: int, seconds_per_step: float, seconds_left: float) -> int:
-    """Length of an "auto" run at ``step``: the steps done plus those that fit in
-    ``(1 - SPARE) * seconds_left`` at ``seconds_per_step``."""
-    return step + max(1, int((1.0 - SPARE) * seconds_left / max(seconds_per_step, 1e-9)))
+def steps_that_fit(step: int, seconds_per_step: float, seconds_left: float,
+                   time_limit: float) -> int:
+    """Length of an "auto" run at ``step``: the steps done plus those that fit, at
+    ``seconds_per_step``, in the ``seconds_left`` of the time limit less ``SPARE * time_limit``
+    (at least one more)."""
+    usable = seconds_left - SPARE * time_limit
+    return step + max(1, int(usable / max(seconds_per_step, 1e-9)))
 
 
 def fit_length(step: int, since: tuple[int, float], started: float, config: TrainConfig,
@@ -116,8 +120,9 @@ def fit_length(step: int, since: tuple[int, float], started: float, config: Trai
     and that pace in seconds per step."""
     now = time.monotonic()
     seconds_per_step = (now - since[1]) / (step - since[0])
-    seconds_left = (config.time_limit or 0) - (now - started)
-    return ranks.share(steps_that_fit(step, seconds_per_step, seconds_left)), seconds_per_step
+    limit = config.time_limit or 0
+    fitted = steps_that_fit(step, seconds_per_step, limit - (now - started), limit)
+    return ranks.share(fitted), seconds_per_step
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
