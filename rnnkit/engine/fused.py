@@ -273,8 +273,8 @@ def _minimal_tensors(cell_math, params: Params, state: State, lower_cells: Tenso
 
 
 _FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "gru_after": _gru_tensors,
-                   "elman": _elman_tensors,
-                   "mingru": _minimal_tensors, "minlstm": _minimal_tensors}
+                   "elman": _elman_tensors, "mingru": _minimal_tensors,
+                   "minlstm": _minimal_tensors}
 
 
 def _blocks(gates: Tensor, names: str | tuple[str, ...], hidden_size: int) -> Traces:

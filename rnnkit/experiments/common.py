@@ -112,6 +112,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_count(workers: int | None, jobs: int) -> int:
+    """The processes :func:`run_jobs` uses: ``workers`` (default: the available cores), at most
+    one per job."""
+    return max(1, min(workers or available_cores(), jobs))
+
+
 def _one_thread_call(function: Callable[..., Any], args: tuple) -> Any:
     """``function(*args)`` on one torch thread (the caller's thread count restored after)."""
     threads = torch.get_num_threads()
@@ -145,7 +151,7 @@ def run_jobs(function: Callable[..., Any], jobs: Sequence[tuple], costs: Sequenc
         (index into ``jobs``, result) as each job finishes.
     """
     order = sorted(range(len(jobs)), key=lambda index: -costs[index])
-    workers = min(workers or available_cores(), len(jobs))
+    workers = worker_count(workers, len(jobs))
     if workers <= 1:
         for index in order:
             yield index, _one_thread_call(function, jobs[index])

@@ -29,12 +29,12 @@ from rnnkit.diagnostics import gradient_flow, write_csv
 from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.experiments.common import (
     SequenceModel,
-    available_cores,
     markdown_table,
     mean_std,
     run_jobs,
     seed_list,
     set_forget_bias,
+    worker_count,
     write_report,
 )
 
@@ -267,9 +267,8 @@ def run(out_dir: str | Path, quick: bool = False, seeds: int | list[int] | None 
                     keep = (task == "adding" and length == plan.flow_length
                             and cell in FLOW_CELLS and seed == seeds[0])
                     jobs.append((task, cell, length, seed, steps, plan, keep))
-                    costs.append(steps * (length + 20 if task == "copy" else length)
-                                 * (2 if task == "copy" else 1))
-    workers = min(plan.workers or available_cores(), len(jobs))
+                    costs.append(steps * (2 * (length + 20) if task == "copy" else length))
+    workers = worker_count(plan.workers, len(jobs))
     results: list = [None] * len(jobs)
     for index, result in run_jobs(train, jobs, costs, workers):
         results[index] = result

@@ -219,8 +219,7 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
     weight_dtype = next(model.parameters()).dtype
     first_step, saved_step, stop_reason = step, step, None
     auto_length = total_steps is None
-    pace_started = started
-    last_fit = (step, started)  # (step, time) the length of an auto run was last set
+    last_fit = (step, started)  # (step, time) the pace of an auto run is measured from
     session_tokens = 0
     with stop_on_interrupt() as interrupted:
         while stop_reason is None:
@@ -253,10 +252,10 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             step_seconds = time.perf_counter() - step_started
             threads.after_step(step_seconds)
             if step - first_step == PACE_FROM:
-                pace_started = time.monotonic()
+                last_fit = (step, time.monotonic())
             if total_steps is None and step - first_step == PACE_TO:
-                total_steps, seconds_per_step = fit_length(
-                    step, (first_step + PACE_FROM, pace_started), started, config, ranks)
+                total_steps, seconds_per_step = fit_length(step, last_fit, started, config,
+                                                           ranks)
                 last_fit = (step, time.monotonic())
                 progress.set_total(total_steps)
                 progress.write(f"steps: {total_steps} fit in the time limit at "

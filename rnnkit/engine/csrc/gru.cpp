@@ -130,7 +130,6 @@ TensorMap gru_backward(const TensorMap& saved, const TensorMap& grads, bool inpu
   return result;
 }
 
-
 // The GRU in torch's form (reset_after=True): per step one product h_{t-1} W_hh^T (all three
 // blocks) into a scratch row and one pointwise pass, which also keeps W_hn h_{t-1} + b_hn for
 // the backward pass. `bias` holds b_ih + b_hh for r and z and b_in for n; `candidate_bias` is b_hn

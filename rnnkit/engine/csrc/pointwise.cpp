@@ -36,11 +36,6 @@ RNNKIT_INLINE void for_each_chunk(int64_t batch, int64_t col_begin, int64_t col_
   }
 }
 
-template <typename scalar_t>
-RNNKIT_INLINE vec_t<scalar_t> load_or_zero(const scalar_t* source, int64_t count) {
-  return source == nullptr ? vec_t<scalar_t>{} : load(source, count);
-}
-
 // Loads `count` values at source + offset when both the buffer and the block exist, else zeros.
 template <typename scalar_t>
 RNNKIT_INLINE vec_t<scalar_t> load_block(const scalar_t* source, int64_t offset, int64_t count) {
@@ -208,10 +203,8 @@ RNNKIT_INLINE void lstm_backward(const LstmLayout& layout, const LstmVectors<sca
     const V candidate = load(gates + layout.candidate_col, n);
     const V shown = layout.output_activation ? tanh(cell) : cell;
 
-    V grad_m = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
-    V grad_cell = load(s.grad_cell + unit, n) + load_or_zero(
-        s.grad_cell_extra == nullptr ? nullptr : s.grad_cell_extra + unit, n);
+    V grad_m = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
+    V grad_cell = load(s.grad_cell + unit, n) + load_block(s.grad_cell_extra, unit, n);
     if (layout.output_col >= 0) {
       const V output = load(gates + layout.output_col, n);
       const V grad_pre_output =
@@ -340,8 +333,7 @@ RNNKIT_INLINE void gru_backward_out(const GruStep<scalar_t>& s, int64_t col_begi
     const V update = load(s.gates + gate_row + hidden, n);
     const V candidate = load(s.gates + gate_row + 2 * hidden, n);
     const V hidden_prev = load(s.hidden_prev + unit, n);
-    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
     const V grad_update = grad * (hidden_prev - candidate) + load_block(extra, hidden, n);
     const V grad_candidate = grad * (1 - update) + load_block(extra, 2 * hidden, n);
     store(s.grad_pre + gate_row + hidden, grad_update * sigmoid_slope(update), n);
@@ -394,8 +386,8 @@ RNNKIT_INLINE void gru_after_forward(const GruAfterStep<scalar_t>& s, int64_t co
     }
     const V reset = sigmoid(load(gate, n) + load(recurrent, n));
     const V update = sigmoid(load(gate + hidden, n) + load(recurrent + hidden, n));
-    const V candidate_hidden = load(recurrent + 2 * hidden, n) + load_or_zero(
-        s.candidate_bias == nullptr ? nullptr : s.candidate_bias + col, n);
+    const V candidate_hidden =
+        load(recurrent + 2 * hidden, n) + load_block(s.candidate_bias, col, n);
     const V candidate = tanh(load(gate + 2 * hidden, n) + reset * candidate_hidden);
     store(gate, reset, n);
     store(gate + hidden, update, n);
@@ -428,8 +420,7 @@ RNNKIT_INLINE void gru_after_backward(const GruAfterStep<scalar_t>& s, int64_t c
     const V reset = load(s.gates + gate_row, n);
     const V update = load(s.gates + gate_row + hidden, n);
     const V candidate = load(s.gates + gate_row + 2 * hidden, n);
-    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
     const V grad_update_pre = (grad * (load(s.hidden_prev + unit, n) - candidate)
                                + load_block(extra, hidden, n)) * sigmoid_slope(update);
     const V grad_candidate_pre =
@@ -499,8 +490,7 @@ RNNKIT_INLINE void elman_backward(const ElmanStep<scalar_t>& s, int64_t col_begi
       store(s.grad_hidden + unit, V{}, n);
       return;
     }
-    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
     if (!ticking) {  // h_t = h_{t-1}: the gradient passes through unchanged
       store(s.grad_pre + unit, V{}, n);
       store(s.grad_hidden + unit, grad, n);
@@ -570,8 +560,7 @@ RNNKIT_INLINE void mingru_backward(const MinGruStep<scalar_t>& s, int64_t col_be
     const V update = load(s.gates + gate_row, n);
     const V candidate_pre = load(s.gates + gate_row + hidden, n);
     const V candidate = positive(candidate_pre);
-    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
     const V grad_update = grad * (candidate - load(s.hidden_prev + unit, n))
                           + load_block(extra, 0, n);
     store(s.grad_pre + gate_row, grad_update * sigmoid_slope(update), n);
@@ -636,8 +625,7 @@ RNNKIT_INLINE void minlstm_backward(const MinLstmStep<scalar_t>& s, int64_t col_
     const V diff = log_gate_ratio(forget_pre, input_pre);
     const V forget = sigmoid(-diff), input = sigmoid(diff);
     const V candidate = positive(candidate_pre);
-    const V grad = load(s.grad_hidden + unit, n) + load_or_zero(
-        s.grad_hidden_extra == nullptr ? nullptr : s.grad_hidden_extra + unit, n);
+    const V grad = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
     // d(diff) from f' = sigmoid(-diff), i' = sigmoid(diff): both slopes equal f' i'.
     const V grad_diff = grad * (candidate - load(s.hidden_prev + unit, n)) * forget * input;
     store(grad_pre, load_block(extra, 0, n) - grad_diff * sigmoid(-forget_pre), n);
@@ -658,7 +646,7 @@ RNNKIT_INLINE void add_rows(scalar_t* dst, const scalar_t* a, const scalar_t* b,
     const int64_t at = row * width + col;
     V value{};
     if (step <= last_step[row]) {
-      value = load(a + at, n) + load_or_zero(b == nullptr ? nullptr : b + at, n);
+      value = load(a + at, n) + load_block(b, at, n);
     }
     store(dst + at, value, n);
   });
