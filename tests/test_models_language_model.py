@@ -39,6 +39,22 @@ def test_carrying_the_state_across_chunks_equals_one_long_pass():
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
 
 
+def test_dropout_drops_layer_outputs_but_not_embeddings():
+    torch.manual_seed(0)
+    model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=6, hidden_size=8,
+                                              dropout=0.5)).train()
+    seen = {}
+    model.layer.register_forward_hook(lambda _, args, out: seen.update(inputs=args[0]))
+    model.head.register_forward_hook(lambda _, args, out: seen.update(head=args[0]))
+    ids = torch.randint(0, 11, (4, 16))
+    outputs, _ = model.layer(model.embedding(ids))
+    model(ids)
+    torch.testing.assert_close(seen["inputs"], model.embedding(ids))
+    kept = seen["head"] != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(seen["head"][kept], 2 * outputs[kept])
+
+
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_every_cell_trains_and_samples(cell):
     model = tiny_model(cell, layers=2)

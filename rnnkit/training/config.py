@@ -36,7 +36,7 @@ class TrainConfig:
     # Optimisation: linear warm-up to lr over `warmup` steps (at most a tenth of the run),
     # then cosine decay to lr * min_lr_ratio at the last step.
     optimizer: str = "adamw"
-    lr: float = 3e-3
+    lr: float = 2e-2
     min_lr_ratio: float = 0.05
     warmup: int = 100
     weight_decay: float = 0.1
