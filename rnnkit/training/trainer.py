@@ -114,15 +114,15 @@ def steps_that_fit(step: int, seconds_per_step: float, seconds_left: float,
 
 
 def fit_length(step: int, since: tuple[int, float], started: float, config: TrainConfig,
-               ranks: Ranks) -> tuple[int, float]:
+               ranks: Ranks) -> tuple[int, float, tuple[int, float]]:
     """The length of an "auto" run at ``step``: the steps that fit in the rest of the time
     limit at the pace since ``since`` = (step, time.monotonic() then), the same on every rank;
-    and that pace in seconds per step."""
+    that pace in seconds per step; and (step, now), where the next pace is measured from."""
     now = time.monotonic()
     seconds_per_step = (now - since[1]) / (step - since[0])
     limit = config.time_limit or 0
     fitted = steps_that_fit(step, seconds_per_step, limit - (now - started), limit)
-    return ranks.share(fitted), seconds_per_step
+    return ranks.share(fitted), seconds_per_step, (step, now)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -254,9 +254,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             if step - first_step == PACE_FROM:
                 last_fit = (step, time.monotonic())
             if total_steps is None and step - first_step == PACE_TO:
-                total_steps, seconds_per_step = fit_length(step, last_fit, started, config,
-                                                           ranks)
-                last_fit = (step, time.monotonic())
+                total_steps, seconds_per_step, last_fit = fit_length(step, last_fit, started,
+                                                                     config, ranks)
                 progress.set_total(total_steps)
                 progress.write(f"steps: {total_steps} fit in the time limit at "
                                f"{seconds_per_step * 1000:.0f} ms per step")
@@ -278,8 +277,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             if step % config.eval_every == 0 or stop_reason is not None:
                 validation = task.evaluate("val")
                 if auto_length and stop_reason is None and step - first_step > PACE_TO:
-                    total_steps, _ = fit_length(step, last_fit, started, config, ranks)
-                    last_fit = (step, time.monotonic())
+                    total_steps, _, last_fit = fit_length(step, last_fit, started, config,
+                                                          ranks)
                     progress.set_total(total_steps)
                 row.update({f"val_{k}": v for k, v in validation.items()})
                 improved = best.update(step, validation, task.metric)
