@@ -138,6 +138,10 @@ def build_parser() -> Parser:
         help=f"decoupled weight decay (default {_default('weight_decay')})")
     add("--momentum", type=float, metavar="M",
         help=f"SGD momentum (default {_default('momentum')})")
+    add("--ema", type=number, metavar="DECAY",
+        help="decay of the moving average of the weights that validation, checkpoints and "
+             "results use; 0 = off, the raw weights "
+             f"(default {_default('ema')} for lm, off for the other tasks)")
     add("--clip", type=number, metavar="NORM",
         help=f"clip the global gradient norm; 0 = off (default {_default('clip')})")
     add("--clip-value", type=number, metavar="V",

@@ -92,9 +92,13 @@ def test_bad_option_value(capsys):
     fails_with_one_line(capsys, ["train", "--lr", "fast"], "--lr", "invalid float value")
 
 
-def test_out_of_range_option(capsys, tmp_path):
-    fails_with_one_line(capsys, ["train", "--dropout", "1.5", "--out", str(tmp_path / "r")],
-                        "--dropout must be in [0, 1)")
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--dropout", "1.5", "--dropout must be in [0, 1)"),
+    ("--ema", "1", "--ema must be in (0, 1), or 0 for no average; got 1.0"),
+])
+def test_out_of_range_option(capsys, tmp_path, option, value, expected):
+    fails_with_one_line(capsys, ["train", option, value, "--out", str(tmp_path / "r")], expected)
+    assert not (tmp_path / "r").exists()
 
 
 def test_bidirectional_language_model(capsys, corpus, tmp_path):

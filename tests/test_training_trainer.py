@@ -59,6 +59,13 @@ def losses(run_path) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(file)]
 
 
+def validations(run_path) -> dict[int, float]:
+    """Step -> validation metric (of the averaged weights, by default)."""
+    with open(run_path / "metrics.csv", newline="") as file:
+        return {int(row["step"]): float(row["val_cross_entropy"])
+                for row in csv.DictReader(file) if row["val_cross_entropy"]}
+
+
 def patch_task(monkeypatch, change):
     """Make train() use the real task as modified by ``change(task) -> task``."""
     real = trainer.build_task
@@ -132,6 +139,8 @@ def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, op
     second = train(config, tmp_path / "split", ONE_RANK, resume=True)
     assert second.stop_reason == "finished"
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    # The interrupted run also validated where it stopped (step 6).
+    assert validations(tmp_path / "split").items() >= validations(tmp_path / "whole").items()
 
 
 def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_path, monkeypatch):
@@ -155,6 +164,7 @@ def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_pa
     assert len(losses(tmp_path / "crashed")) == 9  # the last checkpoint is at step 8
     train(config, tmp_path / "crashed", ONE_RANK, resume=True)
     assert losses(tmp_path / "crashed") == losses(tmp_path / "whole")
+    assert validations(tmp_path / "crashed") == validations(tmp_path / "whole")
 
 
 def test_resuming_a_finished_run_asks_for_more_steps(corpus, tmp_path):

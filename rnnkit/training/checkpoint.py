@@ -5,6 +5,8 @@ Layout of the file:
 * tensors ``model.<name>`` -- the model's state_dict;
 * tensors ``optimizer.<param index>.<key>`` -- the optimizer's per-parameter state (Adam's
   moments, SGD's momentum buffers, ...);
+* tensors ``average.<name>`` -- the moving average of the weights (last checkpoints of runs
+  that keep one);
 * tensors ``state.<i>`` -- the hidden state carried between truncated-BPTT chunks;
 * tensors ``rng.<name>`` -- random number generator states (uint8);
 * header metadata ``rnnkit`` -- JSON: format version, step, configuration, vocabulary, data
@@ -121,12 +123,14 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     carried_state: State | None = None,
     rng_states: Mapping[str, Tensor] | None = None,
+    average: Mapping[str, Tensor] | None = None,
 ) -> None:
     """Write a checkpoint to ``path`` atomically (temporary file, fsync, rename).
 
     ``info`` is JSON-ready information (step, configuration, vocabulary, ...);
     ``carried_state`` is the hidden state (tensor or tuple, each (L*D, B, H)) carried into the
-    next chunk; ``rng_states`` are uint8 generator states by name. Raises CheckpointError
+    next chunk; ``rng_states`` are uint8 generator states by name; ``average`` is the moving
+    average of the weights by parameter name. Raises CheckpointError
     (one line) if the file cannot be written; the previous checkpoint at ``path`` then stays
     as it was.
     """
@@ -143,6 +147,8 @@ def save_checkpoint(
         info["carried_state"] = {"count": len(parts), "is_tuple": isinstance(carried_state, tuple)}
     if rng_states:
         tensors.update({f"rng.{k}": v for k, v in rng_states.items()})
+    if average:
+        tensors.update({f"average.{k}": v for k, v in average.items()})
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     data = safetensors.torch.save(tensors, metadata={_METADATA_KEY: json.dumps(info)})
     write_atomically(path, data, what="checkpoint")

@@ -41,6 +41,9 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.1
     momentum: float = 0.9
+    ema: float | None = 0.998
+    """Decay of the moving average of the weights that validation, the best checkpoint and
+    the final results use (None: no average, the raw weights)."""
     clip: float | None = 1.0
     clip_value: float | None = None
     # How long: `steps` optimizer steps, or `epochs` passes over the training data (which then
@@ -85,6 +88,8 @@ class TrainConfig:
         for name in ("warmup", "weight_decay", "momentum"):
             if getattr(self, name) < 0:
                 raise RunError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise RunError(f"--ema must be in (0, 1), or 0 for no average; got {self.ema}")
         for name in ("clip", "clip_value", "epochs", "time_limit"):
             value = getattr(self, name)
             if value is not None and not value > 0:

@@ -213,24 +213,24 @@ TASKS: dict[str, tuple[TaskBuilder, str]] = {
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classify": {"data": "GunPoint", "hidden_size": 64, "batch_size": 16, "dropout": 0.1,
-                 "lr": 3e-3, "weight_decay": 0.0, "steps": 600, "warmup": 20, "eval_every": 25,
-                 "time_limit": 300.0, "precision": "fp32"},
-    "forecast": {"data": "sunspots", "hidden_size": 32, "bptt": 33, "batch_size": 32,
-                 "dropout": 0.0, "lr": 3e-3, "weight_decay": 0.0, "steps": 600, "warmup": 20,
+                 "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 600, "warmup": 20,
                  "eval_every": 25, "time_limit": 300.0, "precision": "fp32"},
+    "forecast": {"data": "sunspots", "hidden_size": 32, "bptt": 33, "batch_size": 32,
+                 "dropout": 0.0, "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 600,
+                 "warmup": 20, "eval_every": 25, "time_limit": 300.0, "precision": "fp32"},
     "seq2seq": {"data": "cmudict", "hidden_size": 256, "bidirectional": True,
-                "batch_size": 128, "dropout": 0.1, "lr": 3e-3, "weight_decay": 0.0,
+                "batch_size": 128, "dropout": 0.1, "lr": 3e-3, "ema": None, "weight_decay": 0.0,
                 "time_limit": 780.0, "eval_every": 500, "precision": "fp32"},
     "adding": {"data": "100", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
-               "lr": 3e-3, "weight_decay": 0.0, "steps": 4000, "eval_every": 250,
+               "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 4000, "eval_every": 250,
                "time_limit": 540.0, "precision": "fp32"},
     "copy": {"data": "20", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
-             "lr": 3e-3, "weight_decay": 0.0, "steps": 8000, "eval_every": 500,
+             "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 8000, "eval_every": 500,
              "time_limit": 540.0, "precision": "fp32"},
     "handwriting": {"data": "digit-lines", "bidirectional": True, "embedding_size": 64,
                     "hidden_size": 96, "batch_size": 32, "dropout": 0.25, "lr": 3e-3,
-                    "steps": None, "warmup": 100, "eval_every": 500, "time_limit": 540.0,
-                    "precision": "fp32"},
+                    "ema": None, "steps": None, "warmup": 100, "eval_every": 500,
+                    "time_limit": 540.0, "precision": "fp32"},
 }
 """Task name -> the :class:`TrainConfig` settings that task uses unless the user gives them
 (e.g. a bidirectional reader, another hidden size, a data set); the rest are TrainConfig's.

@@ -3,12 +3,13 @@
 :func:`train` sets up the task, model and optimizer (or restores them with ``resume``), then
 runs optimizer steps: truncated BPTT with the hidden state carried from chunk to chunk
 (detached, reset where sequences start), optional bf16 autocast, gradient clipping by global
-norm and/or by value, linear warm-up then cosine decay of the learning rate, validation and
+norm and/or by value, linear warm-up then cosine decay of the learning rate, a moving average
+of the weights (which validation, the best checkpoint and the final results use), validation and
 checkpoints every ``eval_every`` steps, early stopping, a time limit, Ctrl-C, and a stop on a
 non-finite loss. Every step is logged to metrics.csv. Resuming from
-``checkpoints/last.safetensors`` restores the weights, optimizer, random generators, carried
-state and data position, so the resumed loss curve is the one an uninterrupted run would
-have produced.
+``checkpoints/last.safetensors`` restores the weights, their average, optimizer, random
+generators, carried state and data position, so the resumed loss curve is the one an
+uninterrupted run would have produced.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from rnnkit.models.state import State, map_state, select_rows
+from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
@@ -189,11 +191,12 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
     task = build_task(config, ranks.device, checkpoint.info["task"] if checkpoint else None)
     model = task.model
     optimizer = make_optimizer(config, model)
+    average = WeightAverage(model, config.ema) if config.ema is not None else None
     total_steps = config.total_steps(task.steps_per_epoch)
     torch.manual_seed(config.seed + ranks.rank)  # distinct dropout masks on each rank
     step, state, best = 0, None, BestRecord()
     if checkpoint is not None:
-        step, state, best = restore(checkpoint, model, optimizer, ranks, config)
+        step, state, best = restore(checkpoint, model, optimizer, ranks, config, average)
         if total_steps is None:  # an "auto" run keeps the length it chose
             total_steps = checkpoint.info.get("total_steps")
         if total_steps is not None and step >= total_steps:
@@ -212,7 +215,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
     progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
-                   f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}")
+                   f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}"
+                   + (f", weights averaged (decay {config.ema:g})" if average else ""))
     threads = ThreadTuner(config.threads, ranks.device)
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
@@ -244,6 +248,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                     metrics.write(step + 1, {"loss": loss_value, "grad_norm": grad_norm, "lr": lr})
                 break
             optimizer.step()
+            if average is not None:
+                average.update(step)
             # Carry the state into the next chunk without its history (and, after bf16
             # autocast, back in the weights' dtype, which layers expect of a given state).
             if state is not None:  # None: the model carries no state (independent examples)
@@ -275,15 +281,16 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
 
             validation = None
             if step % config.eval_every == 0 or stop_reason is not None:
-                validation = task.evaluate("val")
+                with averaged(average):
+                    validation = task.evaluate("val")
                 if auto_length and stop_reason is None and step - first_step > PACE_TO:
                     total_steps, _, last_fit = fit_length(step, last_fit, started, config,
                                                           ranks)
                     progress.set_total(total_steps)
                 row.update({f"val_{k}": v for k, v in validation.items()})
                 improved = best.update(step, validation, task.metric)
-                save(run, model, optimizer, state, ranks, config, task, step, total_steps,
-                     best, improved)
+                save(run, model, optimizer, average, state, ranks, config, task, step,
+                     total_steps, best, improved)
                 saved_step = step
                 if (stop_reason is None and config.patience is not None
                         and best.evals_without_improvement >= config.patience):
@@ -314,13 +321,18 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
 
 
 def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
-            ranks: Ranks, config: TrainConfig) -> tuple[int, State | None, BestRecord]:
-    """Put a run back as it was at ``checkpoint``: weights, optimizer, random generators.
+            ranks: Ranks, config: TrainConfig, average: WeightAverage | None
+            ) -> tuple[int, State | None, BestRecord]:
+    """Put a run back as it was at ``checkpoint``: weights, their average, optimizer, random
+    generators. (A checkpoint without an average, from a run that kept none, starts the
+    average at the restored weights.)
 
     Returns (step, this rank's rows of the carried state, best-validation record).
     """
     checkpoint.restore_model(model)
     checkpoint.restore_optimizer(optimizer)
+    if average is not None:
+        average.load(checkpoint.section("average"))
     info = checkpoint.info
     state = checkpoint.carried_state()
     if state is not None:
@@ -337,9 +349,13 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
 
 
 def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
-         state: State | None, ranks: Ranks, config: TrainConfig, task: Task, step: int,
-         total_steps: int | None, best: BestRecord, improved: bool) -> None:
+         average: WeightAverage | None, state: State | None, ranks: Ranks, config: TrainConfig,
+         task: Task, step: int, total_steps: int | None, best: BestRecord,
+         improved: bool) -> None:
     """Write checkpoints/last.safetensors (and best.safetensors if ``improved``) on rank 0.
+
+    last.safetensors holds the raw weights and their average, to resume from; best.safetensors
+    holds the weights that were validated (the average, if the run keeps one).
 
     Every rank takes part: the carried state and random generator states of all ranks are
     gathered so that the run can resume with any number of processes.
@@ -364,9 +380,11 @@ def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
                  "evals_without_improvement": best.evals_without_improvement},
         "world_size": ranks.world_size,
     }
-    save_checkpoint(run.last_checkpoint, model, info, optimizer, full_state, rng_states)
+    save_checkpoint(run.last_checkpoint, model, info, optimizer, full_state, rng_states,
+                    average.tensors if average is not None else None)
     if improved:
-        save_checkpoint(run.best_checkpoint, model, info)
+        with averaged(average):
+            save_checkpoint(run.best_checkpoint, model, info)
 
 
 @contextmanager
