@@ -340,3 +340,35 @@ def test_elman_backward_does_not_read_the_reused_projection_buffer(config):
     loss.backward()
     for n, p in layer.named_parameters():
         torch.testing.assert_close(p.grad, expected[n], rtol=0, atol=0, msg=n)
+
+
+@pytest.mark.parametrize("config", ["mingru", "minlstm", "peepholes", "lstm-proj", "fgr",
+                                    "depth-gated", "gru", "gru-cho", "rnn"])
+def test_pooled_sequence_buffers_are_reused_only_once_nothing_holds_them(config):
+    # Sequence-sized results of 16 MB or more come from a pool of buffers (T=1024, B=16, 256
+    # units: the states of all steps are 16 MB). A buffer still held by an autograd graph, an
+    # output or a view must not be handed out to a later call.
+    name, options = CONFIGS[config]
+    layers = 2 if name == "depth-gated-lstm" else 1
+    layer = rnnkit.build_layer(name, 16, 256, layers, engine="fused", **options)
+    x, other = torch.randn(1024, 16, 16, requires_grad=True), torch.randn(1024, 16, 16)
+
+    def gradients(output):
+        output.pow(2).sum().backward()
+        grads = [x.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+        x.grad, _ = None, layer.zero_grad()
+        return grads
+
+    expected_output = layer(x)[0]
+    kept = expected_output.detach().clone()
+    expected = gradients(expected_output)
+    del expected_output
+    output = layer(x)[0]  # the graph holds this call's buffers until backward
+    view = layer(other)[0][:5]
+    layer(other)  # dropped at once: its buffers may be reused
+    torch.testing.assert_close(output.detach(), kept, rtol=0, atol=0)
+    for got, want in zip(gradients(output), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    reference = rnnkit.build_layer(name, 16, 256, layers, engine="fused", **options)
+    reference.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(view, reference(other)[0][:5], rtol=0, atol=0)

@@ -9,6 +9,9 @@ through time) computes each weight gradient as one product over all steps. What 
 backward pass (gate activations, cell states) is also where the traces come from.
 Where the input projection of all steps is not kept (inference without traces, and the Elman
 kernels, whose backward does not read it), it goes into a buffer reused from call to call.
+Sequence-sized results of 16 MB or more (long sequences) come from a small per-thread pool of
+buffers, each handed out again only once nothing holds it any more (``pooled_empty`` in
+``csrc/recurrence.h``): fresh memory of that size costs more to fault in than to fill.
 The products call MKL directly (with weights packed once per sequence) where torch exports it,
 and oneDNN, through the operators torch registers for its own compiled code, for float32
 weights of 2^20 elements or more (H = 512 for the LSTM family), where it is faster;

@@ -60,7 +60,7 @@ TensorMap elman_forward(const TensorMap& tensors, const ElmanOptions& options) {
 
   at::Tensor pre = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                   get(tensors, "workspace"));
-  at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
+  at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
 
   const StepProduct recurrent(weight_hh, true, batch);
@@ -90,7 +90,7 @@ TensorMap elman_backward(const TensorMap& saved, const TensorMap& grads, bool in
   const at::Tensor grad_hiddens = get(grads, "hiddens");
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hiddens.size(2);
 
-  at::Tensor grad_pre = at::empty({steps, batch, hidden}, hiddens.options());
+  at::Tensor grad_pre = pooled_empty({steps, batch, hidden}, hiddens.options());
   at::Tensor grad_hidden = at::zeros({batch, hidden}, hiddens.options());
 
   const StepProduct recurrent(weight_hh, false, batch);

@@ -44,8 +44,8 @@ TensorMap gru_forward(const TensorMap& tensors) {
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
-  at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
-  at::Tensor reset_hiddens = at::empty({steps, batch, hidden}, hidden0.options());
+  at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
+  at::Tensor reset_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
 
   const StepProduct gates_product(weight_gates, true, batch);
@@ -87,7 +87,7 @@ TensorMap gru_backward(const TensorMap& saved, const TensorMap& grads, bool inpu
   const at::Tensor weight_gates = weight_hh.narrow(0, 0, 2 * hidden);
   const at::Tensor weight_candidate = weight_hh.narrow(0, 2 * hidden, hidden);
 
-  at::Tensor grad_pre = at::empty_like(gates);
+  at::Tensor grad_pre = pooled_empty(gates.sizes(), gates.options());
   at::Tensor grad_hidden = at::zeros({batch, hidden}, hiddens.options());
   at::Tensor grad_reset_hidden = at::empty({batch, hidden}, hiddens.options());
 
@@ -146,8 +146,8 @@ TensorMap gru_after_forward(const TensorMap& tensors) {
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
-  at::Tensor hiddens = at::empty({steps + 1, batch, hidden}, hidden0.options());
-  at::Tensor candidate_hiddens = at::empty({steps, batch, hidden}, hidden0.options());
+  at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
+  at::Tensor candidate_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
   at::Tensor recurrent = at::empty({batch, 3 * hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
 
@@ -184,8 +184,8 @@ TensorMap gru_after_backward(const TensorMap& saved, const TensorMap& grads, boo
   const at::Tensor grad_gates = get(grads, "gates");
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hiddens.size(2);
 
-  at::Tensor grad_pre = at::empty_like(gates);
-  at::Tensor grad_recurrent = at::empty_like(gates);
+  at::Tensor grad_pre = pooled_empty(gates.sizes(), gates.options());
+  at::Tensor grad_recurrent = pooled_empty(gates.sizes(), gates.options());
   at::Tensor grad_hidden = at::zeros({batch, hidden}, hiddens.options());
 
   const StepProduct product(weight_hh, false, batch);

@@ -119,17 +119,17 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
-  at::Tensor cells = at::empty({steps + 1, batch, hidden}, cell0.options());
-  at::Tensor hiddens = at::empty({steps + 1, batch, tensors.at("hidden0").size(1)},
-                                 cell0.options());
+  at::Tensor cells = pooled_empty({steps + 1, batch, hidden}, cell0.options());
+  at::Tensor hiddens = pooled_empty({steps + 1, batch, tensors.at("hidden0").size(1)},
+                                    cell0.options());
   cells[0].copy_(cell0);
   hiddens[0].copy_(tensors.at("hidden0"));
   at::Tensor unprojected, gate_states, gate_recurrence;
   if (weight_hr.defined()) {
-    unprojected = at::empty({steps, batch, hidden}, cell0.options());
+    unprojected = pooled_empty({steps, batch, hidden}, cell0.options());
   }
   if (weight_gr.defined()) {
-    gate_states = at::empty({steps + 1, batch, layout.state_width}, cell0.options());
+    gate_states = pooled_empty({steps + 1, batch, layout.state_width}, cell0.options());
     gate_states[0].copy_(tensors.at("gate_state0"));
     gate_recurrence = at::empty({batch, layout.state_width}, cell0.options());
   }
@@ -207,20 +207,20 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
   const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
   const auto zeros = [&](at::IntArrayRef shape) { return at::zeros(shape, cells.options()); };
 
-  at::Tensor grad_pre = at::empty_like(gates);
+  at::Tensor grad_pre = pooled_empty(gates.sizes(), gates.options());
   at::Tensor grad_hidden = zeros({batch, hiddens.size(2)});  // dL/dh_t from steps > t
   at::Tensor grad_cell = zeros({batch, hidden});
   at::Tensor grad_projected, grad_unprojected, grad_pre_state, grad_gate_state, grad_lower;
   if (weight_hr.defined()) {
-    grad_projected = at::empty({steps, batch, hiddens.size(2)}, cells.options());
+    grad_projected = pooled_empty({steps, batch, hiddens.size(2)}, cells.options());
     grad_unprojected = at::empty({batch, hidden}, cells.options());
   }
   if (weight_gr.defined()) {
-    grad_pre_state = at::empty({steps, batch, layout.state_width}, cells.options());
+    grad_pre_state = pooled_empty({steps, batch, layout.state_width}, cells.options());
     grad_gate_state = zeros({batch, layout.state_width});
   }
   if (lower.defined()) {
-    grad_lower = at::empty_like(lower);
+    grad_lower = pooled_empty(lower.sizes(), lower.options());
   }
   TensorMap result;
   for (const char* name : {"peep_input", "peep_forget", "peep_output", "depth_cell",

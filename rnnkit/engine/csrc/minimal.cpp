@@ -32,7 +32,7 @@ TensorMap forward(const TensorMap& tensors, int64_t blocks, const Kernel& kernel
 
   at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
-  at::Tensor outputs = at::empty({steps, batch, hidden}, hidden0.options());
+  at::Tensor outputs = pooled_empty({steps, batch, hidden}, hidden0.options());
 
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "minimal_forward", [&] {
     Step<scalar_t> step{};
@@ -76,7 +76,8 @@ TensorMap backward(const TensorMap& saved, const TensorMap& grads, bool input_gr
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(steps, kBlockRows / batch));
   at::Tensor grad_pre = at::empty({block, batch, width}, gates.options());
   at::Tensor grad_hidden = at::zeros({batch, hidden}, outputs.options());
-  at::Tensor grad_inputs = input_grad ? at::empty_like(inputs) : at::Tensor();
+  at::Tensor grad_inputs =
+      input_grad ? pooled_empty(inputs.sizes(), inputs.options()) : at::Tensor();
   at::Tensor grad_weight = at::zeros_like(weight_ih);
   at::Tensor grad_bias = has_bias ? at::zeros({width}, gates.options()) : at::Tensor();
   const at::Tensor flat_inputs = inputs.view({steps * batch, features});

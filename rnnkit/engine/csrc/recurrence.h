@@ -77,26 +77,35 @@ inline void check_sequence_inputs(const TensorMap& tensors,
 // when oneDNN is not used (not float32, a small weight, or torch without it).
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias);
 
+// An uninitialised tensor of `shape` for a sequence-sized result. Fresh blocks of tens of
+// megabytes are mapped by the C allocator on every call and faulted in page by page, which costs
+// more than the kernels take to fill them (about 0.5 ms per MB on the project's virtual machine);
+// so results of at least 16 MB come from a small per-thread pool of buffers (at most 512 MB in
+// all), and a buffer is handed out again only once nothing else holds its storage: not the
+// autograd graph that saved it, not a caller's output, not a view. Smaller ones are at::empty.
+at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options);
+
 // W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), written
 // into `workspace` when one is given (a reused buffer of that shape: no fresh memory to fault
-// in), else into a new tensor.
+// in), else into a new tensor (from pooled_empty).
 inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& weight_ih,
                                  const at::Tensor& bias, const at::Tensor& workspace) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
+  at::Tensor projected;
   if (!workspace.defined()) {
-    at::Tensor projected = onednn_linear(flat, weight_ih, bias);
-    if (!projected.defined()) {
-      projected = bias.defined() ? at::addmm(bias, flat, weight_ih.t())
-                                 : at::mm(flat, weight_ih.t());
+    projected = onednn_linear(flat, weight_ih, bias);
+    if (projected.defined()) {
+      return projected.view({steps, batch, rows});
     }
-    return projected.view({steps, batch, rows});
+    projected = pooled_empty({steps * batch, rows}, inputs.options());
+  } else {
+    TORCH_CHECK(workspace.is_contiguous() && workspace.numel() == steps * batch * rows &&
+                    workspace.scalar_type() == inputs.scalar_type(),
+                "workspace: expected a contiguous tensor of ", steps * batch * rows,
+                " elements and dtype ", inputs.scalar_type());
+    projected = workspace.view({steps * batch, rows});
   }
-  TORCH_CHECK(workspace.is_contiguous() && workspace.numel() == steps * batch * rows &&
-                  workspace.scalar_type() == inputs.scalar_type(),
-              "workspace: expected a contiguous tensor of ", steps * batch * rows,
-              " elements and dtype ", inputs.scalar_type());
-  at::Tensor projected = workspace.view({steps * batch, rows});
   if (bias.defined()) {
     at::addmm_out(projected, bias, flat, weight_ih.t());
   } else {
@@ -114,7 +123,9 @@ inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs
   const int64_t steps = inputs.size(0), batch = inputs.size(1);
   const at::Tensor flat = grad_pre.view({steps * batch, grad_pre.size(2)});
   if (input_grad) {
-    grads["inputs"] = at::mm(flat, weight_ih).view({steps, batch, inputs.size(2)});
+    at::Tensor grad_inputs = pooled_empty({steps * batch, inputs.size(2)}, inputs.options());
+    at::mm_out(grad_inputs, flat, weight_ih);
+    grads["inputs"] = grad_inputs.view({steps, batch, inputs.size(2)});
   }
   grads["weight_ih"] = at::mm(flat.t(), inputs.reshape({steps * batch, inputs.size(2)}));
   if (has_bias) {

@@ -2,10 +2,12 @@
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/util/accumulate.h>
 
 #include <cstdlib>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "recurrence.h"
 
@@ -96,6 +98,39 @@ const std::optional<OneDnn>& onednn() {
 }
 
 }  // namespace
+
+at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
+  constexpr int64_t kPooledFrom = int64_t{16} << 20, kPoolBytes = int64_t{512} << 20;
+  const int64_t numel = c10::multiply_integers(shape);
+  const int64_t bytes = numel * static_cast<int64_t>(options.dtype().itemsize());
+  if (bytes < kPooledFrom || bytes > kPoolBytes) {
+    return at::empty(shape, options);
+  }
+  thread_local std::vector<at::Tensor> pool;  // 1-D buffers, oldest first
+  at::Tensor* chosen = nullptr;
+  for (at::Tensor& buffer : pool) {
+    const bool free = buffer.use_count() == 1 && buffer.storage().use_count() == 1;
+    if (free && buffer.dtype() == options.dtype() && buffer.numel() >= numel &&
+        (chosen == nullptr || buffer.numel() < chosen->numel())) {
+      chosen = &buffer;
+    }
+  }
+  if (chosen != nullptr) {
+    return chosen->narrow(0, 0, numel).view(shape);
+  }
+  at::Tensor buffer = at::empty({numel}, options);
+  pool.push_back(buffer);
+  // Keep the newest buffers within kPoolBytes; a dropped one lives on while it is in use.
+  int64_t total = 0;
+  for (auto it = pool.rbegin(); it != pool.rend(); ++it) {
+    total += it->numel() * static_cast<int64_t>(it->dtype().itemsize());
+    if (total > kPoolBytes) {
+      pool.erase(pool.begin(), it.base());
+      break;
+    }
+  }
+  return buffer.view(shape);
+}
 
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
                          const at::Tensor& bias) {
