@@ -11,7 +11,8 @@ from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
-from rnnkit.training.trainer import train
+from rnnkit.training.tasks import build_task
+from rnnkit.training.trainer import make_optimizer, restore, train
 
 ONE_RANK = Ranks(rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -50,13 +51,16 @@ def test_applied_holds_the_average_inside_and_the_raw_weights_after_even_on_erro
         assert torch.equal(model.weight, raw)
 
 
-def test_an_average_of_another_model_is_not_loaded():
-    average = WeightAverage(linear(1.0, 2.0), decay=0.9)
-    assert not average.load({"weight": torch.zeros(1, 3, dtype=torch.float64)})
-    assert not average.load({})
-    assert average.tensors["weight"].tolist() == [[1.0, 2.0]]
-    assert average.load({"weight": torch.full((1, 2), 4.0, dtype=torch.float64)})
+def test_an_average_that_does_not_fit_restarts_at_the_current_weights():
+    model = linear(1.0, 2.0)
+    average = WeightAverage(model, decay=0.9)
+    average.load({"weight": torch.full((1, 2), 4.0, dtype=torch.float64)})
     assert average.tensors["weight"].tolist() == [[4.0, 4.0]]
+    with torch.no_grad():
+        model.weight.fill_(7.0)  # e.g. weights just restored from a checkpoint
+    for other in ({}, {"weight": torch.zeros(1, 3, dtype=torch.float64)}):
+        average.load(other)
+        assert average.tensors["weight"].tolist() == [[7.0, 7.0]]
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
@@ -77,12 +81,15 @@ def corpus(tmp_path):
     return path
 
 
-def run_once(corpus, path, ema):
+def tiny(corpus, ema):
     # One validation, at the last step: the best checkpoint is that step's.
-    config = TrainConfig(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8,
-                         bptt=16, steps=10, eval_every=10, warmup=2, time_limit=None,
-                         device="cpu", threads=1, ema=ema, lr=0.05)
-    result = train(config, path, ONE_RANK)
+    return TrainConfig(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8,
+                       bptt=16, steps=10, eval_every=10, warmup=2, time_limit=None,
+                       device="cpu", threads=1, ema=ema, lr=0.05)
+
+
+def run_once(corpus, path, ema):
+    result = train(tiny(corpus, ema), path, ONE_RANK)
     last = load_checkpoint(path / "checkpoints" / "last.safetensors")
     best = load_checkpoint(path / "checkpoints" / "best.safetensors")
     return result, last, best
@@ -106,7 +113,12 @@ def test_without_an_average_the_best_checkpoint_holds_the_raw_weights(corpus, tm
         torch.testing.assert_close(weights, last.section("model")[name], rtol=0, atol=0)
 
 
-def test_the_average_changes_what_is_validated(corpus, tmp_path):
-    with_average, _, _ = run_once(corpus, tmp_path / "a", ema=0.9)
-    without, _, _ = run_once(corpus, tmp_path / "b", ema=None)
-    assert with_average.validation != without.validation
+def test_resuming_a_run_that_kept_no_average_starts_it_at_the_restored_weights(corpus, tmp_path):
+    _, last, _ = run_once(corpus, tmp_path / "run", ema=None)
+    config = tiny(corpus, ema=0.9)
+    torch.manual_seed(123)  # other initial weights than the run's
+    model = build_task(config, ONE_RANK.device).model
+    average = WeightAverage(model, config.ema)  # starts at those weights
+    restore(last, model, make_optimizer(config, model), ONE_RANK, config, average)
+    for name, weights in last.section("model").items():
+        torch.testing.assert_close(average.tensors[name], weights, rtol=0, atol=0)

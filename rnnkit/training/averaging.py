@@ -52,14 +52,14 @@ class WeightAverage:
                 for name, p in self._params.items():
                     p.copy_(raw[name])
 
-    def load(self, tensors: dict[str, Tensor]) -> bool:
-        """Take the average saved in a checkpoint; False (average kept) if it does not fit."""
-        if set(tensors) != set(self.tensors) or any(
-                tensors[name].shape != t.shape for name, t in self.tensors.items()):
-            return False
-        for name, t in self.tensors.items():
-            t.copy_(tensors[name])
-        return True
+    def load(self, tensors: dict[str, Tensor]) -> None:
+        """Take the average saved in a checkpoint; if there is none that fits (a run that kept
+        no average), start it again at the model's current weights."""
+        fits = set(tensors) == set(self.tensors) and all(
+            tensors[name].shape == t.shape for name, t in self.tensors.items())
+        with torch.no_grad():
+            for name, t in self.tensors.items():
+                t.copy_(tensors[name] if fits else self._params[name])
 
 
 def _averaged_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

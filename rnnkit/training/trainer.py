@@ -325,7 +325,7 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
             ) -> tuple[int, State | None, BestRecord]:
     """Put a run back as it was at ``checkpoint``: weights, their average, optimizer, random
     generators. (A checkpoint without an average, from a run that kept none, starts the
-    average at the restored weights.)
+    average at the restored weights; so the weights are restored first.)
 
     Returns (step, this rank's rows of the carried state, best-validation record).
     """
