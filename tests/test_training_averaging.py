@@ -122,3 +122,9 @@ def test_resuming_a_run_that_kept_no_average_starts_it_at_the_restored_weights(c
     restore(last, model, make_optimizer(config, model), ONE_RANK, config, average)
     for name, weights in last.section("model").items():
         torch.testing.assert_close(average.tensors[name], weights, rtol=0, atol=0)
+
+
+def test_the_average_changes_what_is_validated(corpus, tmp_path):
+    with_average, _, _ = run_once(corpus, tmp_path / "a", ema=0.9)
+    without, _, _ = run_once(corpus, tmp_path / "b", ema=None)
+    assert with_average.validation != without.validation
