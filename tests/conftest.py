@@ -1,4 +1,6 @@
-"""Shared fixtures: deterministic seeds and small helpers for comparing layers."""
+"""Shared fixtures: deterministic seeds, small helpers for comparing layers, tiny corpora."""
+
+import random
 
 import pytest
 import torch
@@ -20,3 +22,13 @@ def gradients(module, *tensors):
     for index, tensor in enumerate(tensors):
         found[f"input{index}"] = tensor.grad.clone()
     return found
+
+
+def write_word_corpus(path, words, seed, words_per_line, length=1200):
+    """Write a ``length``-character text of random lines of ``words`` to ``path``; return it."""
+    rng = random.Random(seed)
+    text = ""
+    while len(text) < length:
+        text += " ".join(rng.choice(words) for _ in range(words_per_line)) + ".\n"
+    path.write_text(text[:length])
+    return path

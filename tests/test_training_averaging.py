@@ -1,10 +1,10 @@
 """The moving average of the weights: its update, and which checkpoint holds what."""
 
 import json
-import random
 
 import pytest
 import torch
+from conftest import write_word_corpus
 from torch import nn
 
 from rnnkit.training.averaging import WeightAverage, averaged
@@ -71,14 +71,8 @@ def test_the_decay_must_be_inside_0_1(decay):
 
 @pytest.fixture
 def corpus(tmp_path):
-    rng = random.Random(1)
     words = "now is the winter of our discontent made glorious summer by this sun".split()
-    text = ""
-    while len(text) < 1200:
-        text += " ".join(rng.choice(words) for _ in range(6)) + ".\n"
-    path = tmp_path / "corpus.txt"
-    path.write_text(text[:1200])
-    return path
+    return write_word_corpus(tmp_path / "corpus.txt", words, seed=1, words_per_line=6)
 
 
 def tiny(corpus, ema):

@@ -4,11 +4,11 @@ import csv
 import dataclasses
 import json
 import math
-import random
 import signal
 
 import pytest
 import torch
+from conftest import write_word_corpus
 
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
@@ -38,13 +38,7 @@ def one_thread():
 @pytest.fixture
 def corpus(tmp_path):
     """A 1,200-character text: 8 streams of 16-character chunks give 8 chunks per pass."""
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1200:
-        text += " ".join(rng.choice(WORDS) for _ in range(7)) + ".\n"
-    path = tmp_path / "corpus.txt"
-    path.write_text(text[:1200])
-    return path
+    return write_word_corpus(tmp_path / "corpus.txt", WORDS, seed=0, words_per_line=7)
 
 
 def tiny_config(corpus, **changes) -> TrainConfig:

@@ -27,16 +27,19 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.decay = decay
-        self._params = dict(_averaged_parameters(model))
+        self._params = {name: p for name, p in model.named_parameters() if p.is_floating_point()}
         self.tensors = {name: p.detach().clone() for name, p in self._params.items()}
+        # The two sides of the per-step update, listed once: the optimizer updates the
+        # parameters in place, so these views stay current.
+        self._averages = list(self.tensors.values())
+        self._weights = [p.detach() for p in self._params.values()]
 
     def update(self, step: int) -> None:
         """Move the average towards the current weights, just updated by step ``step`` (0, 1,
         ...)."""
         weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.tensors.values()),
-                                 [p.detach() for p in self._params.values()], weight)
+            torch._foreach_lerp_(self._averages, self._weights, weight)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -60,12 +63,6 @@ class WeightAverage:
         with torch.no_grad():
             for name, t in self.tensors.items():
                 t.copy_(tensors[name] if fits else self._params[name])
-
-
-def _averaged_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    for name, p in model.named_parameters():
-        if p.is_floating_point():
-            yield name, p
 
 
 @contextmanager
