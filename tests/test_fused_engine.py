@@ -1,5 +1,9 @@
 """The fused engine equals the reference loop: outputs, states, traces and every gradient."""
 
+import copy
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -78,11 +82,13 @@ def _loss(output, state, traces=()):
 
 
 def _run_both(reference, ours, x, hx, **call):
-    """Outputs, states, traces and gradients of both layers on copies of the same inputs."""
+    """Outputs, states, traces and gradients of both layers on copies of the same inputs; the
+    reference runs in float64, so its results are exact to far below float32 rounding."""
     results = []
-    for layer in (reference, ours):
-        x_copy = x.detach().clone().requires_grad_()
-        hx_copy = tuple(s.detach().clone().requires_grad_() for s in state_tensors(hx))
+    exact = copy.deepcopy(reference).double()
+    for layer, dtype in ((exact, torch.float64), (ours, x.dtype)):
+        x_copy = x.detach().to(dtype).requires_grad_()
+        hx_copy = tuple(s.detach().to(dtype).requires_grad_() for s in state_tensors(hx))
         given = hx_copy[0] if len(hx_copy) == 1 else hx_copy
         output, state, *traces = layer(x_copy, given, **call)
         flat_traces = [v for trace in (traces[0] if traces else []) for v in trace.values()]
@@ -90,7 +96,15 @@ def _run_both(reference, ours, x, hx, **call):
         grads = {name: p.grad for name, p in layer.named_parameters()}
         grads.update(input=x_copy.grad, **{f"hx{k}": s.grad for k, s in enumerate(hx_copy)})
         results.append((output, state_tensors(state), traces, grads))
-    return results
+    return _rounded(results[0], x.dtype), results[1]
+
+
+def _rounded(result, dtype):
+    """The tensors of a _run_both result converted to `dtype`."""
+    output, state, traces, grads = result
+    traces = [[{k: v.to(dtype) for k, v in step.items()} for step in trace] for trace in traces]
+    return (output.to(dtype), tuple(s.to(dtype) for s in state), traces,
+            {k: None if v is None else v.to(dtype) for k, v in grads.items()})
 
 
 def _assert_same(reference, ours):
@@ -372,3 +386,49 @@ def test_pooled_sequence_buffers_are_reused_only_once_nothing_holds_them(config)
     reference = rnnkit.build_layer(name, 16, 256, layers, engine="fused", **options)
     reference.load_state_dict(layer.state_dict())
     torch.testing.assert_close(view, reference(other)[0][:5], rtol=0, atol=0)
+
+
+def _own_kernels_run():
+    probe = torch.ones(1, 1)
+    return torch.ops.rnnkit_fused.own_matmul(probe, probe) is not None
+
+
+# (m, k, n): rows below, at and above the register block (8) and the panel width (32), a depth
+# above one pass (512), and the empty cases.
+OWN_SHAPES = [(1, 1, 1), (3, 7, 5), (8, 32, 32), (9, 33, 31), (17, 100, 70), (32, 256, 1024),
+              (64, 600, 48), (5, 1100, 17), (0, 4, 4), (4, 0, 6), (4, 6, 0)]
+
+
+@pytest.mark.parametrize("m, k, n", OWN_SHAPES)
+@pytest.mark.parametrize("layout", ["plain", "a transposed", "b transposed", "both strided"])
+def test_own_matrix_products_equal_the_exact_product(m, k, n, layout):
+    if not _own_kernels_run():
+        pytest.skip("rnnkit's own matrix products do not run here (no AVX-512F)")
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    if layout in ("a transposed", "both strided"):
+        a = a.t().contiguous().t()
+    if layout in ("b transposed", "both strided"):
+        b = b.t().contiguous().t()
+    if layout == "both strided":  # every other column of wider tensors
+        a = torch.randn(m, 2 * k)[:, ::2].copy_(a) if k else a
+        b = torch.randn(n, 2 * k).t()[::2].copy_(b) if k else b
+    got = torch.ops.rnnkit_fused.own_matmul(a, b)
+    exact = (a.double() @ b.double()).float()
+    assert got.shape == (m, n)
+    # float32 sums of k products: each term rounded once, errors growing like k
+    scale = (a.abs().double() @ b.abs().double()).float()
+    assert ((got - exact).abs() <= 4e-7 * max(k, 1) * scale + 1e-30).all()
+
+
+def test_library_products_equal_the_reference_where_own_kernels_run():
+    # Where rnnkit's own kernels run, the paths through MKL and oneDNN (RNNKIT_GEMM=blas, read
+    # once per process) are checked by the same tests in a second process.
+    if not _own_kernels_run():
+        pytest.skip("the library products are what the other tests check here")
+    selection = "several_backward_blocks or large_enough_for_onednn or threads_split_a_step"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",
+               selection]
+    done = subprocess.run(command, env={**os.environ, "RNNKIT_GEMM": "blas"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout

@@ -42,8 +42,8 @@ from torch.autograd.function import once_differentiable
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.engine.reference import run_reference, step_mask
 
-_SOURCES = ("pointwise.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp", "elman.cpp", "minimal.cpp",
-            "bindings.cpp")
+_SOURCES = ("pointwise.cpp", "gemm.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp", "elman.cpp",
+            "minimal.cpp", "bindings.cpp")
 # MKL routines the per-step products call directly when torch's library exports them (see
 # StepProduct in csrc/recurrence.h).
 _MKL_ROUTINES = ("sgemm_", "dgemm_", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack",

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "cells.h"
+#include "gemm.h"
 
 namespace {
 
@@ -79,6 +80,17 @@ TensorDict minlstm_backward(TensorDict saved, TensorDict grads, bool input_grad)
   return to_dict(rnnkit::minlstm_backward(to_map(saved), to_map(grads), input_grad));
 }
 
+// The product a b through rnnkit's own kernels (for tests), or None when they are not used on
+// this machine.
+std::optional<at::Tensor> own_matmul(at::Tensor a, at::Tensor b) {
+  if (!rnnkit::own_gemm()) {
+    return std::nullopt;
+  }
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  rnnkit::own_matmul(out, a, b, false);
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(rnnkit_fused, library) {
@@ -114,4 +126,5 @@ TORCH_LIBRARY(rnnkit_fused, library) {
   library.def("minlstm_backward(Dict(str, Tensor) saved, Dict(str, Tensor) grads, "
               "bool input_grad) -> Dict(str, Tensor)",
               &minlstm_backward);
+  library.def("own_matmul(Tensor a, Tensor b) -> Tensor?", &own_matmul);
 }

@@ -107,9 +107,9 @@ TensorMap backward(const TensorMap& saved, const TensorMap& grads, bool input_gr
     if (input_grad) {
       at::Tensor rows = grad_inputs.view({steps * batch, features})
                             .narrow(0, begin * batch, count * batch);
-      at::mm_out(rows, part, weight_ih);
+      matmul_into(rows, part, weight_ih, false);
     }
-    grad_weight.addmm_(part.t(), flat_inputs.narrow(0, begin * batch, count * batch));
+    matmul_into(grad_weight, part.t(), flat_inputs.narrow(0, begin * batch, count * batch), true);
     if (has_bias) {
       grad_bias.add_(part.sum(0));
     }

@@ -21,8 +21,11 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "gemm.h"
 
 namespace rnnkit {
 
@@ -72,9 +75,30 @@ inline void check_sequence_inputs(const TensorMap& tensors,
   }
 }
 
+// out = a b, or out += a b for `accumulate` (2-D tensors, out contiguous): rnnkit's own kernels
+// for float32 where they run (gemm.h), else ATen's.
+inline void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
+                        bool accumulate) {
+  if (out.scalar_type() == at::kFloat && own_gemm()) {
+    own_matmul(out, a, b, accumulate);
+  } else if (accumulate) {
+    out.addmm_(a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
+// a b as a new tensor (see matmul_into).
+inline at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  matmul_into(out, a, b, false);
+  return out;
+}
+
 // rows (M, K) weight^T + bias (weight (N, K), bias (N) or undefined) as a new (M, N) tensor,
 // through oneDNN with the weight packed for M rows (see step_product.cpp); an undefined tensor
-// when oneDNN is not used (not float32, a small weight, or torch without it).
+// when oneDNN is not used (not float32, a small weight, torch without it, or rnnkit's own
+// products in use).
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias);
 
 // An uninitialised tensor of `shape` for a sequence-sized result. Fresh blocks of tens of
@@ -106,7 +130,12 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
                 " elements and dtype ", inputs.scalar_type());
     projected = workspace.view({steps * batch, rows});
   }
-  if (bias.defined()) {
+  if (inputs.scalar_type() == at::kFloat && own_gemm()) {
+    if (bias.defined()) {
+      projected.copy_(bias.expand_as(projected));
+    }
+    own_matmul(projected, flat, weight_ih.t(), bias.defined());
+  } else if (bias.defined()) {
     at::addmm_out(projected, bias, flat, weight_ih.t());
   } else {
     at::mm_out(projected, flat, weight_ih.t());
@@ -124,10 +153,10 @@ inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs
   const at::Tensor flat = grad_pre.view({steps * batch, grad_pre.size(2)});
   if (input_grad) {
     at::Tensor grad_inputs = pooled_empty({steps * batch, inputs.size(2)}, inputs.options());
-    at::mm_out(grad_inputs, flat, weight_ih);
+    matmul_into(grad_inputs, flat, weight_ih, false);
     grads["inputs"] = grad_inputs.view({steps, batch, inputs.size(2)});
   }
-  grads["weight_ih"] = at::mm(flat.t(), inputs.reshape({steps * batch, inputs.size(2)}));
+  grads["weight_ih"] = matmul(flat.t(), inputs.reshape({steps * batch, inputs.size(2)}));
   if (has_bias) {
     grads["bias"] = flat.sum(0);
   }
@@ -137,7 +166,7 @@ inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs
 // per-step pre-activation gradients (T, B, rows) and the states it multiplied (T, B, cols).
 inline at::Tensor weight_gradient(const at::Tensor& grad_pre, const at::Tensor& states) {
   const int64_t rows = grad_pre.size(0) * grad_pre.size(1);
-  return at::mm(grad_pre.reshape({rows, grad_pre.size(2)}).t(),
+  return matmul(grad_pre.reshape({rows, grad_pre.size(2)}).t(),
                 states.reshape({rows, states.size(2)}));
 }
 
@@ -149,12 +178,13 @@ inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& 
 
 // out (B, N) = state (B, K) @ op(weight), or out += ..., once per step of a sequence, where
 // op(weight) is weight^T for `transpose` (weight (N, K)), else weight (K, N), and out and state
-// are rows of larger buffers given by pointer and row stride. When torch is built with MKL and
-// exports its BLAS (RNNKIT_MKL_BLAS, set by fused.py), the products call MKL directly, without a
-// tensor or a dispatch per step, and float weights are packed once per sequence into MKL's
-// internal layout, which saves the copy of the weight that every ordinary call makes; otherwise
+// are rows of larger buffers given by pointer and row stride. Float weights are packed once per
+// sequence for rnnkit's own kernels where they run (gemm.h). Otherwise, when torch is built with
+// MKL and exports its BLAS (RNNKIT_MKL_BLAS, set by fused.py), the products call MKL directly,
+// without a tensor or a dispatch per step, and float weights are packed once per sequence into
+// MKL's internal layout, which saves the copy of the weight that every ordinary call makes; else
 // they go through at::mm. Large float weights (see step_product.cpp) are packed for oneDNN
-// instead, where torch has it.
+// instead of MKL, where torch has it.
 class StepProduct {
  public:
   StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
@@ -171,7 +201,8 @@ class StepProduct {
   at::Tensor weight_;  // op(weight), a view
   bool transpose_;
   int64_t batch_;
-  at::Tensor packed_;  // oneDNN's or MKL's packed op(weight), when used
+  std::optional<PackedMatrix> own_;  // for rnnkit's own kernels, when used
+  at::Tensor packed_;                 // oneDNN's or MKL's packed op(weight), when used
   bool onednn_ = false;
 };
 

@@ -134,7 +134,8 @@ at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options)
 
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
                          const at::Tensor& bias) {
-  if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight || !onednn()) {
+  if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight || own_gemm() ||
+      !onednn()) {
     return at::Tensor();
   }
   const at::Tensor packed = onednn()->reorder.call(weight.contiguous(), rows.size(0));
@@ -147,6 +148,14 @@ at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
 StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch)
     : weight_(weight), transpose_(transpose), batch_(batch) {
   TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1, "weight: expected unit column stride");
+  if (weight.scalar_type() == at::kFloat && own_gemm()) {
+    // op(weight) (K, N): weight^T of a (N, K) weight, or the (K, N) weight itself.
+    const int64_t k = transpose ? weight.size(1) : weight.size(0);
+    const int64_t n = transpose ? weight.size(0) : weight.size(1);
+    own_.emplace(weight.data_ptr<float>(), transpose ? 1 : weight.stride(0),
+                 transpose ? weight.stride(0) : 1, k, n);
+    return;
+  }
   if (weight.scalar_type() == at::kFloat && batch >= kMinPackedBatch &&
       weight.numel() >= kMinOneDnnWeight && onednn()) {
     // oneDNN multiplies by the transpose of a (N, K) weight, like a linear layer.
@@ -172,6 +181,10 @@ StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch
 
 void StepProduct::operator()(float* out, int64_t out_stride, const float* state,
                              int64_t state_stride, bool accumulate) const {
+  if (own_) {
+    packed_product(batch_, state, state_stride, 1, *own_, out, out_stride, accumulate);
+    return;
+  }
   if (onednn_) {
     const int64_t n = transpose_ ? weight_.size(0) : weight_.size(1);
     const int64_t k = transpose_ ? weight_.size(1) : weight_.size(0);
