@@ -36,11 +36,22 @@ def rotated(names: list[str], shift: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
-def gemm_peak(repeats: int = 5, size: int = 2048) -> float:
-    """GFLOP/s of one float32 ``size``^3 matrix product with torch's current threads."""
+def gemm_peaks(repeats: int = 5, size: int = 2048) -> dict[str, float]:
+    """GFLOP/s of one float32 ``size``^3 matrix product with torch's current threads, through
+    ``torch.mm`` and, where they run, through rnnkit's own kernels (which the fused engine
+    uses instead of torch's BLAS on AVX-512 processors)."""
+    from rnnkit.engine.fused import load_extension
+
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    return 2 * size**3 / median_time(lambda: torch.mm(a, b), repeats) / 1e9
+    products = {"torch.mm": lambda: torch.mm(a, b)}
+    extension = load_extension()
+    if extension is not None and extension.own_matmul(a[:1, :1], b[:1, :1]) is not None:
+        products["rnnkit"] = lambda: extension.own_matmul(a, b)
+    peaks = {}
+    for name, product in products.items():
+        product()
+        peaks[name] = 2 * size**3 / median_time(product, repeats) / 1e9
+    return peaks
 
 
 def cpu_model() -> str:

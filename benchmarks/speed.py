@@ -13,7 +13,8 @@ mingru-pytorch's minGRU.
 Effective GFLOP/s counts the matrix products only: 2 T B flops per weight-matrix entry forward,
 three times that for training (forward, input gradient, weight gradient), also where an engine
 skips the input gradient because the input needs none, so the share of the peak (a 2048^3
-float32 product timed in the same run) can pass 100%. "flops vs LSTM" is a cell's matrix-product
+float32 product timed in the same run, the faster of torch.mm and rnnkit's own kernels) can pass
+100%. "flops vs LSTM" is a cell's matrix-product
 work against the torch.nn.LSTM it is compared with: a cell with more work (the full gate
 recurrence adds a 3H x 3H product per step) cannot match the LSTM's time at the same flop rate.
 The depth-gated LSTM has two layers and is
@@ -31,6 +32,7 @@ Usage::
     python benchmarks/speed.py                 # every cell, every shape; writes RESULTS.md
     python benchmarks/speed.py --quick         # B=32, T=100, H=256 and fewer repeats
     python benchmarks/speed.py --cells cifg-lstm,gru-cho --shapes 32x100x256,1x500x128
+                                               # (these two: printed only, RESULTS.md untouched)
     python benchmarks/speed.py --threads 1     # its own section of RESULTS.md
 """
 
@@ -48,7 +50,7 @@ from pathlib import Path
 import torch
 from report import (
     elapsed,
-    gemm_peak,
+    gemm_peaks,
     load_average,
     machine_lines,
     markdown_table,
@@ -58,6 +60,7 @@ from report import (
 )
 
 import rnnkit
+from rnnkit.engine.fused import fused_supports
 
 SHAPES = ((32, 100, 128), (32, 100, 256), (32, 100, 512), (8, 200, 256), (1, 500, 128))
 BASELINE = "torch.nn.LSTM"
@@ -86,11 +89,14 @@ def is_torch_cell(name: str) -> bool:
 def engines_for(name: str) -> list[str]:
     """The engines a cell is benchmarked on: the one ``auto`` picks for float32 CPU inputs,
     then for comparison torch's own kernel where the cell is one of torch's and ``auto`` runs
-    another, and the parallel scan for the cells that have one."""
+    another (or the fused kernels where ``auto`` runs torch's), and the parallel scan for the
+    cells that have one."""
     layer = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1))
     engines = [layer._select_engine(False, torch.zeros(1, 1, 2))]
     if engines[0] != "native" and is_torch_cell(name):
         engines.append("native")
+    elif engines[0] == "native" and all(fused_supports(m) for m in layer.layer_maths):
+        engines.append("fused")
     if all(m.parallel_scan for m in layer.layer_maths):
         engines.append("scan")
     return engines
@@ -343,7 +349,8 @@ def main() -> None:
     warmup = 1 if args.quick else 2
 
     load_before = load_average()
-    peak = gemm_peak()
+    peaks = gemm_peaks()
+    peak = max(peaks.values())
     tables, all_ratios = [], {}
     for shape in shapes:
         rows, all_ratios[shape] = shape_rows(names, shape, repeats, warmup, peak)
@@ -353,8 +360,13 @@ def main() -> None:
         tables += table
     targets = target_lines(all_ratios)
     print("\n".join(targets))
+    if args.quick or args.cells or args.shapes:
+        print("(a quick run or a selection: RESULTS.md is left as it is)")
+        return
+    measured = ", ".join(f"{name} {value:.1f}" for name, value in peaks.items())
     write_section(f"Speed, {threads_label()}", machine_lines(load_before) + [
-        f"- GEMM peak (2048^3 float32 matmul, same run): {peak:.1f} GFLOP/s",
+        f"- GEMM peak (2048^3 float32 product, same run; the best of {measured}): "
+        f"{peak:.1f} GFLOP/s",
         f"- Median of {repeats} interleaved rounds after {warmup} warm-up; input size = H, "
         f"one layer", ""] + tables + targets)
 
