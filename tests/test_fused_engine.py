@@ -1,4 +1,9 @@
-"""The fused engine equals the reference loop: outputs, states, traces and every gradient."""
+"""The fused engine equals the reference loop: outputs, states, traces and every gradient.
+
+The reference loop runs in float64, so what the float32 kernels are held to is the exact result
+(to far below float32 rounding), not another float32 computation: two float32 computations that
+sum in different orders (rnnkit's own matrix products against MKL's, say) can each be within
+rounding of the exact result and still differ from each other by more than that."""
 
 import copy
 import os
@@ -43,8 +48,8 @@ CONFIGS = {
     "minlstm": ("minlstm", {}),
 }
 
-# Float32: the kernels sum in another order than the loop, so equality is to rounding; the
-# absolute part only matters for entries near zero.
+# Float32 against the exact result: equality to rounding; the absolute part only matters for
+# entries near zero.
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 
@@ -158,8 +163,9 @@ def test_fused_equals_reference_over_several_backward_blocks(config):
     ("mingru", 1024, 512)])
 def test_fused_equals_reference_with_weights_large_enough_for_onednn(config, input_size,
                                                                      hidden_size):
-    # Weights of 2^20 elements and more go through oneDNN where torch has it (step_product.cpp):
-    # here W_hh (and W_ih) of the LSTM family and the GRU, W_ih of minGRU.
+    # Weights of 2^20 elements and more go through oneDNN where torch has it and rnnkit's own
+    # products do not run (step_product.cpp; see the RNNKIT_GEMM=blas test below): here W_hh
+    # (and W_ih) of the LSTM family and the GRU, W_ih of minGRU.
     reference, ours = _pair(config, input_size=input_size, hidden_size=hidden_size,
                             num_layers=2 if config == "depth-gated" else 1, bidirectional=True)
     x = torch.randn(5, 6, input_size)
