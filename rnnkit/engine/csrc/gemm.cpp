@@ -10,7 +10,8 @@
 
 #include "recurrence.h"
 
-#if defined(__GNUC__) && defined(__x86_64__)
+// GCC on x86-64 (its target pragma below); elsewhere own_gemm() is false and the libraries run.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define RNNKIT_OWN_GEMM 1
 #include <immintrin.h>
 #endif

@@ -1,8 +1,9 @@
 // rnnkit's own float32 matrix products (gemm.cpp), for CPUs with AVX-512F.
 //
 // MKL, which torch calls for its float32 products, runs its AVX2 code on AMD processors; on the
-// project's AVX-512 machine (AMD Zen 5, full-width 512-bit FMA units) that is about 85 GFLOP/s
-// with one thread, where a 16-lane kernel reaches about 230. The kernels here are the classic
+// project's AVX-512 machine (AMD Zen 5, full-width 512-bit FMA units) a 2048^3 product runs at
+// about 95 GFLOP/s with one thread that way and at about 185 here (benchmarks/RESULTS.md), the
+// per-step products of the cells at up to 230. The kernels here are the classic
 // design (as in BLIS and GotoBLAS): the right operand packed into column panels of kPanel
 // columns, each stored k-major, and an 8 x kPanel block of the result accumulated in registers
 // while the left operand is broadcast element by element from wherever it lies (any strides).
