@@ -394,11 +394,6 @@ def test_pooled_sequence_buffers_are_reused_only_once_nothing_holds_them(config)
     torch.testing.assert_close(view, reference(other)[0][:5], rtol=0, atol=0)
 
 
-def _own_kernels_run():
-    probe = torch.ones(1, 1)
-    return torch.ops.rnnkit_fused.own_matmul(probe, probe) is not None
-
-
 # (m, k, n): rows below, at and above the register block (8) and the panel width (32), a depth
 # above one pass (512), and the empty cases.
 OWN_SHAPES = [(1, 1, 1), (3, 7, 5), (8, 32, 32), (9, 33, 31), (17, 100, 70), (32, 256, 1024),
@@ -408,7 +403,7 @@ OWN_SHAPES = [(1, 1, 1), (3, 7, 5), (8, 32, 32), (9, 33, 31), (17, 100, 70), (32
 @pytest.mark.parametrize("m, k, n", OWN_SHAPES)
 @pytest.mark.parametrize("layout", ["plain", "a transposed", "b transposed", "both strided"])
 def test_own_matrix_products_equal_the_exact_product(m, k, n, layout):
-    if not _own_kernels_run():
+    if not fused.own_products_run():
         pytest.skip("rnnkit's own matrix products do not run here (no AVX-512F)")
     a, b = torch.randn(m, k), torch.randn(k, n)
     if layout in ("a transposed", "both strided"):
@@ -429,7 +424,7 @@ def test_own_matrix_products_equal_the_exact_product(m, k, n, layout):
 def test_library_products_equal_the_reference_where_own_kernels_run():
     # Where rnnkit's own kernels run, the paths through MKL and oneDNN (RNNKIT_GEMM=blas, read
     # once per process) are checked by the same tests in a second process.
-    if not _own_kernels_run():
+    if not fused.own_products_run():
         pytest.skip("the library products are what the other tests check here")
     selection = "several_backward_blocks or large_enough_for_onednn or threads_split_a_step"
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",

@@ -125,6 +125,15 @@ def fused_supports(cell_math: CellMath) -> bool:
     return _family(cell_math) is not None
 
 
+@cache
+def own_products_run() -> bool:
+    """Whether the kernels' float32 matrix products run on rnnkit's own kernels here
+    (``csrc/gemm.h``: a CPU with AVX-512F, and ``RNNKIT_GEMM`` not ``blas``)."""
+    extension = load_extension()
+    probe = torch.ones(1, 1)
+    return extension is not None and extension.own_matmul(probe, probe) is not None
+
+
 def fused_runs(inputs: Tensor) -> bool:
     """Whether the kernels take ``inputs`` (CPU, float32 or float64) and are built (building
     them on the first call)."""

@@ -82,9 +82,9 @@ void register_block(int64_t depth, const float* a, int64_t a_row, int64_t a_col,
   }
   for (int r = 0; r < R; ++r) {
     __m512 left_sum = left[0][r], right_sum = right[0][r];
-    if (kChains == 2) {
-      left_sum = _mm512_add_ps(left_sum, left[kChains - 1][r]);
-      right_sum = _mm512_add_ps(right_sum, right[kChains - 1][r]);
+    if constexpr (kChains == 2) {
+      left_sum = _mm512_add_ps(left_sum, left[1][r]);
+      right_sum = _mm512_add_ps(right_sum, right[1][r]);
     }
     float* row = c + r * ldc;
     if (accumulate) {

@@ -19,6 +19,9 @@ namespace rnnkit {
 // compiler could build them, and RNNKIT_GEMM (read once per process) is not "blas".
 bool own_gemm();
 
+// Whether products of tensors of `type` use these kernels: float32 and own_gemm().
+inline bool own_gemm_for(at::ScalarType type) { return type == at::kFloat && own_gemm(); }
+
 // op(B), a (k, n) float32 matrix whose element (kk, j) is data[kk * row_stride + j * col_stride],
 // copied into column panels (the last one padded with zeros), for products by it.
 class PackedMatrix {

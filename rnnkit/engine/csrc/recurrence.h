@@ -79,7 +79,7 @@ inline void check_sequence_inputs(const TensorMap& tensors,
 // for float32 where they run (gemm.h), else ATen's.
 inline void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
                         bool accumulate) {
-  if (out.scalar_type() == at::kFloat && own_gemm()) {
+  if (own_gemm_for(out.scalar_type())) {
     own_matmul(out, a, b, accumulate);
   } else if (accumulate) {
     out.addmm_(a, b);
@@ -130,7 +130,7 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
                 " elements and dtype ", inputs.scalar_type());
     projected = workspace.view({steps * batch, rows});
   }
-  if (inputs.scalar_type() == at::kFloat && own_gemm()) {
+  if (own_gemm_for(inputs.scalar_type())) {
     if (bias.defined()) {
       projected.copy_(bias.expand_as(projected));
     }

@@ -134,8 +134,8 @@ at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options)
 
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
                          const at::Tensor& bias) {
-  if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight || own_gemm() ||
-      !onednn()) {
+  if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight ||
+      own_gemm_for(at::kFloat) || !onednn()) {
     return at::Tensor();
   }
   const at::Tensor packed = onednn()->reorder.call(weight.contiguous(), rows.size(0));
@@ -148,7 +148,7 @@ at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
 StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch)
     : weight_(weight), transpose_(transpose), batch_(batch) {
   TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1, "weight: expected unit column stride");
-  if (weight.scalar_type() == at::kFloat && own_gemm()) {
+  if (own_gemm_for(weight.scalar_type())) {
     // op(weight) (K, N): weight^T of a (N, K) weight, or the (K, N) weight itself.
     const int64_t k = transpose ? weight.size(1) : weight.size(0);
     const int64_t n = transpose ? weight.size(0) : weight.size(1);
