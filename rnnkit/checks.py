@@ -19,6 +19,17 @@ def check_size(name: str, value: object, minimum: int = 1) -> None:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
 
 
+def check_probability(name: str, value: object, below_one: bool = False) -> float:
+    """``value`` as a float if it is a probability in [0, 1] ([0, 1) with ``below_one``), else
+    raise naming ``name`` (bool excluded)."""
+    expected = f"a probability in [0, {'1)' if below_one else '1]'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    if not 0 <= value <= 1 or (below_one and value == 1):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return float(value)
+
+
 def check_input_tensor(input: object, weight: Tensor, ranks: tuple[int, ...], what: str) -> None:
     """Raise unless ``input`` is a floating tensor of an allowed rank, dtype and device."""
     if not isinstance(input, Tensor):

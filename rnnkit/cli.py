@@ -123,6 +123,9 @@ def build_parser() -> Parser:
              "a task whose default is bidirectional")
     add("--dropout", type=float, metavar="P",
         help=f"dropout probability (default {_default('dropout')})")
+    add("--weight-dropout", type=float, metavar="P",
+        help="DropConnect on the recurrent weights: one mask per chunk on each hidden-to-hidden "
+             f"weight, in training (default {_default('weight_dropout')})")
     add("--batch-size", type=int, metavar="N",
         help=f"sequences per step, across all processes (default {_default('batch_size')})")
     add("--bptt", type=int, metavar="T",

@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
-from rnnkit.checks import check_input_tensor, check_lengths, check_size, check_state
+from rnnkit.checks import (
+    check_input_tensor,
+    check_lengths,
+    check_probability,
+    check_size,
+    check_state,
+)
 from rnnkit.engine.fused import fused_runs, fused_supports, run_fused
 from rnnkit.engine.native import run_native
 from rnnkit.engine.reference import run_reference, step_mask
@@ -65,16 +71,14 @@ class RecurrentLayer(nn.Module):
         dtype: torch.dtype | None = None,
         *,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
     ) -> None:
         super().__init__()
         check_size("input_size", input_size)
         check_size("hidden_size", hidden_size)
         check_size("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
-        if not 0 <= dropout <= 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        dropout = check_probability("dropout", dropout)
         if engine is not None and engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
         self.input_size = input_size
@@ -82,7 +86,7 @@ class RecurrentLayer(nn.Module):
         self.num_layers = num_layers
         self.bias = bias
         self.batch_first = batch_first
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.bidirectional = bidirectional
         self.learn_initial_state = learn_initial_state
         self.engine = engine
@@ -106,6 +110,7 @@ class RecurrentLayer(nn.Module):
                     nn.Parameter(torch.zeros(num_layers * directions, size, **factory)),
                 )
         self.reset_parameters()
+        self.weight_dropout = weight_dropout
         if engine is not None:
             self._select_engine(return_traces=False)  # reject an impossible engine now
 
@@ -120,6 +125,33 @@ class RecurrentLayer(nn.Module):
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
         return f"_l{layer}" + ("_reverse" if direction else "")
+
+    RECURRENT_WEIGHTS = ("weight_hh", "weight_gr")
+    """Names of the hidden-to-hidden weights that ``weight_dropout`` drops."""
+
+    @property
+    def weight_dropout(self) -> float:
+        """DropConnect on the recurrent weights (Wan et al. 2013; Merity et al. 2018): in
+        training, each forward call multiplies every ``weight_hh`` (and ``weight_gr``) by one
+        mask of Bernoulli(1 - p) / (1 - p) entries, shared by all steps and sequences of the
+        call; 0 = off. Settable, e.g. to switch it on for a layer that was built without."""
+        return self._weight_dropout
+
+    @weight_dropout.setter
+    def weight_dropout(self, value: float) -> None:
+        value = check_probability("weight_dropout", value, below_one=True)
+        if value and not any(name in self.RECURRENT_WEIGHTS for name in
+                             self.layer_maths[0].parameter_shapes(1, self.bias)):
+            raise ValueError(f"weight_dropout: {type(self).__name__} has no recurrent weights "
+                             f"to drop, so expected 0, got {value}")
+        self._weight_dropout = value
+
+    def _dropped(self, name: str, weight: Tensor) -> Tensor:
+        """``weight`` as a step uses it: with DropConnect if it is a recurrent weight and the
+        layer is training with ``weight_dropout`` > 0."""
+        if self._weight_dropout and self.training and name in self.RECURRENT_WEIGHTS:
+            return F.dropout(weight, self._weight_dropout, training=True)
+        return weight
 
     def cell_parameters(self, layer: int, direction: int = 0) -> Params:
         """The parameters of one layer and direction, by their cell names (``weight_ih``, ...)."""
@@ -146,6 +178,7 @@ class RecurrentLayer(nn.Module):
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("weight_dropout", 0.0),
                               ("bidirectional", False), ("learn_initial_state", False),
                               ("engine", None)):
             if getattr(self, name) != default:
@@ -298,7 +331,8 @@ class RecurrentLayer(nn.Module):
         for layer in range(self.num_layers):
             for direction in range(self.num_directions):
                 suffix = self._suffix(layer, direction)
-                weights.extend(getattr(self, name + suffix) for name in names)
+                weights.extend(self._dropped(name, getattr(self, name + suffix))
+                               for name in names)
         return weights
 
     def _run_stack(
@@ -316,7 +350,8 @@ class RecurrentLayer(nn.Module):
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
-                params = self.cell_parameters(layer, direction)
+                params = {name: self._dropped(name, value)
+                          for name, value in self.cell_parameters(layer, direction).items()}
                 start = tuple(s[index] for s in state)
                 sequence, lower = layer_input, lower_cells[direction]
                 if direction:

@@ -654,3 +654,22 @@ def test_depth_gated_cell_rejects_a_bad_lower_cell_naming_it(lower, error, shown
     with pytest.raises(error, match=pattern("lower_cell", *shown)) as caught:
         rnnkit.DepthGatedLSTMCell(N_IN, H)(torch.randn(B, N_IN), lower_cell=lower)
     assert not str(caught.value).startswith("hx"), "the bad argument is lower_cell, not hx"
+
+
+@pytest.mark.parametrize("cls", LAYER_CLASSES)
+@pytest.mark.parametrize("bad,error", [(1.0, ValueError), (-0.1, ValueError),
+                                       ("x", TypeError), (True, TypeError)])
+def test_layer_rejects_bad_weight_dropout(cls, bad, error):
+    with pytest.raises(error, match=pattern("weight_dropout", "[0, 1)", repr(bad))):
+        cls(N_IN, H, num_layers=L, weight_dropout=bad)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.MinGRU, rnnkit.MinLSTM])
+def test_weight_dropout_needs_recurrent_weights(cls):
+    with pytest.raises(ValueError, match=pattern("weight_dropout", cls.__name__,
+                                                 "no recurrent weights", "got 0.2")):
+        cls(N_IN, H, weight_dropout=0.2)
+    layer = cls(N_IN, H)
+    with pytest.raises(ValueError, match=pattern("weight_dropout", "no recurrent weights")):
+        layer.weight_dropout = 0.2
+    assert layer.weight_dropout == 0.0

@@ -94,10 +94,18 @@ def test_bad_option_value(capsys):
 
 @pytest.mark.parametrize(("option", "value", "expected"), [
     ("--dropout", "1.5", "--dropout must be in [0, 1)"),
+    ("--weight-dropout", "1", "--weight-dropout must be in [0, 1)"),
     ("--ema", "1", "--ema must be in (0, 1), or 0 for no average; got 1.0"),
 ])
 def test_out_of_range_option(capsys, tmp_path, option, value, expected):
     fails_with_one_line(capsys, ["train", option, value, "--out", str(tmp_path / "r")], expected)
+    assert not (tmp_path / "r").exists()
+
+
+def test_weight_dropout_of_a_cell_without_recurrent_weights(capsys, corpus, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), "--cell", "mingru",
+                                 "--weight-dropout", "0.2", *TINY, "--out", str(tmp_path / "r")],
+                        "--weight-dropout", "mingru", "no recurrent weights")
     assert not (tmp_path / "r").exists()
 
 

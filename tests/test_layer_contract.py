@@ -128,3 +128,36 @@ def test_lstm_without_switches_is_torch_native_and_switched_is_not():
                    {"input_gate": False}, {"output_gate": False}, {"input_activation": False},
                    {"output_activation": False}, {"full_gate_recurrence": True}):
         assert rnnkit.LSTM(3, 4, **switch).layer_maths[0].native_mode is None, switch
+
+
+RECURRENT_CELLS = [name for name in ALL_CELLS if name not in ("mingru", "minlstm")]
+
+
+@pytest.mark.parametrize("name", RECURRENT_CELLS)
+def test_weight_dropout_is_one_mask_per_call_on_the_recurrent_weights_only(name):
+    """Each engine draws the same masks in training: the fused kernels equal the reference loop,
+    and the result equals the plain layer given the dropped recurrent weights; eval: no drop."""
+    layer = _layer(name, engine="reference", weight_dropout=0.5, bidirectional=True)
+    x = torch.randn(6, 2, 3)
+    torch.manual_seed(5)
+    output, _ = layer(x)
+    recurrent = [n for n, _ in layer.named_parameters()
+                 if n.split("_l")[0] in rnnkit.layers.RecurrentLayer.RECURRENT_WEIGHTS]
+    assert recurrent
+    torch.manual_seed(5)
+    dropped = {n: torch.nn.functional.dropout(p, 0.5) if n in recurrent else p
+               for n, p in layer.named_parameters()}
+    layer.weight_dropout = 0.0
+    expected, _ = torch.func.functional_call(layer, dropped, (x,))
+    torch.testing.assert_close(output, expected)
+    layer.weight_dropout = 0.5
+    if all(rnnkit.engine.fused.fused_supports(m) for m in layer.layer_maths):
+        layer.engine = "fused"
+        torch.manual_seed(5)
+        torch.testing.assert_close(layer(x)[0], output, rtol=1e-5, atol=1e-5)
+    layer.eval()
+    layer.weight_dropout = 0.0
+    plain, _ = layer(x)
+    layer.weight_dropout = 0.5
+    torch.testing.assert_close(layer(x)[0], plain)
+    assert not torch.allclose(output, plain)

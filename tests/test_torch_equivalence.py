@@ -178,3 +178,34 @@ def test_reference_dropout_zeroes_between_layers_only_in_training():
     torch.testing.assert_close(out_a, out_b)
     layer.eval()
     torch.testing.assert_close(layer(x)[0], without(x)[0])
+
+
+@pytest.mark.parametrize("torch_class,rnnkit_class,kwargs", CONFIGS[:1] + CONFIGS[2:4])
+@pytest.mark.parametrize("engine", ["auto", "reference"])
+def test_weight_dropout_is_torch_with_one_mask_on_the_recurrent_weights(
+        torch_class, rnnkit_class, kwargs, engine):
+    """In training, outputs and gradients are torch's with ``weight_hh`` times one DropConnect
+    mask for the whole call (drawn like ``F.dropout`` of it); in eval mode, torch's own."""
+    p = 0.4
+    reference, ours = _pair(torch_class, rnnkit_class, kwargs, engine, num_layers=2)
+    ours.weight_dropout = p
+    x = torch.randn(7, 3, 5)
+    torch.manual_seed(3)
+    output, state = ours(x)
+    torch.manual_seed(3)
+    masks = {name: torch.nn.functional.dropout(torch.ones_like(weight), p)
+             for name, weight in reference.named_parameters() if name.startswith("weight_hh")}
+    assert all(0 < float((mask == 0).float().mean()) < 1 for mask in masks.values())
+    dropped = {name: weight * masks[name] if name in masks else weight
+               for name, weight in reference.named_parameters()}
+    expected, expected_state = torch.func.functional_call(reference, dropped, (x,))
+    torch.testing.assert_close(output, expected, **TOLERANCE)
+    for mine, theirs in zip(state_tensors(state), state_tensors(expected_state)):
+        torch.testing.assert_close(mine, theirs, **TOLERANCE)
+    _loss(output, state).backward()
+    _loss(expected, expected_state).backward()
+    for name, weight in reference.named_parameters():
+        torch.testing.assert_close(getattr(ours, name).grad, weight.grad, **TOLERANCE)
+    ours.eval()
+    reference.eval()
+    torch.testing.assert_close(ours(x)[0], reference(x)[0], **TOLERANCE)

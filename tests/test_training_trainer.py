@@ -10,11 +10,13 @@ import pytest
 import torch
 from conftest import write_word_corpus
 
+from rnnkit.layers import RecurrentLayer
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
 from rnnkit.training.errors import RunError
+from rnnkit.training.tasks import build_task
 from rnnkit.training.trainer import (
     clip_gradients,
     learning_rate,
@@ -122,8 +124,10 @@ def press_ctrl_c_before(step_index: int):
 @pytest.mark.parametrize(("optimizer", "precision"), [("adamw", "bf16"), ("sgd", "fp32")])
 def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, optimizer,
                                                precision):
-    # Dropout makes the random generators matter; 12 steps cross the end of a pass (8 chunks).
-    config = tiny_config(corpus, dropout=0.2, optimizer=optimizer, precision=precision)
+    # Dropout (of outputs and of recurrent weights) makes the random generators matter; 12 steps
+    # cross the end of a pass (8 chunks).
+    config = tiny_config(corpus, dropout=0.2, weight_dropout=0.3, optimizer=optimizer,
+                         precision=precision)
     train(config, tmp_path / "whole", ONE_RANK)
     with monkeypatch.context() as patch:
         patch_task(patch, press_ctrl_c_before(5))
@@ -341,3 +345,16 @@ def test_an_undecided_run_length_keeps_the_peak_rate_after_warmup():
 def test_an_auto_length_needs_a_time_limit(corpus, tmp_path):
     with pytest.raises(RunError, match="needs a --time-limit"):
         train(tiny_config(corpus, steps=None, time_limit=None), tmp_path / "run", ONE_RANK)
+
+
+def test_weight_dropout_reaches_every_recurrent_layer_of_the_model(corpus):
+    task = build_task(tiny_config(corpus, weight_dropout=0.3, layers=2), torch.device("cpu"))
+    layers = [m for m in task.model.modules() if isinstance(m, RecurrentLayer)]
+    assert layers and all(layer.weight_dropout == 0.3 for layer in layers)
+    task.model.train()
+    batch = task.batch_at(0)
+    torch.manual_seed(0)
+    dropped = task.loss(task.model(batch.inputs)[0], batch.targets)
+    layers[0].weight_dropout = 0.0
+    torch.manual_seed(0)
+    assert task.loss(task.model(batch.inputs)[0], batch.targets) != dropped

@@ -175,6 +175,7 @@ class ClockworkRNN(RecurrentLayer):
         *,
         periods: Sequence[int] | None = None,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -182,7 +183,7 @@ class ClockworkRNN(RecurrentLayer):
         self.periods = self._math.periods
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         engine=engine)
+                         weight_dropout=weight_dropout, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

@@ -125,6 +125,7 @@ class DepthGatedLSTM(RecurrentLayer):
         *,
         peepholes: bool | str = False,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -136,7 +137,7 @@ class DepthGatedLSTM(RecurrentLayer):
         self._upper = DepthGatedMath(hidden_size, peepholes=peepholes)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         engine=engine)
+                         weight_dropout=weight_dropout, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._bottom if layer == 0 else self._upper

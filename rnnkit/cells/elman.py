@@ -93,8 +93,8 @@ class RNN(RecurrentLayer):
     __doc__ = r"""A multi-layer Elman RNN, a drop-in for ``torch.nn.RNN``.
     """ + _ELMAN_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.RNN`` (``nonlinearity`` is the fourth argument
-    there too; see ``rnnkit.LSTM`` for ``lengths``, ``learn_initial_state``, ``engine`` and
-    traces). Traces per layer and direction: ``h``.
+    there too; see ``rnnkit.LSTM`` for ``lengths``, ``learn_initial_state``, ``weight_dropout``,
+    ``engine`` and traces). Traces per layer and direction: ``h``.
 
     Example::
 
@@ -118,6 +118,7 @@ class RNN(RecurrentLayer):
         dtype: torch.dtype | None = None,
         *,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -125,7 +126,7 @@ class RNN(RecurrentLayer):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         engine=engine)
+                         weight_dropout=weight_dropout, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

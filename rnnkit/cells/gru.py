@@ -116,7 +116,8 @@ class GRU(RecurrentLayer):
     __doc__ = r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
     """ + _GRU_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.GRU`` (see ``rnnkit.LSTM`` for ``lengths``,
-    ``learn_initial_state``, ``engine`` and traces), plus keyword ``reset_after`` (default True).
+    ``learn_initial_state``, ``weight_dropout``, ``engine``
+    and traces), plus keyword ``reset_after`` (default True).
     Traces per layer and direction: ``r, z, n, h``.
 
     Example::
@@ -141,13 +142,14 @@ class GRU(RecurrentLayer):
         *,
         reset_after: bool = True,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
         self._math = GRUMath(hidden_size, reset_after=reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         engine=engine)
+                         weight_dropout=weight_dropout, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

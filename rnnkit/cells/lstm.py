@@ -243,7 +243,10 @@ class LSTM(RecurrentLayer):
     dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None`` exactly as torch
     (``dropout`` applies to the outputs of every layer but the last, in training), then the
     switches above, ``learn_initial_state=False`` (learned ``initial_h``/``initial_c`` of shape
-    (num_layers * D, size) used when ``hx`` is omitted) and ``engine`` (``"auto"``: torch's fused
+    (num_layers * D, size) used when ``hx`` is omitted), ``weight_dropout=0.0`` (DropConnect in
+    training: each call multiplies every ``weight_hh`` and ``weight_gr`` by one mask of
+    Bernoulli(1 - p) / (1 - p) entries; torch's kernels still run, on the dropped weights) and
+    ``engine`` (``"auto"``: torch's fused
     kernel when the configuration is exactly torch's; ``"reference"``: the plain loop; the
     environment variable ``RNNKIT_ENGINE`` sets the default).
 
@@ -285,6 +288,7 @@ class LSTM(RecurrentLayer):
         dtype: torch.dtype | None = None,
         *,
         learn_initial_state: bool = False,
+        weight_dropout: float = 0.0,
         engine: str | None = None,
         **switches,
     ) -> None:
@@ -293,7 +297,7 @@ class LSTM(RecurrentLayer):
         self.proj_size = proj_size
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         engine=engine)
+                         weight_dropout=weight_dropout, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

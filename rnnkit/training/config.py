@@ -30,6 +30,9 @@ class TrainConfig:
     layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.25
+    weight_dropout: float = 0.0
+    """DropConnect on the recurrent weights of every recurrent layer (``weight_dropout`` of
+    :class:`rnnkit.layers.RecurrentLayer`), a training setting: evaluation never drops."""
     # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
     batch_size: int = 32
     bptt: int = 64
@@ -79,8 +82,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise RunError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "weight_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise RunError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.lr < 1e6:
             raise RunError(f"--lr must be > 0 and < 1e6, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

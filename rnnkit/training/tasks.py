@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rnnkit.catalog import CELL_NAMES
 from rnnkit.data import CharVocab, StreamBatcher, load_text, split_text
+from rnnkit.layers import RecurrentLayer
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
@@ -250,4 +251,13 @@ def build_task(config: TrainConfig, device: torch.device,
         raise RunError(f"--task: unknown task {config.task!r}; available: {', '.join(TASKS)} "
                        "(`rnnkit list` describes them)")
     builder, _ = TASKS[config.task]
-    return builder(config, device, saved)
+    task = builder(config, device, saved)
+    if config.weight_dropout:
+        try:
+            for layer in task.model.modules():
+                if isinstance(layer, RecurrentLayer):
+                    layer.weight_dropout = config.weight_dropout
+        except ValueError:
+            raise RunError(f"--weight-dropout: --cell {config.cell} has no recurrent weights to "
+                           "drop; use --weight-dropout 0") from None
+    return task
