@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -153,3 +154,32 @@ def test_python_m_rnnkit_is_the_same_command_line(capsys):
                           text=True, timeout=120)
     assert done.returncode == 0
     assert done.stdout == cli(capsys, "list")[1]
+
+
+def _transparent_huge_pages() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif("[madvise]" not in _transparent_huge_pages(),
+                    reason="needs Linux transparent huge pages in madvise mode")
+@pytest.mark.parametrize(("setting", "huge"), [(None, True), ("0", False)])
+def test_commands_put_big_tensors_on_huge_pages_unless_the_user_says_no(setting, huge):
+    # Filling fresh 40 MB tensors faults in 10,240 pages of 4 KB each, or 20 huge pages.
+    code = ("import resource, rnnkit.cli, torch\n"
+            "rnnkit.cli.main(['list'])\n"
+            "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "before = faults()\n"
+            "for _ in range(5): torch.ones(10 * 2**20)\n"
+            "print((faults() - before) / 5)")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if setting is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = setting
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    faults = float(done.stdout.splitlines()[-1])
+    assert (faults < 10240 / 4) if huge else (faults > 10240 / 2), faults

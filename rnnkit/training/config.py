@@ -26,10 +26,10 @@ class TrainConfig:
     # The model.
     cell: str = "lstm"
     embedding_size: int = 64
-    hidden_size: int = 512
+    hidden_size: int = 640
     layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.25
+    dropout: float = 0.35
     weight_dropout: float = 0.0
     """DropConnect on the recurrent weights of every recurrent layer (``weight_dropout`` of
     :class:`rnnkit.layers.RecurrentLayer`), a training setting: evaluation never drops."""
@@ -44,7 +44,7 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.1
     momentum: float = 0.9
-    ema: float | None = 0.998
+    ema: float | None = 0.999
     """Decay of the moving average of the weights that validation, the best checkpoint and
     the final results use (None: no average, the raw weights)."""
     clip: float | None = 1.0
