@@ -116,8 +116,8 @@ class GRU(RecurrentLayer):
     __doc__ = r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
     """ + _GRU_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.GRU`` (see ``rnnkit.LSTM`` for ``lengths``,
-    ``learn_initial_state``, ``weight_dropout``, ``engine``
-    and traces), plus keyword ``reset_after`` (default True).
+    ``learn_initial_state``, ``weight_dropout``, ``engine`` and traces), plus keyword
+    ``reset_after`` (default True).
     Traces per layer and direction: ``r, z, n, h``.
 
     Example::

@@ -246,9 +246,9 @@ class LSTM(RecurrentLayer):
     (num_layers * D, size) used when ``hx`` is omitted), ``weight_dropout=0.0`` (DropConnect in
     training: each call multiplies every ``weight_hh`` and ``weight_gr`` by one mask of
     Bernoulli(1 - p) / (1 - p) entries; torch's kernels still run, on the dropped weights) and
-    ``engine`` (``"auto"``: torch's fused
-    kernel when the configuration is exactly torch's; ``"reference"``: the plain loop; the
-    environment variable ``RNNKIT_ENGINE`` sets the default).
+    ``engine`` (``"auto"``: torch's fused kernel when the configuration is exactly torch's;
+    ``"reference"``: the plain loop; the environment variable ``RNNKIT_ENGINE`` sets the
+    default).
 
     Inputs: ``input`` (T, B, input_size), (B, T, input_size) with ``batch_first``, unbatched
     (T, input_size), or a ``PackedSequence``; ``hx = (h_0, c_0)`` of shapes (num_layers * D, B, P)
