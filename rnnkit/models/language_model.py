@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
+from rnnkit.models.dropout import Dropout
 from rnnkit.models.state import State
 
 
@@ -55,7 +56,7 @@ class LanguageModel(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             **config.switches,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
