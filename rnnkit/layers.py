@@ -24,7 +24,7 @@ from rnnkit.checks import (
     check_size,
     check_state,
 )
-from rnnkit.engine.fused import fused_runs, fused_supports, run_fused
+from rnnkit.engine.fused import amx_products_run, fused_runs, fused_supports, run_fused
 from rnnkit.engine.native import run_native
 from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
@@ -288,7 +288,8 @@ class RecurrentLayer(nn.Module):
     def _select_engine(self, return_traces: bool, inputs: Tensor | None = None) -> str:
         """The engine of a call: the one asked for (``engine=`` or ``RNNKIT_ENGINE``), checked,
         or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels
-        (but the fused ones for the RNN and GRU on the CPU, see :data:`FUSED_FIRST`), else the
+        (but the fused ones for the RNN and GRU on the CPU, see :data:`FUSED_FIRST`, and for
+        every cell under bfloat16 autocast on a CPU with AMX), else the
         fused kernels (CPU, float32/float64, compiled), else the parallel scan
         (MinGRU/MinLSTM), else the reference loop."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"
@@ -312,8 +313,10 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
                              "state; only MinGRU and MinLSTM run as a parallel scan")
         if requested == "auto":
-            # The LSTM stays on torch's kernels (and never builds ours); see FUSED_FIRST.
-            if native_ok and maths[0].native_mode not in FUSED_FIRST:
+            # The LSTM stays on torch's kernels (see FUSED_FIRST), but for bfloat16 autocast
+            # on a CPU with AMX, where the fused kernels' own AMX products beat oneDNN's.
+            if (native_ok and maths[0].native_mode not in FUSED_FIRST
+                    and not (inputs is not None and amx_products_run(inputs))):
                 return "native"
             if (inputs is not None and all(fused_supports(m) for m in maths)
                     and fused_runs(inputs)):

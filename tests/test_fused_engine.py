@@ -306,22 +306,98 @@ def test_auto_uses_the_loop_or_the_scan_when_the_kernels_cannot_be_built(monkeyp
     assert rnnkit.MinGRU(3, 4)._select_engine(False, x) == "scan"
 
 
-@pytest.mark.parametrize("config", ["cifg", "fgr", "gru-cho", "clockwork", "depth-gated",
-                                    "mingru", "minlstm"])
-def test_fused_kernels_compute_in_float32_under_cpu_autocast(config):
-    # Autocast would turn the kernels' matrix products into bfloat16; they run in the
-    # parameters' dtype instead and give the same results as without autocast.
+def _relative(got, exact):
+    return ((got.double() - exact).norm() / exact.norm()).item()
+
+
+# bfloat16 keeps 8 significant bits: each operand of a product is off by up to 2^-9 of itself.
+# Over the few steps and layers here, outputs and gradients stay within 8 such roundings.
+BF16_ROUNDING = 8 * 2.0**-9
+
+
+@pytest.mark.parametrize("config", ["lstm", "lstm-proj", "peepholes", "cifg", "nog", "fgr", "gru",
+                                    "gru-cho", "rnn", "clockwork", "depth-gated", "mingru",
+                                    "minlstm"])
+def test_fused_kernels_multiply_in_bfloat16_under_cpu_bf16_autocast(config):
+    # Under bfloat16 autocast the kernels' matrix products take bfloat16 operands, while the
+    # gates, states and results stay float32: outputs and gradients are within bfloat16
+    # rounding of the exact ones (and not the float32 ones), and calls without autocast
+    # afterwards are float32 again.
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("bfloat16 products need torch with oneDNN")
     name, options = CONFIGS[config]
     layers = 2 if name == "depth-gated-lstm" else 1
-    layer = rnnkit.build_layer(name, 5, 8, layers, engine="fused", **options)
+    reference = rnnkit.build_layer(name, 16, 32, layers, engine="reference", **options)
+    layer = rnnkit.build_layer(name, 16, 32, layers, engine="fused", **options)
+    layer.load_state_dict(reference.state_dict())
+    exact_layer = copy.deepcopy(reference).double()
+    x = torch.randn(12, 4, 16)
+    exact_x = x.double().requires_grad_()
+    exact_out = exact_layer(exact_x)[0]
+    _loss(exact_out, ()).backward()
+    float32_before = layer(x)[0].detach()
+
+    x_given = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = layer(x_given)[0]
+    assert output.dtype == torch.float32
+    _loss(output, ()).backward()
+
+    assert 1e-4 < _relative(output, exact_out) < BF16_ROUNDING
+    assert _relative(float32_before, exact_out) < 1e-5
+    assert _relative(x_given.grad, exact_x.grad) < BF16_ROUNDING
+    for (name_, p), exact_p in zip(layer.named_parameters(), exact_layer.parameters(),
+                                   strict=True):
+        assert _relative(p.grad, exact_p.grad) < BF16_ROUNDING, name_
+    torch.testing.assert_close(layer(x)[0], float32_before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config", ["gru", "lstm"])
+def test_fused_kernels_stay_float32_under_float16_autocast(config):
+    name, options = CONFIGS[config]
+    layer = rnnkit.build_layer(name, 5, 8, engine="fused", **options)
     x = torch.randn(6, 3, 5)
     expected = layer(x)[0]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.float16):
         output = layer(x)[0]
-    assert output.dtype == torch.float32
     torch.testing.assert_close(output, expected, rtol=0, atol=0)
-    output.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_with_amx(monkeypatch):
+    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    x = torch.randn(4, 2, 3)
+    lstm = rnnkit.LSTM(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amx = fused.load_extension().amx_available() and torch.backends.mkldnn.is_available()
+        assert lstm._select_engine(False, x) == ("fused" if amx else "native")
+        monkeypatch.setattr(rnnkit.layers, "amx_products_run", lambda inputs: False)
+        assert lstm._select_engine(False, x) == "native"
+    assert lstm._select_engine(False, x) == "native"
+
+
+# (m, k, n): rows and columns below, at and above a tile (16), depths below, at and above a
+# tile's 32, two tiles each way, a step of the default language model, and the empty cases.
+AMX_SHAPES = [(1, 1, 1), (3, 7, 5), (16, 32, 16), (17, 33, 31), (32, 64, 48), (33, 100, 70),
+              (5, 1100, 17), (32, 640, 2560), (0, 4, 4), (4, 0, 6), (4, 6, 0)]
+
+
+@pytest.mark.parametrize("m, k, n", AMX_SHAPES)
+@pytest.mark.parametrize("layout", ["plain", "b transposed", "a transposed"])
+def test_amx_products_equal_the_exact_product_of_the_bfloat16_operands(m, k, n, layout):
+    if not fused.load_extension().amx_available():
+        pytest.skip("rnnkit's AMX products do not run here (no AMX)")
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    if layout == "b transposed":
+        b = b.t().contiguous().t()
+    if layout == "a transposed":
+        a = a.t().contiguous().t()
+    got = torch.ops.rnnkit_fused.amx_matmul(a, b)
+    rounded_a, rounded_b = a.bfloat16().double(), b.bfloat16().double()
+    exact = rounded_a @ rounded_b
+    assert got.shape == (m, n) and got.dtype == torch.float32
+    # products of bfloat16 numbers are exact in float32; their float32 sum errs like k
+    scale = rounded_a.abs() @ rounded_b.abs()
+    assert ((got.double() - exact).abs() <= 2.0**-23 * max(k, 1) * scale + 1e-30).all()
 
 
 @pytest.mark.parametrize("config", ["peepholes", "fgr", "gru-cho", "clockwork", "rnn",

@@ -35,6 +35,8 @@ from __future__ import annotations
 import ctypes
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -46,8 +48,8 @@ from torch.autograd.function import once_differentiable
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.engine.reference import run_reference, step_mask
 
-_SOURCES = ("pointwise.cpp", "gemm.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp", "elman.cpp",
-            "minimal.cpp", "bindings.cpp")
+_SOURCES = ("pointwise.cpp", "gemm.cpp", "amx.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp",
+            "elman.cpp", "minimal.cpp", "bindings.cpp")
 # MKL routines the per-step products call directly when torch's library exports them (see
 # StepProduct in csrc/recurrence.h).
 _MKL_ROUTINES = ("sgemm_", "dgemm_", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack",
@@ -141,6 +143,40 @@ def fused_runs(inputs: Tensor) -> bool:
             and load_extension() is not None)
 
 
+def bf16_products_wanted(inputs: Tensor) -> bool:
+    """Whether kernels given ``inputs`` multiply in bfloat16: float32 inputs under CPU autocast
+    to bfloat16 (where torch has oneDNN; see ``bf16_products`` in csrc/recurrence.h). The
+    gates, states and everything saved for the backward pass stay float32."""
+    return (inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and torch.backends.mkldnn.is_available())
+
+
+def amx_products_run(inputs: Tensor) -> bool:
+    """Whether kernels given ``inputs`` multiply in bfloat16 on rnnkit's AMX kernels
+    (``csrc/amx.h``; building the kernels on the first call): under
+    :func:`bf16_products_wanted`, on a CPU with AMX. There the fused LSTM trains faster than
+    torch's oneDNN one, so the "auto" engine picks it (benchmarks/RESULTS.md)."""
+    if not (bf16_products_wanted(inputs) and fused_runs(inputs)):
+        return False
+    return load_extension().amx_available()
+
+
+@contextmanager
+def _products(extension, bf16: bool) -> Iterator[None]:
+    """The kernels' matrix products in bfloat16 (``bf16``) or in the tensors' dtype while the
+    block runs, on this thread."""
+    if not bf16:
+        yield
+        return
+    if not extension.set_bf16_products(True):
+        raise RuntimeError("rnnkit: bfloat16 products need torch with oneDNN")
+    try:
+        yield
+    finally:
+        extension.set_bf16_products(False)
+
+
 class _FusedSequence(torch.autograd.Function):
     """One layer and direction over a sequence; tensors travel by name (see csrc/cells.h)."""
 
@@ -153,11 +189,13 @@ class _FusedSequence(torch.autograd.Function):
         if workspace is not None:  # not saved: the next call overwrites it
             named["workspace"] = workspace
         # The kernels compute in the dtype of the tensors they are given (the layer checked that
-        # it is the parameters'); CPU autocast would turn their matrix products into bfloat16.
-        with torch.autocast("cpu", enabled=False):
+        # it is the parameters'), under bfloat16 autocast with bfloat16 matrix products.
+        bf16 = bf16_products_wanted(named["inputs"])
+        with torch.autocast("cpu", enabled=False), _products(extension, bf16):
             results = getattr(extension, f"{family}_forward")(named, *options)
         ordered = tuple(results[name] for name in result_names)
         ctx.family, ctx.options, ctx.names, ctx.result_names = family, options, names, result_names
+        ctx.bf16 = bf16
         ctx.save_for_backward(*tensors, *ordered)
         ctx.set_materialize_grads(False)
         return ordered
@@ -173,7 +211,7 @@ class _FusedSequence(torch.autograd.Function):
         wanted = ctx.needs_input_grad[5:]
         input_grad = wanted[ctx.names.index("inputs")]
         extension = load_extension()
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast("cpu", enabled=False), _products(extension, ctx.bf16):
             computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
                                                                     input_grad, *ctx.options)
         return (None,) * 5 + tuple(computed.get(name) if want else None

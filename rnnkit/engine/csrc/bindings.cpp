@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "cells.h"
+#include "amx.h"
 #include "gemm.h"
 
 namespace {
@@ -91,6 +92,27 @@ std::optional<at::Tensor> own_matmul(at::Tensor a, at::Tensor b) {
   return out;
 }
 
+// The product a b (2-D float32 tensors) through rnnkit's AMX kernels (for tests), or None when
+// they do not run on this machine.
+std::optional<at::Tensor> amx_matmul(at::Tensor a, at::Tensor b) {
+  if (!rnnkit::amx_available()) {
+    return std::nullopt;
+  }
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
+                  a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat,
+              "amx_matmul: expected float32 matrices (m, k) and (k, n)");
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  rnnkit::amx_matmul(out, a, b);
+  return out;
+}
+
+// Whether rnnkit's AMX kernels run on this machine (amx.h).
+bool amx_available() { return rnnkit::amx_available(); }
+
+// Turn bfloat16 products (recurrence.h) on or off for the calling thread; false when they
+// cannot be turned on (torch without oneDNN).
+bool set_bf16_products(bool on) { return rnnkit::set_bf16_products(on); }
+
 }  // namespace
 
 TORCH_LIBRARY(rnnkit_fused, library) {
@@ -127,4 +149,7 @@ TORCH_LIBRARY(rnnkit_fused, library) {
               "bool input_grad) -> Dict(str, Tensor)",
               &minlstm_backward);
   library.def("own_matmul(Tensor a, Tensor b) -> Tensor?", &own_matmul);
+  library.def("set_bf16_products(bool on) -> bool", &set_bf16_products);
+  library.def("amx_matmul(Tensor a, Tensor b) -> Tensor?", &amx_matmul);
+  library.def("amx_available() -> bool", &amx_available);
 }

@@ -111,9 +111,10 @@ TensorMap elman_backward(const TensorMap& saved, const TensorMap& grads, bool in
   });
 
   TensorMap result;
-  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0,
-                  input_grad, result);
-  result["weight_hh"] = weight_gradient(grad_pre, hiddens.narrow(0, 0, steps));
+  const at::Tensor grad_operand = product_operand(grad_pre);
+  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
+                  saved.count("bias") > 0, input_grad, result);
+  result["weight_hh"] = weight_gradient(grad_operand, hiddens.narrow(0, 0, steps));
   result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);
   return result;
 }

@@ -121,11 +121,12 @@ TensorMap gru_backward(const TensorMap& saved, const TensorMap& grads, bool inpu
   });
 
   TensorMap result;
-  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0,
-                  input_grad, result);
+  const at::Tensor grad_operand = product_operand(grad_pre);
+  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
+                  saved.count("bias") > 0, input_grad, result);
   result["weight_hh"] = at::cat(
-      {weight_gradient(grad_pre.narrow(2, 0, 2 * hidden), hiddens.narrow(0, 0, steps)),
-       weight_gradient(grad_pre.narrow(2, 2 * hidden, hidden), reset_hiddens)});
+      {weight_gradient(grad_operand.narrow(2, 0, 2 * hidden), hiddens.narrow(0, 0, steps)),
+       weight_gradient(grad_operand.narrow(2, 2 * hidden, hidden), reset_hiddens)});
   result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);
   return result;
 }
@@ -212,8 +213,8 @@ TensorMap gru_after_backward(const TensorMap& saved, const TensorMap& grads, boo
   });
 
   TensorMap result;
-  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0,
-                  input_grad, result);
+  input_gradients(grad_pre, product_operand(grad_pre), inputs, saved.at("weight_ih"),
+                  saved.count("bias") > 0, input_grad, result);
   result["weight_hh"] = weight_gradient(grad_recurrent, hiddens.narrow(0, 0, steps));
   if (saved.count("candidate_bias")) {
     result["candidate_bias"] =

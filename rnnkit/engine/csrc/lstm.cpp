@@ -288,9 +288,10 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
     }
   });
 
-  input_gradients(grad_pre, inputs, saved.at("weight_ih"), saved.count("bias") > 0,
-                  input_grad, result);
-  result["weight_hh"] = weight_gradient(grad_pre.narrow(2, 0, recurrent_width),
+  const at::Tensor grad_operand = product_operand(grad_pre);
+  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
+                  saved.count("bias") > 0, input_grad, result);
+  result["weight_hh"] = weight_gradient(grad_operand.narrow(2, 0, recurrent_width),
                                         hiddens.narrow(0, 0, steps));
   result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);
   result["cell0"] = initial_gradient(grad_cell, grad_cells);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "amx.h"
 #include "gemm.h"
 
 namespace rnnkit {
@@ -75,11 +76,32 @@ inline void check_sequence_inputs(const TensorMap& tensors,
   }
 }
 
-// out = a b, or out += a b for `accumulate` (2-D tensors, out contiguous): rnnkit's own kernels
-// for float32 where they run (gemm.h), else ATen's.
+// bfloat16 products: while on for the calling thread, every float32 matrix product of the fused
+// kernels multiplies bfloat16 roundings of its operands with float32 accumulation (oneDNN, on
+// AMX or AVX512-BF16 where the CPU has them) and rounds the product to bfloat16, as torch's CPU
+// autocast does for matrix products; the pointwise steps (gates, cell states) and every saved
+// tensor stay float32. fused.py turns it on under bfloat16 autocast. Turning it on fails
+// (returns false) where torch has no oneDNN.
+bool bf16_products();
+bool set_bf16_products(bool on);
+
+// Whether a product of float tensors of `type` runs in bfloat16 (see bf16_products).
+inline bool in_bf16(at::ScalarType type) { return type == at::kFloat && bf16_products(); }
+
+// out = a b, or out += a b for `accumulate` (2-D tensors, out contiguous): in bfloat16 when
+// bf16_products() is on (oneDNN through ATen: for products over all steps it beats rnnkit's
+// AMX kernels, amx.h), else rnnkit's own kernels for float32 where they run (gemm.h), else
+// ATen's.
 inline void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
                         bool accumulate) {
-  if (own_gemm_for(out.scalar_type())) {
+  if (in_bf16(out.scalar_type())) {
+    const at::Tensor product = at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16));
+    if (accumulate) {
+      out.add_(product);
+    } else {
+      out.copy_(product);
+    }
+  } else if (own_gemm_for(out.scalar_type())) {
     own_matmul(out, a, b, accumulate);
   } else if (accumulate) {
     out.addmm_(a, b);
@@ -88,9 +110,17 @@ inline void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& 
   }
 }
 
-// a b as a new tensor (see matmul_into).
+// `tensor` as an operand of products: with bf16_products() on, converted to bfloat16 once (for
+// several products to share), else itself.
+inline at::Tensor product_operand(const at::Tensor& tensor) {
+  return in_bf16(tensor.scalar_type()) ? tensor.to(at::kBFloat16) : tensor;
+}
+
+// a b as a new tensor (see matmul_into), float32 for bfloat16 operands.
 inline at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
-  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  const bool bf16 = a.scalar_type() == at::kBFloat16;
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options().dtype(bf16 ? at::kFloat
+                                                                           : a.scalar_type()));
   matmul_into(out, a, b, false);
   return out;
 }
@@ -116,9 +146,10 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
                                  const at::Tensor& bias, const at::Tensor& workspace) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
+  const bool bf16 = in_bf16(inputs.scalar_type());
   at::Tensor projected;
   if (!workspace.defined()) {
-    projected = onednn_linear(flat, weight_ih, bias);
+    projected = bf16 ? at::Tensor() : onednn_linear(flat, weight_ih, bias);
     if (projected.defined()) {
       return projected.view({steps, batch, rows});
     }
@@ -130,7 +161,12 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
                 " elements and dtype ", inputs.scalar_type());
     projected = workspace.view({steps * batch, rows});
   }
-  if (own_gemm_for(inputs.scalar_type())) {
+  if (bf16) {  // one pass from the bfloat16 product (bias included) into float32
+    const at::Tensor weight = weight_ih.t().to(at::kBFloat16);
+    projected.copy_(bias.defined()
+                        ? at::addmm(bias.to(at::kBFloat16), flat.to(at::kBFloat16), weight)
+                        : at::mm(flat.to(at::kBFloat16), weight));
+  } else if (own_gemm_for(inputs.scalar_type())) {
     if (bias.defined()) {
       projected.copy_(bias.expand_as(projected));
     }
@@ -146,11 +182,12 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
 // Gradients of the input projection from dL/d(pre-activations) of all steps (T, B, rows), each
 // one matrix product: grad_weight_ih, grad_bias when there is one, and grad_inputs (T, B, I)
 // when the inputs need it (not for a first layer's data: a third of the products saved).
-inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs,
-                            const at::Tensor& weight_ih, bool has_bias, bool input_grad,
-                            TensorMap& grads) {
+// `grad_operand` is product_operand(grad_pre), which the caller may use for more products.
+inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& grad_operand,
+                            const at::Tensor& inputs, const at::Tensor& weight_ih, bool has_bias,
+                            bool input_grad, TensorMap& grads) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1);
-  const at::Tensor flat = grad_pre.view({steps * batch, grad_pre.size(2)});
+  const at::Tensor flat = grad_operand.view({steps * batch, grad_pre.size(2)});
   if (input_grad) {
     at::Tensor grad_inputs = pooled_empty({steps * batch, inputs.size(2)}, inputs.options());
     matmul_into(grad_inputs, flat, weight_ih, false);
@@ -158,7 +195,7 @@ inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& inputs
   }
   grads["weight_ih"] = matmul(flat.t(), inputs.reshape({steps * batch, inputs.size(2)}));
   if (has_bias) {
-    grads["bias"] = flat.sum(0);
+    grads["bias"] = grad_pre.view({steps * batch, grad_pre.size(2)}).sum(0);
   }
 }
 
@@ -184,7 +221,9 @@ inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& 
 // without a tensor or a dispatch per step, and float weights are packed once per sequence into
 // MKL's internal layout, which saves the copy of the weight that every ordinary call makes; else
 // they go through at::mm. Large float weights (see step_product.cpp) are packed for oneDNN
-// instead of MKL, where torch has it.
+// instead of MKL, where torch has it. With bf16_products() on, float weights are packed in
+// bfloat16 for rnnkit's AMX kernels where they run (amx.h; products summed in float32), else
+// for oneDNN (each step's product rounded to bfloat16, see matmul_into).
 class StepProduct {
  public:
   StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
@@ -202,8 +241,10 @@ class StepProduct {
   bool transpose_;
   int64_t batch_;
   std::optional<PackedMatrix> own_;  // for rnnkit's own kernels, when used
+  std::optional<AmxMatrix> amx_;     // for rnnkit's AMX kernels (bf16_products), when used
   at::Tensor packed_;                 // oneDNN's or MKL's packed op(weight), when used
   bool onednn_ = false;
+  bool bf16_ = false;                 // packed_ is a bfloat16 weight for oneDNN (bf16_products)
 };
 
 // Units per thread are multiples of this, so each thread's columns start on a vector boundary.

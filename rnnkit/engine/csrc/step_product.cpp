@@ -97,7 +97,16 @@ const std::optional<OneDnn>& onednn() {
   return found;
 }
 
+thread_local bool bf16_products_on = false;
+
 }  // namespace
+
+bool bf16_products() { return bf16_products_on; }
+
+bool set_bf16_products(bool on) {
+  bf16_products_on = on && onednn().has_value();
+  return bf16_products_on == on;
+}
 
 at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   constexpr int64_t kPooledFrom = int64_t{16} << 20, kPoolBytes = int64_t{512} << 20;
@@ -148,6 +157,19 @@ at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
 StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch)
     : weight_(weight), transpose_(transpose), batch_(batch) {
   TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1, "weight: expected unit column stride");
+  if (in_bf16(weight.scalar_type()) && amx_available()) {
+    const int64_t k = transpose ? weight.size(1) : weight.size(0);
+    const int64_t n = transpose ? weight.size(0) : weight.size(1);
+    amx_.emplace(weight.data_ptr<float>(), transpose ? 1 : weight.stride(0),
+                 transpose ? weight.stride(0) : 1, k, n);
+    return;
+  }
+  if (in_bf16(weight.scalar_type())) {  // bf16_products() implies onednn()
+    packed_ = onednn()->reorder.call(
+        (transpose ? weight : weight.t()).to(at::kBFloat16).contiguous(), batch);
+    bf16_ = true;
+    return;
+  }
   if (own_gemm_for(weight.scalar_type())) {
     // op(weight) (K, N): weight^T of a (N, K) weight, or the (K, N) weight itself.
     const int64_t k = transpose ? weight.size(1) : weight.size(0);
@@ -185,12 +207,19 @@ void StepProduct::operator()(float* out, int64_t out_stride, const float* state,
     packed_product(batch_, state, state_stride, 1, *own_, out, out_stride, accumulate);
     return;
   }
-  if (onednn_) {
+  if (amx_) {
+    amx_product(batch_, state, state_stride, *amx_, out, out_stride, accumulate);
+    return;
+  }
+  if (onednn_ || bf16_) {
     const int64_t n = transpose_ ? weight_.size(0) : weight_.size(1);
     const int64_t k = transpose_ ? weight_.size(1) : weight_.size(0);
     const auto options = weight_.options();
-    const at::Tensor rows = at::from_blob(const_cast<float*>(state), {batch_, k},
-                                          {state_stride, 1}, options);
+    at::Tensor rows = at::from_blob(const_cast<float*>(state), {batch_, k}, {state_stride, 1},
+                                    options);
+    if (bf16_) {
+      rows = rows.to(at::kBFloat16);
+    }
     at::Tensor result = at::from_blob(out, {batch_, n}, {out_stride, 1}, options);
     const at::Tensor product = onednn()->linear.call(rows, packed_, std::nullopt, "none",
                                                      c10::List<std::optional<at::Scalar>>(),

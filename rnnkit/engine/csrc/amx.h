@@ -1,0 +1,53 @@
+// rnnkit's own bfloat16 matrix products on Intel AMX (amx.cpp), for the per-step products of the
+// fused kernels under bf16_products() (recurrence.h) where the CPU has AMX.
+//
+// oneDNN, which torch calls, takes about 0.4 ms (0.24 ms inside oneDNN) for one step's product
+// of the default language model's LSTM, (32, 640) by (640, 2560), on the project's 2-core Xeon
+// with AMX: the call's overheads and its weight layout dominate so small a product; here it
+// takes about 0.2 ms. The right operand is packed once per sequence into AMX tiles (16 pairs of
+// rows by 16 columns), the left operand is rounded to bfloat16 once per step, and each thread
+// keeps its own columns of the weight, so they stay in its L2 cache from step to step. For the
+// products over all steps (thousands of rows) oneDNN is faster, and keeps them.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace rnnkit {
+
+// Whether these kernels run: the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16, the compiler could
+// build them, Linux lets the process use the tile registers, and RNNKIT_AMX (read once per
+// process) is not "0".
+bool amx_available();
+
+// op(B), a (k, n) float32 matrix whose element (kk, j) is data[kk * row_stride + j * col_stride],
+// rounded to bfloat16 and laid out as AMX tiles: for each block of 16 columns, for each block of
+// 32 rows, a 16 x 32 tile whose row p holds the pairs (2p, 2p + 1) of each column (zero-padded).
+class AmxMatrix {
+ public:
+  AmxMatrix(const float* data, int64_t row_stride, int64_t col_stride, int64_t k, int64_t n);
+
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  int64_t depth_blocks() const { return depth_blocks_; }
+  int64_t column_tiles() const { return column_tiles_; }
+  const uint16_t* tiles() const { return reinterpret_cast<const uint16_t*>(tiles_.data_ptr()); }
+
+ private:
+  int64_t k_, n_, depth_blocks_, column_tiles_;
+  at::Tensor tiles_;
+};
+
+// c (m, n) = a (m, k) b, or c += a b for `accumulate`, where a's rows are a_row floats apart
+// (unit column stride) and c's ldc apart: a and b rounded to bfloat16, the products summed in
+// float32. Runs on at::get_num_threads() threads unless the product is small or this is called
+// inside a parallel region. Requires amx_available().
+void amx_product(int64_t m, const float* a, int64_t a_row, const AmxMatrix& b, float* c,
+                 int64_t ldc, bool accumulate);
+
+// out = a b for 2-D float32 CPU tensors of any strides (out with unit column stride): packs b,
+// then amx_product. For tests; requires amx_available().
+void amx_matmul(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
+
+}  // namespace rnnkit
