@@ -509,3 +509,16 @@ def test_library_products_equal_the_reference_where_own_kernels_run():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout
+
+
+def test_onednn_bfloat16_products_equal_the_reference_where_amx_kernels_run():
+    # Where rnnkit's AMX kernels run, the bfloat16 path through oneDNN alone (RNNKIT_AMX=0,
+    # read once per process) is checked by the same tests in a second process.
+    if not fused.load_extension().amx_available():
+        pytest.skip("the oneDNN bfloat16 products are what the other tests check here")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",
+               "multiply_in_bfloat16 or float16_autocast or bf16_autocast_with_amx"]
+    done = subprocess.run(command, env={**os.environ, "RNNKIT_AMX": "0"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout
