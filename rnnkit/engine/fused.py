@@ -21,8 +21,14 @@ own compiled code, for float32 weights of 2^20 elements or more (H = 512 for the
 where it is faster than MKL. ``RNNKIT_GEMM=blas`` (read once per process) keeps the products on
 the libraries, and ``RNNKIT_ONEDNN=0`` every library product on MKL, for comparisons.
 
+Under CPU autocast to bfloat16 the products take bfloat16 operands (``bf16_products`` in
+``csrc/recurrence.h``): the per-step ones on rnnkit's AMX kernels where the CPU has AMX
+(``csrc/amx.h``), the rest on oneDNN; gates, states and saved tensors stay float32.
+``RNNKIT_AMX=0`` (read once per process) keeps every one on oneDNN, for comparisons.
+
 Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
-it does not beat), on CPU tensors of float32 or float64, and when asked (``engine="fused"`` or
+it does not beat in float32), on CPU tensors of float32 or float64, for the LSTM too under
+bfloat16 autocast where the AMX kernels run, and when asked (``engine="fused"`` or
 ``RNNKIT_ENGINE=fused``). The C++ sources in ``csrc/`` are compiled on first use with
 ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is cached in
 torch's extensions directory). If that fails, one warning is emitted and the reference loop (or
