@@ -289,7 +289,7 @@ class RecurrentLayer(nn.Module):
         """The engine of a call: the one asked for (``engine=`` or ``RNNKIT_ENGINE``), checked,
         or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels
         (but the fused ones for the RNN and GRU on the CPU, see :data:`FUSED_FIRST`, and for
-        every cell under bfloat16 autocast on a CPU with AMX), else the
+        the LSTM too under bfloat16 autocast on a CPU with AMX), else the
         fused kernels (CPU, float32/float64, compiled), else the parallel scan
         (MinGRU/MinLSTM), else the reference loop."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"

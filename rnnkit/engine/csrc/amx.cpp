@@ -4,9 +4,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 
-#include <algorithm>
-
-#include <climits>
 #include <cstdlib>
 #include <string_view>
 #include <vector>
@@ -266,21 +263,6 @@ void amx_product(int64_t m, const float* a, int64_t a_row, const AmxMatrix& b, f
     at::parallel_for(0, pairs, 1, run);
   }
 #endif
-}
-
-void amx_matmul(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
-  TORCH_CHECK(out.scalar_type() == at::kFloat && a.scalar_type() == at::kFloat &&
-                  b.scalar_type() == at::kFloat && out.stride(1) == 1,
-              "amx_matmul: expected float32 tensors, the result with unit column stride");
-  // The packing gathers with 32-bit offsets: other strides are copied first.
-  const auto gatherable = [](int64_t stride) { return stride > 0 && 16 * stride <= INT32_MAX; };
-  const at::Tensor left = a.stride(1) == 1 ? a : a.contiguous();
-  const at::Tensor right =
-      gatherable(b.stride(0)) && gatherable(b.stride(1)) ? b : b.contiguous();
-  const AmxMatrix packed(right.data_ptr<float>(), right.stride(0), right.stride(1),
-                         right.size(0), right.size(1));
-  amx_product(left.size(0), left.data_ptr<float>(), left.stride(0), packed,
-              out.data_ptr<float>(), out.stride(0), false);
 }
 
 }  // namespace rnnkit

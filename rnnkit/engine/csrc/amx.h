@@ -46,8 +46,4 @@ class AmxMatrix {
 void amx_product(int64_t m, const float* a, int64_t a_row, const AmxMatrix& b, float* c,
                  int64_t ldc, bool accumulate);
 
-// out = a b for 2-D float32 CPU tensors of any strides (out with unit column stride): packs b,
-// then amx_product. For tests; requires amx_available().
-void amx_matmul(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
-
 }  // namespace rnnkit

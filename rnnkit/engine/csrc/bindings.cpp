@@ -3,8 +3,10 @@
 // extension then compiles in a fraction of the time.
 #include <torch/library.h>
 
-#include "cells.h"
+#include <climits>
+
 #include "amx.h"
+#include "cells.h"
 #include "gemm.h"
 
 namespace {
@@ -101,8 +103,15 @@ std::optional<at::Tensor> amx_matmul(at::Tensor a, at::Tensor b) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
                   a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat,
               "amx_matmul: expected float32 matrices (m, k) and (k, n)");
+  // The packing gathers with 32-bit offsets: other strides are copied first.
+  const auto gatherable = [](int64_t stride) { return stride > 0 && 16 * stride <= INT32_MAX; };
+  a = a.stride(1) == 1 ? a : a.contiguous();
+  b = gatherable(b.stride(0)) && gatherable(b.stride(1)) ? b : b.contiguous();
+  const rnnkit::AmxMatrix packed(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0),
+                                 b.size(1));
   at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
-  rnnkit::amx_matmul(out, a, b);
+  rnnkit::amx_product(a.size(0), a.data_ptr<float>(), a.stride(0), packed, out.data_ptr<float>(),
+                      out.stride(0), false);
   return out;
 }
 

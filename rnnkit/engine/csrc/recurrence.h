@@ -127,8 +127,8 @@ inline at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
 
 // rows (M, K) weight^T + bias (weight (N, K), bias (N) or undefined) as a new (M, N) tensor,
 // through oneDNN with the weight packed for M rows (see step_product.cpp); an undefined tensor
-// when oneDNN is not used (not float32, a small weight, torch without it, or rnnkit's own
-// products in use).
+// when oneDNN is not used this way (not float32, a small weight, torch without it, rnnkit's own
+// products in use, or bf16_products() on).
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias);
 
 // An uninitialised tensor of `shape` for a sequence-sized result. Fresh blocks of tens of
@@ -149,7 +149,7 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
   const bool bf16 = in_bf16(inputs.scalar_type());
   at::Tensor projected;
   if (!workspace.defined()) {
-    projected = bf16 ? at::Tensor() : onednn_linear(flat, weight_ih, bias);
+    projected = onednn_linear(flat, weight_ih, bias);
     if (projected.defined()) {
       return projected.view({steps, batch, rows});
     }

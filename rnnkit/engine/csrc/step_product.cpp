@@ -144,7 +144,7 @@ at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options)
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
                          const at::Tensor& bias) {
   if (rows.scalar_type() != at::kFloat || weight.numel() < kMinOneDnnWeight ||
-      own_gemm_for(at::kFloat) || !onednn()) {
+      own_gemm_for(at::kFloat) || bf16_products() || !onednn()) {
     return at::Tensor();
   }
   const at::Tensor packed = onednn()->reorder.call(weight.contiguous(), rows.size(0));
