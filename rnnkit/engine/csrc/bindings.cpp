@@ -3,7 +3,7 @@
 // extension then compiles in a fraction of the time.
 #include <torch/library.h>
 
-#include <climits>
+#include <cstdint>
 
 #include "amx.h"
 #include "cells.h"
