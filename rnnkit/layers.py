@@ -24,7 +24,7 @@ from rnnkit.checks import (
     check_size,
     check_state,
 )
-from rnnkit.engine.fused import amx_products_run, fused_runs, fused_supports, run_fused
+from rnnkit.engine.fused import fused_runs, fused_supports, native_bf16_products_run, run_fused
 from rnnkit.engine.native import run_native
 from rnnkit.engine.reference import run_reference, step_mask
 from rnnkit.engine.scan import run_scan
@@ -195,38 +195,54 @@ class RecurrentLayer(nn.Module):
         lengths: Tensor | Sequence[int] | None = None,
         return_traces: bool = False,
         start_step: int = 0,
+        tokens: Tensor | None = None,
     ):
         """Run the stack over a sequence; see the class docstring for shapes.
 
         ``start_step`` is the time index of the first step, for cells whose step depends on it
         (the Clockwork RNN's clock): pass the number of steps already run when continuing a
         sequence chunk by chunk.
+
+        ``tokens``: the sequence as token ids, int64 (T, B) ((B, T) with ``batch_first``, or
+        unbatched (T,)), with ``input`` a table (V, rows of ``weight_ih_l0``) whose row v is
+        the first layer's input projection ``W_ih x + b_ih`` of token v (:meth:`project_input`
+        of the token embeddings). A language model computes the table once per call in place
+        of a matrix product over all steps; the fused LSTM kernels read its rows step by step.
+        Single-direction stacks only, without ``lengths``; not on torch's kernels, which
+        "auto" then skips.
         """
         weight = self.weight_ih_l0
         packed = input if isinstance(input, PackedSequence) else None
-        if packed is not None:
-            if lengths is not None:
-                raise ValueError("lengths: must be None for PackedSequence input, which carries "
-                                 "its own lengths")
-            check_input_tensor(packed.data, weight, ranks=(2,), what="(sum of lengths, features)")
-            inputs, lengths = pad_packed_sequence(packed)
-            batched = True
+        if tokens is not None:
+            inputs, tokens, batched = self._token_inputs(input, tokens, lengths)
+            steps, batch = tokens.shape
         else:
-            check_input_tensor(input, weight, ranks=(2, 3),
-                               what="(T, B, input_size), (B, T, input_size) with batch_first, "
-                                    "or unbatched (T, input_size)")
-            batched = input.dim() == 3
-            if not batched:
+            if packed is not None:
                 if lengths is not None:
-                    raise ValueError(f"lengths: only for batched (3-D) input, got unbatched "
-                                     f"input of shape {tuple(input.shape)}, which is used whole")
-                inputs = input.unsqueeze(1)
+                    raise ValueError("lengths: must be None for PackedSequence input, which "
+                                     "carries its own lengths")
+                check_input_tensor(packed.data, weight, ranks=(2,),
+                                   what="(sum of lengths, features)")
+                inputs, lengths = pad_packed_sequence(packed)
+                batched = True
             else:
-                inputs = input.transpose(0, 1) if self.batch_first else input
-        if inputs.shape[-1] != self.input_size:
-            raise ValueError(f"input: expected feature size input_size={self.input_size}, got "
-                             f"shape {tuple(input.shape if packed is None else packed.data.shape)}")
-        steps, batch = inputs.shape[0], inputs.shape[1]
+                check_input_tensor(input, weight, ranks=(2, 3),
+                                   what="(T, B, input_size), (B, T, input_size) with "
+                                        "batch_first, or unbatched (T, input_size)")
+                batched = input.dim() == 3
+                if not batched:
+                    if lengths is not None:
+                        raise ValueError(f"lengths: only for batched (3-D) input, got "
+                                         f"unbatched input of shape {tuple(input.shape)}, "
+                                         f"which is used whole")
+                    inputs = input.unsqueeze(1)
+                else:
+                    inputs = input.transpose(0, 1) if self.batch_first else input
+            if inputs.shape[-1] != self.input_size:
+                shape = tuple(input.shape if packed is None else packed.data.shape)
+                raise ValueError(f"input: expected feature size input_size={self.input_size}, "
+                                 f"got shape {shape}")
+            steps, batch = inputs.shape[0], inputs.shape[1]
         if steps == 0:
             raise ValueError("input: expected at least one time step, got 0")
         if lengths is not None:
@@ -240,7 +256,7 @@ class RecurrentLayer(nn.Module):
         state = self._initial_state(hx, batch, batched, inputs)
         check_size("start_step", start_step, minimum=0)
 
-        engine = self._select_engine(return_traces, inputs)
+        engine = self._select_engine(return_traces, inputs, tokens is not None)
         if engine == "native":
             outputs, final = run_native(
                 self.layer_maths[0].native_mode, self._flat_weights(), inputs, state, lengths,
@@ -250,7 +266,7 @@ class RecurrentLayer(nn.Module):
             traces = None
         else:
             outputs, final, traces = self._run_stack(inputs, state, lengths, engine,
-                                                     return_traces, start_step)
+                                                     return_traces, start_step, tokens)
 
         if packed is not None:
             output = _repack(outputs, packed, lengths)
@@ -285,25 +301,70 @@ class RecurrentLayer(nn.Module):
                          for name in names)
         return tuple(inputs.new_zeros(stacked, batch, size) for size in sizes)
 
-    def _select_engine(self, return_traces: bool, inputs: Tensor | None = None) -> str:
+    def _token_inputs(self, table: object, tokens: object,
+                      lengths: object) -> tuple[Tensor, Tensor, bool]:
+        """Check ``forward``'s table and tokens; returns the table, the tokens as (T, B) and
+        whether the call is batched."""
+        rows = self.weight_ih_l0.shape[0]
+        check_input_tensor(table, self.weight_ih_l0, ranks=(2,),
+                           what=f"a table (V, {rows}) of projected inputs, given tokens")
+        if table.shape[1] != rows:
+            raise ValueError(f"input: expected a table of {rows} columns (the rows of "
+                             f"weight_ih_l0), got shape {tuple(table.shape)}")
+        if not isinstance(tokens, Tensor):
+            raise TypeError(f"tokens: expected an int64 torch.Tensor, got "
+                            f"{type(tokens).__name__}")
+        if tokens.dtype != torch.int64 or tokens.dim() not in (1, 2):
+            raise ValueError(f"tokens: expected an int64 tensor (T, B), (B, T) with batch_first "
+                             f"or (T,), got dtype {tokens.dtype} and shape {tuple(tokens.shape)}")
+        if tokens.device != table.device:
+            raise ValueError(f"tokens: expected device {table.device}, got {tokens.device}")
+        if lengths is not None or self.bidirectional:
+            raise ValueError("tokens: only for a single-direction layer without lengths")
+        batched = tokens.dim() == 2
+        if not batched:
+            tokens = tokens.unsqueeze(1)
+        elif self.batch_first:
+            tokens = tokens.t()
+        if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < table.shape[0]):
+            raise ValueError(f"tokens: expected ids in [0, {table.shape[0]}) (the table's rows), "
+                             f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
+        return table, tokens.contiguous(), batched
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """The first layer's input projection ``W_ih x + b_ih`` of ``x`` (..., input_size) ->
+        (..., rows of weight_ih_l0): the rows of the table that ``forward(..., tokens=)`` takes."""
+        return self.layer_maths[0].project_input(self.cell_parameters(0), x)
+
+    def engine_for(self, inputs: Tensor, *, return_traces: bool = False,
+                   tokens: bool = False) -> str:
+        """The engine a call with tensors like ``inputs`` (their device and dtype, and the
+        autocast state), and with ``tokens`` or not, runs on: "native", "fused", "scan" or
+        "reference"."""
+        return self._select_engine(return_traces, inputs, tokens)
+
+    def _select_engine(self, return_traces: bool, inputs: Tensor | None = None,
+                       tokens: bool = False) -> str:
         """The engine of a call: the one asked for (``engine=`` or ``RNNKIT_ENGINE``), checked,
         or for "auto" the fastest that runs these cells on ``inputs``: torch's own kernels
         (but the fused ones for the RNN and GRU on the CPU, see :data:`FUSED_FIRST`, and for
-        the LSTM too under bfloat16 autocast on a CPU with AMX), else the
+        the LSTM too under bfloat16 autocast on a CPU that computes bfloat16 natively), else the
         fused kernels (CPU, float32/float64, compiled), else the parallel scan
-        (MinGRU/MinLSTM), else the reference loop."""
+        (MinGRU/MinLSTM), else the reference loop. Torch's kernels do not take projected
+        inputs."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"
         requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
         if requested not in ENGINES:
             raise ValueError(f"{source}: expected one of {ENGINES}, got {requested!r}")
         maths = self.layer_maths
         native_ok = maths[0].native_mode is not None and not return_traces and all(
-            m.native_mode == maths[0].native_mode for m in maths)
+            m.native_mode == maths[0].native_mode for m in maths) and not tokens
         if requested == "native":
             if not native_ok:
                 raise ValueError(f"{source}='native': {type(self).__name__} with these options "
                                  "is not one of torch's own cells "
-                                 "(or traces were asked for); use 'auto' or 'reference'")
+                                 "(or traces or token inputs were asked for); use 'auto' "
+                                 "or 'reference'")
             return "native"
         if requested == "fused" and not all(fused_supports(m) for m in maths):
             raise ValueError(f"{source}='fused': no fused kernel for {type(self).__name__} "
@@ -314,9 +375,9 @@ class RecurrentLayer(nn.Module):
                              "state; only MinGRU and MinLSTM run as a parallel scan")
         if requested == "auto":
             # The LSTM stays on torch's kernels (see FUSED_FIRST), but for bfloat16 autocast
-            # on a CPU with AMX, where the fused kernels' own AMX products beat oneDNN's.
+            # on a CPU that computes bfloat16 natively, where the fused kernels train faster.
             if (native_ok and maths[0].native_mode not in FUSED_FIRST
-                    and not (inputs is not None and amx_products_run(inputs))):
+                    and not (inputs is not None and native_bf16_products_run(inputs))):
                 return "native"
             if (inputs is not None and all(fused_supports(m) for m in maths)
                     and fused_runs(inputs)):
@@ -340,7 +401,7 @@ class RecurrentLayer(nn.Module):
 
     def _run_stack(
         self, inputs: Tensor, state: State, lengths: Tensor | None, engine: str,
-        return_traces: bool, start_step: int,
+        return_traces: bool, start_step: int, tokens: Tensor | None = None,
     ) -> tuple[Tensor, State, list[Traces]]:
         finals: list[State] = []
         all_traces: list[Traces] = []
@@ -357,6 +418,12 @@ class RecurrentLayer(nn.Module):
                           for name, value in self.cell_parameters(layer, direction).items()}
                 start = tuple(s[index] for s in state)
                 sequence, lower = layer_input, lower_cells[direction]
+                layer_tokens = tokens if layer == 0 else None
+                if layer_tokens is not None:  # the table holds project_input: already done
+                    del params["weight_ih"]
+                    params.pop("bias_ih", None)
+                    if engine != "fused":
+                        sequence, layer_tokens = F.embedding(layer_tokens, sequence), None
                 if direction:
                     sequence = reverse_padded(sequence, lengths)
                     lower = None if lower is None else reverse_padded(lower, lengths)
@@ -365,7 +432,8 @@ class RecurrentLayer(nn.Module):
                                                      want_traces)
                 elif engine == "fused":
                     output, final, traces = run_fused(cell_math, params, sequence, start, lengths,
-                                                      lower, want_traces, start_step)
+                                                      lower, want_traces, start_step,
+                                                      layer_tokens)
                 else:
                     output, final, traces = run_reference(cell_math, params, sequence, start,
                                                           lengths, lower, want_traces, start_step)

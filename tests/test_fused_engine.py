@@ -363,14 +363,17 @@ def test_fused_kernels_stay_float32_under_float16_autocast(config):
     torch.testing.assert_close(output, expected, rtol=0, atol=0)
 
 
-def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_with_amx(monkeypatch):
+def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_on_bf16_cpus(monkeypatch):
     monkeypatch.setenv("RNNKIT_ENGINE", "auto")
     x = torch.randn(4, 2, 3)
     lstm = rnnkit.LSTM(3, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        amx = fused.load_extension().amx_available() and torch.backends.mkldnn.is_available()
-        assert lstm._select_engine(False, x) == ("fused" if amx else "native")
-        monkeypatch.setattr(rnnkit.layers, "amx_products_run", lambda inputs: False)
+        native = fused.cpu_computes_bf16() and torch.backends.mkldnn.is_available()
+        assert lstm._select_engine(False, x) == ("fused" if native else "native")
+        monkeypatch.setattr(fused, "cpu_computes_bf16", lambda: True)
+        assert lstm._select_engine(False, x) == ("fused" if torch.backends.mkldnn.is_available()
+                                                 else "native")
+        monkeypatch.setattr(rnnkit.layers, "native_bf16_products_run", lambda inputs: False)
         assert lstm._select_engine(False, x) == "native"
     assert lstm._select_engine(False, x) == "native"
 

@@ -74,7 +74,12 @@ class CellMath:
         return params
 
     def project_input(self, params: Params, inputs: Tensor) -> Tensor:
-        """``W_ih x + b_ih`` for any leading shape: (..., input_size) -> (..., blocks * H)."""
+        """``W_ih x + b_ih`` for any leading shape: (..., input_size) -> (..., blocks * H).
+        Without ``weight_ih`` in ``params`` the inputs are already projected and come back as
+        they are (the rows of the table that :meth:`rnnkit.layers.RecurrentLayer.forward` reads
+        for ``tokens``)."""
+        if "weight_ih" not in params:
+            return inputs
         return F.linear(inputs, params["weight_ih"], params.get("bias_ih"))
 
     def step(

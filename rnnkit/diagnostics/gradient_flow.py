@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.layers import RecurrentLayer
@@ -38,6 +39,9 @@ def recording_states(layer: RecurrentLayer) -> Iterator[list[Tensor]]:
     def unrolled(input: Tensor, hx=None, **kwargs):
         if kwargs.get("lengths") is not None or kwargs.get("return_traces"):
             raise ValueError("recording_states: lengths= and return_traces= are not supported")
+        tokens = kwargs.get("tokens")
+        if tokens is not None:  # input is the table of the first layer's projected inputs
+            input = F.embedding(tokens, input)
         batched = input.dim() == 3
         x = input if batched else input.unsqueeze(1)
         if batched and layer.batch_first:
@@ -47,7 +51,10 @@ def recording_states(layer: RecurrentLayer) -> Iterator[list[Tensor]]:
         finals = []
         lower_cells: list[Tensor] | None = None
         for index, cell_math in enumerate(layer.layer_maths):
-            params = cell_math.prepare(layer.cell_parameters(index))
+            params = layer.cell_parameters(index)
+            if tokens is not None and index == 0:  # the rows hold W_ih x + b_ih already
+                params = {k: v for k, v in params.items() if k not in ("weight_ih", "bias_ih")}
+            params = cell_math.prepare(params)
             projected = cell_math.project_input(params, x)
             layer_state = tuple(s[index] for s in state)
             outputs, cells = [], []

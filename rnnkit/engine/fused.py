@@ -28,7 +28,7 @@ Under CPU autocast to bfloat16 the products take bfloat16 operands (``bf16_produ
 
 Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
 it does not beat in float32), on CPU tensors of float32 or float64, for the LSTM too under
-bfloat16 autocast where the AMX kernels run, and when asked (``engine="fused"`` or
+bfloat16 autocast on a CPU that computes bfloat16 natively, and when asked (``engine="fused"`` or
 ``RNNKIT_ENGINE=fused``). The C++ sources in ``csrc/`` are compiled on first use with
 ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is cached in
 torch's extensions directory). If that fails, one warning is emitted and the reference loop (or
@@ -158,14 +158,18 @@ def bf16_products_wanted(inputs: Tensor) -> bool:
             and torch.backends.mkldnn.is_available())
 
 
-def amx_products_run(inputs: Tensor) -> bool:
-    """Whether kernels given ``inputs`` multiply in bfloat16 on rnnkit's AMX kernels
-    (``csrc/amx.h``; building the kernels on the first call): under
-    :func:`bf16_products_wanted`, on a CPU with AMX. There the fused LSTM trains faster than
-    torch's oneDNN one, so the "auto" engine picks it (benchmarks/RESULTS.md)."""
-    if not (bf16_products_wanted(inputs) and fused_runs(inputs)):
-        return False
-    return load_extension().amx_available()
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16)."""
+    return any(getattr(torch.cpu, name, lambda: False)()
+               for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
+def native_bf16_products_run(inputs: Tensor) -> bool:
+    """Whether kernels given ``inputs`` multiply in bfloat16 on hardware made for it (building
+    the kernels on the first call): under :func:`bf16_products_wanted`, on a CPU with AMX
+    (rnnkit's AMX kernels, ``csrc/amx.h``) or AVX512-BF16 (oneDNN). There the fused LSTM trains
+    faster than torch's oneDNN one, so the "auto" engine picks it (benchmarks/RESULTS.md)."""
+    return bf16_products_wanted(inputs) and fused_runs(inputs) and cpu_computes_bf16()
 
 
 @contextmanager
@@ -196,7 +200,7 @@ class _FusedSequence(torch.autograd.Function):
             named["workspace"] = workspace
         # The kernels compute in the dtype of the tensors they are given (the layer checked that
         # it is the parameters'), under bfloat16 autocast with bfloat16 matrix products.
-        bf16 = bf16_products_wanted(named["inputs"])
+        bf16 = bf16_products_wanted(named.get("inputs", named.get("token_table")))
         with torch.autocast("cpu", enabled=False), _products(extension, bf16):
             results = getattr(extension, f"{family}_forward")(named, *options)
         ordered = tuple(results[name] for name in result_names)
@@ -215,7 +219,8 @@ class _FusedSequence(torch.autograd.Function):
         named_grads = {name: grad.contiguous() for name, grad in zip(ctx.result_names, grads)
                        if grad is not None}
         wanted = ctx.needs_input_grad[5:]
-        input_grad = wanted[ctx.names.index("inputs")]
+        sequence = "inputs" if "inputs" in ctx.names else "token_table"
+        input_grad = wanted[ctx.names.index(sequence)]
         extension = load_extension()
         with torch.autocast("cpu", enabled=False), _products(extension, ctx.bf16):
             computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
@@ -258,26 +263,30 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
         result_names += ("gate_states",)
     values = [tensor.contiguous() for tensor in tensors.values()]
     workspace = None
-    if scratch_projection:
+    if scratch_projection and "inputs" in tensors:  # token inputs gather into their own
         inputs = tensors["inputs"]
-        rows = tensors["weight_ih"].shape[0]
+        rows = tensors["weight_ih"].shape[0] if "weight_ih" in tensors else inputs.shape[-1]
         workspace = _workspace(inputs.shape[0] * inputs.shape[1] * rows, inputs.dtype)
     results = _FusedSequence.apply(family, options, tuple(tensors), result_names, workspace,
                                    *values)
     return dict(zip(result_names, results))
 
 
-def _combined_bias(params: Params, separate_rows: int = 0) -> Tensor | None:
-    """b_ih + b_hh as one vector; b_hh (if any) covers the first rows when b_ih has more, and
-    its last ``separate_rows`` rows are left out (the kernel adds them elsewhere)."""
-    if "bias_ih" not in params:
+def _combined_bias(params: Params, rows: int, separate_rows: int = 0) -> Tensor | None:
+    """b_ih + b_hh as one vector of ``rows``; b_hh (if any) covers the first rows when there
+    are more, and its last ``separate_rows`` rows are left out (the kernel adds them
+    elsewhere). Without ``weight_ih`` (projected inputs, which hold b_ih) it is b_hh alone."""
+    bias_ih, bias_hh = params.get("bias_ih"), params.get("bias_hh")
+    if "weight_ih" not in params:
+        bias_ih = None
+    elif bias_ih is None:
         return None
-    bias_ih, bias_hh = params["bias_ih"], params.get("bias_hh")
     if bias_hh is None:
         return bias_ih
     if separate_rows:
         bias_hh = bias_hh[:-separate_rows]
-    return bias_ih + F.pad(bias_hh, (0, bias_ih.shape[0] - bias_hh.shape[0]))
+    bias_hh = F.pad(bias_hh, (0, rows - bias_hh.shape[0]))
+    return bias_hh if bias_ih is None else bias_ih + bias_hh
 
 
 # Per family: the kernel's options and named inputs beyond inputs, bias and last_step.
@@ -285,8 +294,7 @@ def _combined_bias(params: Params, separate_rows: int = 0) -> Tensor | None:
 def _lstm_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
                   start_step: int) -> tuple[tuple, dict[str, Tensor]]:
     blocks = cell_math.blocks + ("d" if cell_math.uses_lower_cell else "")
-    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
-               "hidden0": state[0], "cell0": state[1]}
+    tensors = {"weight_hh": params["weight_hh"], "hidden0": state[0], "cell0": state[1]}
     renamed = {"weight_hr": "weight_hr", "weight_gr": "weight_gr", "weight_ci": "peep_input",
                "weight_cf": "peep_forget", "weight_co": "peep_output",
                "weight_cd": "depth_cell", "weight_ld": "depth_lower"}
@@ -304,8 +312,7 @@ def _lstm_tensors(cell_math, params: Params, state: State, lower_cells: Tensor |
 
 def _gru_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
                  start_step: int) -> tuple[tuple, dict[str, Tensor]]:
-    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
-               "hidden0": state[0]}
+    tensors = {"weight_hh": params["weight_hh"], "hidden0": state[0]}
     if cell_math.reset_after and "bias_hh" in params:
         # r scales W_hn h + b_hn, so b_hn stays apart (_combined_bias leaves it out).
         tensors["candidate_bias"] = params["bias_hh"][2 * cell_math.hidden_size:]
@@ -320,8 +327,7 @@ def _elman_tensors(cell_math, params: Params, state: State, lower_cells: Tensor 
     begins = [0]
     for size in sizes:
         begins.append(begins[-1] + size)
-    tensors = {"weight_ih": params["weight_ih"], "weight_hh": params["weight_hh"],
-               "hidden0": state[0],
+    tensors = {"weight_hh": params["weight_hh"], "hidden0": state[0],
                "module_begin": torch.tensor(begins, dtype=torch.int64),
                "module_period": torch.tensor(periods, dtype=torch.int64)}
     return (cell_math.nonlinearity == "relu", start_step), tensors
@@ -329,8 +335,11 @@ def _elman_tensors(cell_math, params: Params, state: State, lower_cells: Tensor 
 
 def _minimal_tensors(cell_math, params: Params, state: State, lower_cells: Tensor | None,
                      start_step: int) -> tuple[tuple, dict[str, Tensor]]:
-    return (), {"weight_ih": params["weight_ih"], "hidden0": state[0]}
+    return (), {"hidden0": state[0]}
 
+
+# Families whose kernels need weight_ih: projected inputs run on the reference loop there.
+_WEIGHTED_INPUT = ("mingru", "minlstm")
 
 _FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "gru_after": _gru_tensors,
                    "elman": _elman_tensors, "mingru": _minimal_tensors,
@@ -400,6 +409,7 @@ def run_fused(
     lower_cells: Tensor | None,
     want_traces: bool,
     start_step: int = 0,
+    tokens: Tensor | None = None,
 ) -> tuple[Tensor, State, Traces | None]:
     """Run one cell over a sequence, one direction; same contract as ``run_reference``.
 
@@ -414,21 +424,35 @@ def run_fused(
         outputs (T, B, output_size) with zeros after each sequence's end, the state at each
         sequence's last step, and (if asked) traces: name -> (T, B, size), zero after the end.
         Falls back to the reference loop for tensors the kernels do not take (not on the CPU,
-        or neither float32 nor float64) and when the extension cannot be built.
+        or neither float32 nor float64) and when the extension cannot be built. ``params``
+        without ``weight_ih`` mean that the inputs are already projected (W_ih x + b_ih, see
+        ``CellMath.project_input``); the MinGRU and MinLSTM kernels do not take those.
+        tokens: (T, B) int64 token ids, with ``inputs`` a table (V, rows) of projected inputs
+        (and no ``weight_ih`` in ``params``): step t of sequence b reads row tokens[t, b]. The
+        LSTM kernels gather the rows step by step; the others get the gathered sequence.
     """
+    if tokens is not None and not (_family(cell_math) == "lstm" and fused_runs(inputs)):
+        inputs, tokens = F.embedding(tokens, inputs), None
     family = _family(cell_math)
-    if family is None or not fused_runs(inputs):
+    projected = "weight_ih" not in params  # the inputs are W_ih x + b_ih (see project_input)
+    if family is None or not fused_runs(inputs) or (projected and family in _WEIGHTED_INPUT):
         return run_reference(cell_math, params, inputs, state, lengths, lower_cells,
                              want_traces, start_step)
     params = cell_math.prepare(params)
-    steps, batch = inputs.shape[0], inputs.shape[1]
+    steps, batch = (tokens if tokens is not None else inputs).shape[:2]
     last_step = None if lengths is None else lengths.to("cpu", torch.int64) - 1
     options, tensors = _FAMILY_TENSORS[family](cell_math, params, state, lower_cells,
                                                start_step)
-    bias = _combined_bias(params, cell_math.hidden_size if family == "gru_after" else 0)
+    if not projected:
+        tensors["weight_ih"] = params["weight_ih"]
+    bias = _combined_bias(params, inputs.shape[-1] if projected else params["weight_ih"].shape[0],
+                          cell_math.hidden_size if family == "gru_after" else 0)
     if bias is not None:
         tensors["bias"] = bias
-    tensors["inputs"] = inputs
+    if tokens is not None:
+        tensors["tokens"], tensors["token_table"] = tokens, inputs
+    else:
+        tensors["inputs"] = inputs
     tensors["last_step"] = (torch.full((batch,), steps - 1, dtype=torch.int64)
                             if last_step is None else last_step)
     # The projection is a result (saved for backward, the source of the traces) in every

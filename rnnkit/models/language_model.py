@@ -60,8 +60,19 @@ class LanguageModel(nn.Module):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Score the next token after each position: ids (B, T) -> logits (B, T, vocab_size)."""
-        outputs, state = self.layer(self.embedding(ids), state)
+        """Score the next token after each position: ids (B, T) -> logits (B, T, vocab_size).
+
+        Where the layer runs on the fused kernels, the embedding and the first layer's input
+        weights are applied together: each vocabulary entry's projection ``W_ih e + b_ih`` is
+        computed once (in float32, also under autocast) and the steps read its rows (the
+        ``tokens`` of :meth:`rnnkit.layers.RecurrentLayer.forward`), in place of a matrix
+        product over all B * T positions and its gradients."""
+        if self.layer.engine_for(self.embedding.weight) == "fused":
+            with torch.autocast(ids.device.type, enabled=False):
+                table = self.layer.project_input(self.embedding.weight)
+            outputs, state = self.layer(table, state, tokens=ids)
+        else:
+            outputs, state = self.layer(self.embedding(ids), state)
         return self.head(self.dropout(outputs)), state
 
     @torch.no_grad()

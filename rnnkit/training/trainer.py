@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from rnnkit.engine.fused import cpu_computes_bf16
 from rnnkit.models.state import State, map_state, select_rows
 from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -159,9 +160,7 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    native = [getattr(torch.cpu, name, lambda: False)()
-              for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(native)
+    return cpu_computes_bf16()
 
 
 def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,

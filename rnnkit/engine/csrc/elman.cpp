@@ -49,16 +49,16 @@ TensorMap elman_forward(const TensorMap& tensors, const ElmanOptions& options) {
   const at::Tensor weight_hh = tensors.at("weight_hh");
   const at::Tensor hidden0 = tensors.at("hidden0");
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hidden0.size(1);
-  std::map<std::string, std::vector<int64_t>> shapes{{"weight_ih", {hidden, inputs.size(2)}},
-                                                     {"weight_hh", {hidden, hidden}},
+  std::map<std::string, std::vector<int64_t>> shapes{{"weight_hh", {hidden, hidden}},
                                                      {"hidden0", {batch, hidden}}};
   if (tensors.count("bias")) {
     shapes["bias"] = {hidden};
   }
+  add_input_weight_shape(tensors, hidden, shapes);
   check_sequence_inputs(tensors, shapes);
   check_modules(tensors.at("module_begin"), tensors.at("module_period"), hidden);
 
-  at::Tensor pre = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+  at::Tensor pre = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
                                   get(tensors, "workspace"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
@@ -112,7 +112,7 @@ TensorMap elman_backward(const TensorMap& saved, const TensorMap& grads, bool in
 
   TensorMap result;
   const at::Tensor grad_operand = product_operand(grad_pre);
-  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
+  input_gradients(grad_pre, grad_operand, inputs, get(saved, "weight_ih"),
                   saved.count("bias") > 0, input_grad, result);
   result["weight_hh"] = weight_gradient(grad_operand, hiddens.narrow(0, 0, steps));
   result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);

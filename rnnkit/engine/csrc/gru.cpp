@@ -18,7 +18,6 @@ namespace {
 void check_gru_inputs(const TensorMap& tensors) {
   const int64_t batch = tensors.at("inputs").size(1), hidden = tensors.at("hidden0").size(1);
   std::map<std::string, std::vector<int64_t>> shapes{
-      {"weight_ih", {3 * hidden, tensors.at("inputs").size(2)}},
       {"weight_hh", {3 * hidden, hidden}},
       {"hidden0", {batch, hidden}}};
   if (tensors.count("bias")) {
@@ -27,6 +26,7 @@ void check_gru_inputs(const TensorMap& tensors) {
   if (tensors.count("candidate_bias")) {
     shapes["candidate_bias"] = {hidden};
   }
+  add_input_weight_shape(tensors, 3 * hidden, shapes);
   check_sequence_inputs(tensors, shapes);
 }
 
@@ -42,7 +42,7 @@ TensorMap gru_forward(const TensorMap& tensors) {
   const at::Tensor weight_gates = weight_hh.narrow(0, 0, 2 * hidden);
   const at::Tensor weight_candidate = weight_hh.narrow(0, 2 * hidden, hidden);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   at::Tensor reset_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
@@ -122,7 +122,7 @@ TensorMap gru_backward(const TensorMap& saved, const TensorMap& grads, bool inpu
 
   TensorMap result;
   const at::Tensor grad_operand = product_operand(grad_pre);
-  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
+  input_gradients(grad_pre, grad_operand, inputs, get(saved, "weight_ih"),
                   saved.count("bias") > 0, input_grad, result);
   result["weight_hh"] = at::cat(
       {weight_gradient(grad_operand.narrow(2, 0, 2 * hidden), hiddens.narrow(0, 0, steps)),
@@ -145,7 +145,7 @@ TensorMap gru_after_forward(const TensorMap& tensors) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hidden0.size(1);
   check_gru_inputs(tensors);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
+  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
                                     get(tensors, "workspace"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   at::Tensor candidate_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
@@ -213,7 +213,7 @@ TensorMap gru_after_backward(const TensorMap& saved, const TensorMap& grads, boo
   });
 
   TensorMap result;
-  input_gradients(grad_pre, product_operand(grad_pre), inputs, saved.at("weight_ih"),
+  input_gradients(grad_pre, product_operand(grad_pre), inputs, get(saved, "weight_ih"),
                   saved.count("bias") > 0, input_grad, result);
   result["weight_hh"] = weight_gradient(grad_recurrent, hiddens.narrow(0, 0, steps));
   if (saved.count("candidate_bias")) {

@@ -62,12 +62,11 @@ LstmVectors<scalar_t> vectors_of(const TensorMap& tensors) {
 }
 
 void check_lstm_inputs(const TensorMap& tensors, const LstmLayout& layout) {
-  const int64_t steps = tensors.at("inputs").size(0), batch = tensors.at("inputs").size(1);
+  const auto [steps, batch] = sequence_size(tensors);
   const int64_t hidden = layout.hidden, width = layout.gate_width;
   const int64_t recurrent_width = width - (layout.depth_col >= 0 ? hidden : 0);
   const int64_t output = tensors.at("hidden0").size(1);
   std::map<std::string, std::vector<int64_t>> shapes{
-      {"weight_ih", {width, tensors.at("inputs").size(2)}},
       {"weight_hh", {recurrent_width, output}},
       {"hidden0", {batch, output}},
       {"cell0", {batch, hidden}}};
@@ -99,26 +98,30 @@ void check_lstm_inputs(const TensorMap& tensors, const LstmLayout& layout) {
               "peep_output: no output gate");
   TORCH_CHECK(!layout.coupled || (layout.forget_col >= 0 && layout.input_col < 0),
               "coupled: needs a forget gate and no input gate block");
+  add_input_weight_shape(tensors, width, shapes);
   check_sequence_inputs(tensors, shapes);
 }
 
 }  // namespace
 
 TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
-  const at::Tensor inputs = tensors.at("inputs");
+  const bool tokens_given = token_input(tensors);
   const at::Tensor weight_hh = tensors.at("weight_hh");
   const at::Tensor weight_hr = get(tensors, "weight_hr");
   const at::Tensor weight_gr = get(tensors, "weight_gr");
   const at::Tensor lower = get(tensors, "lower");
   const at::Tensor last_step = tensors.at("last_step");
   const at::Tensor cell0 = tensors.at("cell0");
-  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = cell0.size(1);
-  const int64_t recurrent_width = weight_hh.size(0);
+  const auto [steps, batch] = sequence_size(tensors);
+  const int64_t hidden = cell0.size(1);
   const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
   check_lstm_inputs(tensors, layout);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
-                                    get(tensors, "workspace"));
+  // Token inputs: each step gathers its rows of the table as it starts (gather_token_rows).
+  at::Tensor gates = tokens_given
+                         ? pooled_empty({steps, batch, layout.gate_width}, cell0.options())
+                         : project_inputs(tensors.at("inputs"), get(tensors, "weight_ih"),
+                                          get(tensors, "bias"), get(tensors, "workspace"));
   at::Tensor cells = pooled_empty({steps + 1, batch, hidden}, cell0.options());
   at::Tensor hiddens = pooled_empty({steps + 1, batch, tensors.at("hidden0").size(1)},
                                     cell0.options());
@@ -143,8 +146,11 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
     projection.emplace(weight_hr, true, batch);
   }
   const int64_t output_size = hiddens.size(2), state_width = layout.state_width;
-  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "lstm_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(cell0.scalar_type(), "lstm_forward", [&] {
     const LstmVectors<scalar_t> vectors = vectors_of<scalar_t>(tensors);
+    const int64_t* tokens = tokens_given ? tensors.at("tokens").data_ptr<int64_t>() : nullptr;
+    const scalar_t* table = tokens_given ? tensors.at("token_table").data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bias = tokens_given ? data_or_null<scalar_t>(get(tensors, "bias")) : nullptr;
     scalar_t* gate_recurrence_data = data_or_null<scalar_t>(gate_recurrence);
     LstmForwardStep<scalar_t> step{};
     step.gate_recurrence = gate_recurrence_data;
@@ -152,6 +158,9 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
     step.batch = batch;
     for (int64_t t = 0; t < steps; ++t) {
       step.gates = step_or_null<scalar_t>(gates, t);
+      if (tokens_given) {
+        gather_token_rows(step.gates, tokens + t * batch, table, bias, batch, layout.gate_width);
+      }
       recurrent(step.gates, layout.gate_width, step_or_null<scalar_t>(hiddens, t), output_size,
                 true);
       if (from_gates) {
@@ -187,7 +196,7 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
 
 TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad,
                         const LstmOptions& options) {
-  const at::Tensor inputs = saved.at("inputs");
+  const bool tokens_given = token_input(saved);
   const at::Tensor weight_hh = saved.at("weight_hh");
   const at::Tensor weight_hr = get(saved, "weight_hr");
   const at::Tensor weight_gr = get(saved, "weight_gr");
@@ -202,7 +211,8 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
   const at::Tensor grad_cells = get(grads, "cells");
   const at::Tensor grad_gates = get(grads, "gates");
   const at::Tensor grad_gate_states = get(grads, "gate_states");
-  const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = cells.size(2);
+  const auto [steps, batch] = sequence_size(saved);
+  const int64_t hidden = cells.size(2);
   const int64_t recurrent_width = weight_hh.size(0);
   const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
   const auto zeros = [&](at::IntArrayRef shape) { return at::zeros(shape, cells.options()); };
@@ -239,8 +249,13 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
     projection.emplace(weight_hr, false, batch);
   }
   const int64_t output_size = hiddens.size(2), state_width = layout.state_width;
-  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "lstm_backward", [&] {
+  at::Tensor grad_table;  // token inputs: dL/d(token_table), summed step by step
+  if (tokens_given) {
+    grad_table = zeros(saved.at("token_table").sizes());
+  }
+  AT_DISPATCH_FLOATING_TYPES(cells.scalar_type(), "lstm_backward", [&] {
     const LstmVectors<scalar_t> vectors = vectors_of<scalar_t>(saved);
+    const int64_t* tokens = tokens_given ? saved.at("tokens").data_ptr<int64_t>() : nullptr;
     scalar_t* grad_hidden_data = grad_hidden.data_ptr<scalar_t>();
     scalar_t* grad_unprojected_data = data_or_null<scalar_t>(grad_unprojected);
     scalar_t* grad_gate_state_data = data_or_null<scalar_t>(grad_gate_state);
@@ -281,6 +296,10 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
       for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
         lstm_backward_step(layout, vectors, step, begin, end);
       });
+      if (tokens_given) {
+        scatter_token_rows(grad_table.data_ptr<scalar_t>(), tokens + t * batch, step.grad_pre,
+                           batch, layout.gate_width);
+      }
       recurrent(grad_hidden_data, output_size, step.grad_pre, layout.gate_width, false);
       if (from_gates) {
         (*from_gates)(grad_gate_state_data, state_width, step.grad_pre_state, state_width, false);
@@ -289,8 +308,15 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
   });
 
   const at::Tensor grad_operand = product_operand(grad_pre);
-  input_gradients(grad_pre, grad_operand, inputs, saved.at("weight_ih"),
-                  saved.count("bias") > 0, input_grad, result);
+  if (tokens_given) {
+    result["token_table"] = grad_table;
+    if (saved.count("bias")) {
+      result["bias"] = grad_table.sum(0);
+    }
+  } else {
+    input_gradients(grad_pre, grad_operand, saved.at("inputs"), get(saved, "weight_ih"),
+                    saved.count("bias") > 0, input_grad, result);
+  }
   result["weight_hh"] = weight_gradient(grad_operand.narrow(2, 0, recurrent_width),
                                         hiddens.narrow(0, 0, steps));
   result["hidden0"] = initial_gradient(grad_hidden, grad_hiddens);

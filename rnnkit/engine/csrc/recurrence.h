@@ -23,6 +23,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "amx.h"
@@ -50,20 +51,44 @@ scalar_t* step_or_null(const at::Tensor& tensor, int64_t step) {
   return tensor.defined() ? tensor.data_ptr<scalar_t>() + step * tensor.stride(0) : nullptr;
 }
 
+// The sequence a family reads: "inputs" (T, B, I), or for token inputs "tokens" (T, B) int64
+// with "token_table" (V, rows), whose row v is the input projection W_ih x + b_ih of token v
+// (see gather_token_rows). Token inputs take no weight_ih.
+inline bool token_input(const TensorMap& tensors) { return tensors.count("tokens") > 0; }
+
+// Steps and batch size of the sequence (see token_input).
+inline std::pair<int64_t, int64_t> sequence_size(const TensorMap& tensors) {
+  const at::Tensor sequence = tensors.at(token_input(tensors) ? "tokens" : "inputs");
+  return {sequence.size(0), sequence.size(1)};
+}
+
 // Raises unless the tensors every family takes are consistent: inputs (T, B, I) of a floating
-// dtype, last_step (B) int64 within [0, T), and each named tensor of the given shape and dtype.
+// dtype (or token inputs: tokens (T, B) int64 within [0, V) and token_table (V, I)), last_step
+// (B) int64 within [0, T), and each named tensor of the given shape and the inputs' dtype.
 inline void check_sequence_inputs(const TensorMap& tensors,
                                   const std::map<std::string, std::vector<int64_t>>& shapes) {
-  const at::Tensor inputs = tensors.at("inputs");
-  TORCH_CHECK(inputs.dim() == 3 && inputs.is_contiguous() && inputs.device().is_cpu(),
-              "inputs: expected a contiguous (T, B, I) CPU tensor");
+  const bool tokens_given = token_input(tensors);
+  const at::Tensor inputs = tensors.at(tokens_given ? "token_table" : "inputs");
+  if (tokens_given) {
+    const at::Tensor tokens = tensors.at("tokens");
+    TORCH_CHECK(tokens.dim() == 2 && tokens.is_contiguous() && tokens.dtype() == at::kLong &&
+                    inputs.dim() == 2 && inputs.is_contiguous() && inputs.device().is_cpu(),
+                "tokens, token_table: expected contiguous (T, B) int64 and (V, I) CPU tensors");
+    TORCH_CHECK(tokens.numel() == 0 || (tokens.min().item<int64_t>() >= 0 &&
+                                        tokens.max().item<int64_t>() < inputs.size(0)),
+                "tokens: expected values in [0, ", inputs.size(0), ")");
+  } else {
+    TORCH_CHECK(inputs.dim() == 3 && inputs.is_contiguous() && inputs.device().is_cpu(),
+                "inputs: expected a contiguous (T, B, I) CPU tensor");
+  }
+  const auto [steps, batch] = sequence_size(tensors);
   const at::Tensor last_step = tensors.at("last_step");
   TORCH_CHECK(last_step.dtype() == at::kLong && last_step.is_contiguous() &&
-                  last_step.numel() == inputs.size(1),
+                  last_step.numel() == batch,
               "last_step: expected B int64 values");
   TORCH_CHECK(last_step.numel() == 0 ||
                   (last_step.min().item<int64_t>() >= 0 &&
-                   last_step.max().item<int64_t>() < inputs.size(0)),
+                   last_step.max().item<int64_t>() < steps),
               "last_step: expected values in [0, T)");
   for (const auto& [name, shape] : shapes) {
     const at::Tensor tensor = get(tensors, name);
@@ -74,6 +99,43 @@ inline void check_sequence_inputs(const TensorMap& tensors,
                 " and dtype ", inputs.scalar_type(), ", got ", tensor.sizes(), " ",
                 tensor.scalar_type());
   }
+}
+
+// Columns per task of gather_token_rows and scatter_token_rows across threads.
+constexpr int64_t kTokenColumns = 512;
+
+// out (B, rows) = the rows tokens (B) of table (V, rows), plus bias (rows) when given: one
+// step's projected inputs for token inputs (token_input), gathered as the step starts, while
+// the rows stay in cache for the step's product.
+template <typename scalar_t>
+void gather_token_rows(scalar_t* out, const int64_t* tokens, const scalar_t* table,
+                       const scalar_t* bias, int64_t batch, int64_t rows) {
+  at::parallel_for(0, rows, kTokenColumns, [&](int64_t begin, int64_t end) {
+    for (int64_t b = 0; b < batch; ++b) {
+      const scalar_t* row = table + tokens[b] * rows;
+      scalar_t* target = out + b * rows;
+      for (int64_t j = begin; j < end; ++j) {
+        target[j] = bias != nullptr ? row[j] + bias[j] : row[j];
+      }
+    }
+  });
+}
+
+// grad_table (V, rows) += the rows of grad (B, rows), each into the row of its token: one
+// step's share of the table's gradient, taken while the step's gradients are in cache. Threads
+// split the columns, so tokens that repeat within the batch add up in order, on one thread.
+template <typename scalar_t>
+void scatter_token_rows(scalar_t* grad_table, const int64_t* tokens, const scalar_t* grad,
+                        int64_t batch, int64_t rows) {
+  at::parallel_for(0, rows, kTokenColumns, [&](int64_t begin, int64_t end) {
+    for (int64_t b = 0; b < batch; ++b) {
+      scalar_t* target = grad_table + tokens[b] * rows;
+      const scalar_t* row = grad + b * rows;
+      for (int64_t j = begin; j < end; ++j) {
+        target[j] += row[j];
+      }
+    }
+  });
 }
 
 // bfloat16 products: while on for the calling thread, every float32 matrix product of the fused
@@ -139,11 +201,42 @@ at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const
 // autograd graph that saved it, not a caller's output, not a view. Smaller ones are at::empty.
 at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options);
 
+// The shape check of weight_ih for check_sequence_inputs: (rows, I) where the inputs are read
+// through it; without weight_ih the inputs are already projected (see project_inputs) and must
+// have `rows` features.
+inline void add_input_weight_shape(const TensorMap& tensors, int64_t rows,
+                                   std::map<std::string, std::vector<int64_t>>& shapes) {
+  if (token_input(tensors)) {
+    TORCH_CHECK(tensors.at("token_table").size(1) == rows, "token_table: expected ", rows,
+                " columns, got ", tensors.at("token_table").sizes());
+    return;
+  }
+  const at::Tensor inputs = tensors.at("inputs");
+  if (tensors.count("weight_ih")) {
+    shapes["weight_ih"] = {rows, inputs.size(2)};
+  } else {
+    TORCH_CHECK(inputs.dim() == 3 && inputs.size(2) == rows, "inputs: without weight_ih the "
+                "inputs are the projected inputs and need ", rows, " features, got ",
+                inputs.sizes());
+  }
+}
+
 // W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), written
 // into `workspace` when one is given (a reused buffer of that shape: no fresh memory to fault
-// in), else into a new tensor (from pooled_empty).
+// in), else into a new tensor (from pooled_empty). With weight_ih undefined the inputs are
+// already projected (T, B, rows): the result is a copy of them plus the bias, in one pass.
 inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& weight_ih,
                                  const at::Tensor& bias, const at::Tensor& workspace) {
+  if (!weight_ih.defined()) {
+    at::Tensor projected = workspace.defined() ? workspace.view(inputs.sizes())
+                                               : pooled_empty(inputs.sizes(), inputs.options());
+    if (bias.defined()) {
+      at::add_out(projected, inputs, bias);
+    } else {
+      projected.copy_(inputs);
+    }
+    return projected;
+  }
   const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
   const bool bf16 = in_bf16(inputs.scalar_type());
@@ -182,11 +275,21 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
 // Gradients of the input projection from dL/d(pre-activations) of all steps (T, B, rows), each
 // one matrix product: grad_weight_ih, grad_bias when there is one, and grad_inputs (T, B, I)
 // when the inputs need it (not for a first layer's data: a third of the products saved).
+// Without weight_ih (projected inputs), grad_inputs is grad_pre itself.
 // `grad_operand` is product_operand(grad_pre), which the caller may use for more products.
 inline void input_gradients(const at::Tensor& grad_pre, const at::Tensor& grad_operand,
                             const at::Tensor& inputs, const at::Tensor& weight_ih, bool has_bias,
                             bool input_grad, TensorMap& grads) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1);
+  if (!weight_ih.defined()) {  // projected inputs: their gradient is dL/d(pre-activations)
+    if (input_grad) {
+      grads["inputs"] = grad_pre;
+    }
+    if (has_bias) {
+      grads["bias"] = grad_pre.view({steps * batch, grad_pre.size(2)}).sum(0);
+    }
+    return;
+  }
   const at::Tensor flat = grad_operand.view({steps * batch, grad_pre.size(2)});
   if (input_grad) {
     at::Tensor grad_inputs = pooled_empty({steps * batch, inputs.size(2)}, inputs.options());
