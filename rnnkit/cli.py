@@ -126,6 +126,12 @@ def build_parser() -> Parser:
     add("--weight-dropout", type=float, metavar="P",
         help="DropConnect on the recurrent weights: one mask per chunk on each hidden-to-hidden "
              f"weight, in training (default {_default('weight_dropout')})")
+    add("--zoneout-hidden", type=float, metavar="P",
+        help="zoneout on the hidden state: each unit keeps its previous value with probability "
+             f"P at each step, in training (default {_default('zoneout_hidden')})")
+    add("--zoneout-cell", type=float, metavar="P",
+        help="zoneout on the LSTM's cell state, likewise "
+             f"(default {_default('zoneout_cell')})")
     add("--batch-size", type=int, metavar="N",
         help=f"sequences per step, across all processes (default {_default('batch_size')})")
     add("--bptt", type=int, metavar="T",

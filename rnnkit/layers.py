@@ -26,8 +26,9 @@ from rnnkit.checks import (
 )
 from rnnkit.engine.fused import fused_runs, fused_supports, native_bf16_products_run, run_fused
 from rnnkit.engine.native import run_native
-from rnnkit.engine.reference import run_reference, step_mask
+from rnnkit.engine.reference import Zoneout, run_reference, step_mask
 from rnnkit.engine.scan import run_scan
+from rnnkit.masks import bernoulli_mask, rounded_probability
 
 ENGINES = ("auto", "native", "scan", "reference", "fused")
 FUSED_FIRST = ("RNN_TANH", "RNN_RELU", "GRU")
@@ -72,6 +73,8 @@ class RecurrentLayer(nn.Module):
         *,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
+        zoneout_cell: float = 0.0,
         engine: str | None = None,
     ) -> None:
         super().__init__()
@@ -111,6 +114,8 @@ class RecurrentLayer(nn.Module):
                 )
         self.reset_parameters()
         self.weight_dropout = weight_dropout
+        self.zoneout_hidden = zoneout_hidden
+        self.zoneout_cell = zoneout_cell
         if engine is not None:
             self._select_engine(return_traces=False)  # reject an impossible engine now
 
@@ -146,6 +151,53 @@ class RecurrentLayer(nn.Module):
                              f"to drop, so expected 0, got {value}")
         self._weight_dropout = value
 
+    @property
+    def zoneout_hidden(self) -> float:
+        """Zoneout on the hidden state (Krueger et al. 2017), 0 = off: in training, each unit
+        of each sequence keeps its previous value h_{t-1} at each step with this probability
+        (else it takes the new one); in evaluation, h_t = z h_{t-1} + (1 - z) h~_t, the
+        expectation, where h~_t is what the cell computes. The probability is rounded to a
+        multiple of 1/65536 (:func:`rnnkit.masks.rounded_probability`). Not with
+        ``proj_size``. Settable."""
+        return self._zoneout_hidden
+
+    @zoneout_hidden.setter
+    def zoneout_hidden(self, value: float) -> None:
+        value = check_probability("zoneout_hidden", value, below_one=True)
+        if value and getattr(self.layer_maths[0], "proj_size", 0):
+            raise ValueError(f"zoneout_hidden: not with proj_size (the projected h_t is not "
+                             f"the cell's own state), so expected 0, got {value}")
+        self._zoneout_hidden = rounded_probability(value)
+
+    @property
+    def zoneout_cell(self) -> float:
+        """Zoneout on the LSTM's cell state c, as :attr:`zoneout_hidden` on h: c_t keeps
+        c_{t-1} with this probability in training, and is z c_{t-1} + (1 - z) c~_t in
+        evaluation; h_t is computed from c~_t, the cell the gates made. Only for cells with a
+        cell state (the LSTM family and the Depth-Gated LSTM). Settable."""
+        return self._zoneout_cell
+
+    @zoneout_cell.setter
+    def zoneout_cell(self, value: float) -> None:
+        value = check_probability("zoneout_cell", value, below_one=True)
+        if value and "c" not in self.layer_maths[0].state_names:
+            raise ValueError(f"zoneout_cell: {type(self).__name__} has no cell state c, so "
+                             f"expected 0, got {value}")
+        self._zoneout_cell = rounded_probability(value)
+
+    def _zoneout(self, steps: int, batch: int, like: Tensor) -> Zoneout | None:
+        """The keep weights of one layer and direction for ``steps`` x ``batch``: for h and
+        for c, a fresh (T, B, size) 0/1 mask in training, the rate in evaluation, 0.0 where
+        off; None when zoneout is off."""
+        rates = (self._zoneout_hidden, self._zoneout_cell)
+        if not any(rates):
+            return None
+        if not self.training:
+            return rates
+        sizes = self.layer_maths[0].state_sizes()
+        return tuple(bernoulli_mask((steps, batch, size), rate, like) if rate else 0.0
+                     for rate, size in zip(rates, sizes))
+
     def _dropped(self, name: str, weight: Tensor) -> Tensor:
         """``weight`` as a step uses it: with DropConnect if it is a recurrent weight and the
         layer is training with ``weight_dropout`` > 0."""
@@ -178,7 +230,8 @@ class RecurrentLayer(nn.Module):
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("weight_dropout", 0.0),
+                              ("weight_dropout", 0.0), ("zoneout_hidden", 0.0),
+                              ("zoneout_cell", 0.0),
                               ("bidirectional", False), ("learn_initial_state", False),
                               ("engine", None)):
             if getattr(self, name) != default:
@@ -357,22 +410,24 @@ class RecurrentLayer(nn.Module):
         if requested not in ENGINES:
             raise ValueError(f"{source}: expected one of {ENGINES}, got {requested!r}")
         maths = self.layer_maths
+        zoneout = bool(self._zoneout_hidden or self._zoneout_cell)
         native_ok = maths[0].native_mode is not None and not return_traces and all(
-            m.native_mode == maths[0].native_mode for m in maths) and not tokens
+            m.native_mode == maths[0].native_mode for m in maths) and not tokens and not zoneout
         if requested == "native":
             if not native_ok:
                 raise ValueError(f"{source}='native': {type(self).__name__} with these options "
                                  "is not one of torch's own cells "
-                                 "(or traces or token inputs were asked for); use 'auto' "
-                                 "or 'reference'")
+                                 "(or traces, token inputs or zoneout were asked for); use "
+                                 "'auto' or 'reference'")
             return "native"
         if requested == "fused" and not all(fused_supports(m) for m in maths):
             raise ValueError(f"{source}='fused': no fused kernel for {type(self).__name__} "
                              "(they cover rnnkit's own cells, not a subclass that changes "
                              "the step); use 'auto' or 'reference'")
-        if requested == "scan" and not all(m.parallel_scan for m in maths):
+        if requested == "scan" and (zoneout or not all(m.parallel_scan for m in maths)):
             raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
-                             "state; only MinGRU and MinLSTM run as a parallel scan")
+                             "state, or has zoneout; only MinGRU and MinLSTM without zoneout "
+                             "run as a parallel scan")
         if requested == "auto":
             # The LSTM stays on torch's kernels (see FUSED_FIRST), but for bfloat16 autocast
             # on a CPU that computes bfloat16 natively, where the fused kernels train faster.
@@ -384,7 +439,8 @@ class RecurrentLayer(nn.Module):
                 return "fused"
             if native_ok:
                 return "native"
-            return "scan" if all(m.parallel_scan for m in maths) else "reference"
+            return ("scan" if all(m.parallel_scan for m in maths) and not zoneout
+                    else "reference")
         return requested
 
     def _flat_weights(self) -> list[Tensor]:
@@ -427,16 +483,19 @@ class RecurrentLayer(nn.Module):
                 if direction:
                     sequence = reverse_padded(sequence, lengths)
                     lower = None if lower is None else reverse_padded(lower, lengths)
+                steps, batch = (layer_tokens if layer_tokens is not None else sequence).shape[:2]
+                zoneout = self._zoneout(steps, batch, start[0])
                 if engine == "scan":
                     output, final, traces = run_scan(cell_math, params, sequence, start, lengths,
                                                      want_traces)
                 elif engine == "fused":
                     output, final, traces = run_fused(cell_math, params, sequence, start, lengths,
                                                       lower, want_traces, start_step,
-                                                      layer_tokens)
+                                                      layer_tokens, zoneout)
                 else:
                     output, final, traces = run_reference(cell_math, params, sequence, start,
-                                                          lengths, lower, want_traces, start_step)
+                                                          lengths, lower, want_traces, start_step,
+                                                          zoneout)
                 if direction:
                     output = reverse_padded(output, lengths)
                     if traces is not None:

@@ -95,6 +95,8 @@ def test_bad_option_value(capsys):
 @pytest.mark.parametrize(("option", "value", "expected"), [
     ("--dropout", "1.5", "--dropout must be in [0, 1)"),
     ("--weight-dropout", "1", "--weight-dropout must be in [0, 1)"),
+    ("--zoneout-hidden", "-0.1", "--zoneout-hidden must be in [0, 1)"),
+    ("--zoneout-cell", "1", "--zoneout-cell must be in [0, 1)"),
     ("--ema", "1", "--ema must be in (0, 1), or 0 for no average; got 1.0"),
 ])
 def test_out_of_range_option(capsys, tmp_path, option, value, expected):
@@ -106,6 +108,13 @@ def test_weight_dropout_of_a_cell_without_recurrent_weights(capsys, corpus, tmp_
     fails_with_one_line(capsys, ["train", "--data", str(corpus), "--cell", "mingru",
                                  "--weight-dropout", "0.2", *TINY, "--out", str(tmp_path / "r")],
                         "--weight-dropout", "mingru", "no recurrent weights")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cell_zoneout_of_a_cell_without_a_cell_state(capsys, corpus, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), "--cell", "gru",
+                                 "--zoneout-cell", "0.2", *TINY, "--out", str(tmp_path / "r")],
+                        "--zoneout-cell", "gru", "no cell state")
     assert not (tmp_path / "r").exists()
 
 

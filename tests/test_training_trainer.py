@@ -11,6 +11,7 @@ import torch
 from conftest import write_word_corpus
 
 from rnnkit.layers import RecurrentLayer
+from rnnkit.masks import rounded_probability
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
@@ -124,10 +125,10 @@ def press_ctrl_c_before(step_index: int):
 @pytest.mark.parametrize(("optimizer", "precision"), [("adamw", "bf16"), ("sgd", "fp32")])
 def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, optimizer,
                                                precision):
-    # Dropout (of outputs and of recurrent weights) makes the random generators matter; 12 steps
-    # cross the end of a pass (8 chunks).
-    config = tiny_config(corpus, dropout=0.2, weight_dropout=0.3, optimizer=optimizer,
-                         precision=precision)
+    # Dropout (of outputs and of recurrent weights) and zoneout make the random generators
+    # matter; 12 steps cross the end of a pass (8 chunks).
+    config = tiny_config(corpus, dropout=0.2, weight_dropout=0.3, zoneout_hidden=0.1,
+                         zoneout_cell=0.3, optimizer=optimizer, precision=precision)
     train(config, tmp_path / "whole", ONE_RANK)
     with monkeypatch.context() as patch:
         patch_task(patch, press_ctrl_c_before(5))
@@ -358,3 +359,17 @@ def test_weight_dropout_reaches_every_recurrent_layer_of_the_model(corpus):
     layers[0].weight_dropout = 0.0
     torch.manual_seed(0)
     assert task.loss(task.model(batch.inputs)[0], batch.targets) != dropped
+
+
+def test_zoneout_reaches_every_recurrent_layer_of_the_model(corpus):
+    task = build_task(tiny_config(corpus, zoneout_hidden=0.1, zoneout_cell=0.5, layers=2),
+                      torch.device("cpu"))
+    layers = [m for m in task.model.modules() if isinstance(m, RecurrentLayer)]
+    assert layers and all(layer.zoneout_hidden == rounded_probability(0.1)
+                          and layer.zoneout_cell == 0.5 for layer in layers)
+    batch = task.batch_at(0)
+    task.model.eval()
+    zoned = task.loss(task.model(batch.inputs)[0], batch.targets)
+    for layer in layers:
+        layer.zoneout_hidden = layer.zoneout_cell = 0.0
+    assert task.loss(task.model(batch.inputs)[0], batch.targets) != zoned

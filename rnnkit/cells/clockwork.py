@@ -176,6 +176,7 @@ class ClockworkRNN(RecurrentLayer):
         periods: Sequence[int] | None = None,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -183,7 +184,8 @@ class ClockworkRNN(RecurrentLayer):
         self.periods = self._math.periods
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, engine=engine)
+                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
+                         engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

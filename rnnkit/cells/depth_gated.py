@@ -126,6 +126,8 @@ class DepthGatedLSTM(RecurrentLayer):
         peepholes: bool | str = False,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
+        zoneout_cell: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -137,7 +139,8 @@ class DepthGatedLSTM(RecurrentLayer):
         self._upper = DepthGatedMath(hidden_size, peepholes=peepholes)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, engine=engine)
+                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
+                         zoneout_cell=zoneout_cell, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._bottom if layer == 0 else self._upper

@@ -94,7 +94,8 @@ class RNN(RecurrentLayer):
     """ + _ELMAN_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.RNN`` (``nonlinearity`` is the fourth argument
     there too; see ``rnnkit.LSTM`` for ``lengths``, ``learn_initial_state``, ``weight_dropout``,
-    ``engine`` and traces). Traces per layer and direction: ``h``.
+    ``zoneout_hidden`` (on the reference loop), ``engine`` and traces). Traces per layer and
+    direction: ``h``.
 
     Example::
 
@@ -119,6 +120,7 @@ class RNN(RecurrentLayer):
         *,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
@@ -126,7 +128,8 @@ class RNN(RecurrentLayer):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, engine=engine)
+                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
+                         engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

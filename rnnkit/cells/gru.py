@@ -116,7 +116,8 @@ class GRU(RecurrentLayer):
     __doc__ = r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
     """ + _GRU_DOC + r"""
     Arguments, inputs and outputs as ``torch.nn.GRU`` (see ``rnnkit.LSTM`` for ``lengths``,
-    ``learn_initial_state``, ``weight_dropout``, ``engine`` and traces), plus keyword
+    ``learn_initial_state``, ``weight_dropout``, ``zoneout_hidden`` (on the reference loop),
+    ``engine`` and traces), plus keyword
     ``reset_after`` (default True).
     Traces per layer and direction: ``r, z, n, h``.
 
@@ -143,13 +144,15 @@ class GRU(RecurrentLayer):
         reset_after: bool = True,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
         engine: str | None = None,
     ) -> None:
         check_size("hidden_size", hidden_size)
         self._math = GRUMath(hidden_size, reset_after=reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, engine=engine)
+                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
+                         engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

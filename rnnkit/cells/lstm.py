@@ -245,10 +245,15 @@ class LSTM(RecurrentLayer):
     switches above, ``learn_initial_state=False`` (learned ``initial_h``/``initial_c`` of shape
     (num_layers * D, size) used when ``hx`` is omitted), ``weight_dropout=0.0`` (DropConnect in
     training: each call multiplies every ``weight_hh`` and ``weight_gr`` by one mask of
-    Bernoulli(1 - p) / (1 - p) entries; torch's kernels still run, on the dropped weights) and
-    ``engine`` (``"auto"``: torch's fused kernel when the configuration is exactly torch's;
-    ``"reference"``: the plain loop; the environment variable ``RNNKIT_ENGINE`` sets the
-    default).
+    Bernoulli(1 - p) / (1 - p) entries; torch's kernels still run, on the dropped weights),
+    ``zoneout_hidden=0.0`` and ``zoneout_cell=0.0`` (zoneout, Krueger et al. 2017: in training
+    each unit keeps its previous state with that probability at each step,
+    c_t = k c_{t-1} + (1 - k) c~_t and h_t = k' h_{t-1} + (1 - k') o_t tanh(c~_t) with 0/1 masks
+    k, k' and c~_t = f_t c_{t-1} + i_t g_t; in evaluation k = zoneout_cell, k' = zoneout_hidden,
+    the expectation; the fused kernels run it, torch's do not; ``zoneout_hidden`` not with
+    ``proj_size``) and ``engine`` (``"auto"``: torch's fused kernel when the configuration is
+    exactly torch's; ``"reference"``: the plain loop; the environment variable
+    ``RNNKIT_ENGINE`` sets the default).
 
     Inputs: ``input`` (T, B, input_size), (B, T, input_size) with ``batch_first``, unbatched
     (T, input_size), or a ``PackedSequence``; ``hx = (h_0, c_0)`` of shapes (num_layers * D, B, P)
@@ -289,6 +294,8 @@ class LSTM(RecurrentLayer):
         *,
         learn_initial_state: bool = False,
         weight_dropout: float = 0.0,
+        zoneout_hidden: float = 0.0,
+        zoneout_cell: float = 0.0,
         engine: str | None = None,
         **switches,
     ) -> None:
@@ -297,7 +304,8 @@ class LSTM(RecurrentLayer):
         self.proj_size = proj_size
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, engine=engine)
+                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
+                         zoneout_cell=zoneout_cell, engine=engine)
 
     def layer_math(self, layer: int) -> CellMath:
         return self._math

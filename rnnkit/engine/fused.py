@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
-from rnnkit.engine.reference import run_reference, step_mask
+from rnnkit.engine.reference import Zoneout, run_reference, step_mask
 
 _SOURCES = ("pointwise.cpp", "gemm.cpp", "amx.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp",
             "elman.cpp", "minimal.cpp", "bindings.cpp")
@@ -410,6 +410,7 @@ def run_fused(
     want_traces: bool,
     start_step: int = 0,
     tokens: Tensor | None = None,
+    zoneout: Zoneout | None = None,
 ) -> tuple[Tensor, State, Traces | None]:
     """Run one cell over a sequence, one direction; same contract as ``run_reference``.
 
@@ -430,19 +431,29 @@ def run_fused(
         tokens: (T, B) int64 token ids, with ``inputs`` a table (V, rows) of projected inputs
         (and no ``weight_ih`` in ``params``): step t of sequence b reads row tokens[t, b]. The
         LSTM kernels gather the rows step by step; the others get the gathered sequence.
+        zoneout: keep weights for h and c (see ``rnnkit.engine.reference.Zoneout``), or None;
+            the LSTM kernels apply them, the other families run on the reference loop.
     """
-    if tokens is not None and not (_family(cell_math) == "lstm" and fused_runs(inputs)):
-        inputs, tokens = F.embedding(tokens, inputs), None
     family = _family(cell_math)
+    if tokens is not None and not (family == "lstm" and fused_runs(inputs)):
+        inputs, tokens = F.embedding(tokens, inputs), None
     projected = "weight_ih" not in params  # the inputs are W_ih x + b_ih (see project_input)
-    if family is None or not fused_runs(inputs) or (projected and family in _WEIGHTED_INPUT):
+    if (family is None or not fused_runs(inputs) or (projected and family in _WEIGHTED_INPUT)
+            or (zoneout is not None and family != "lstm")):
         return run_reference(cell_math, params, inputs, state, lengths, lower_cells,
-                             want_traces, start_step)
+                             want_traces, start_step, zoneout)
     params = cell_math.prepare(params)
     steps, batch = (tokens if tokens is not None else inputs).shape[:2]
     last_step = None if lengths is None else lengths.to("cpu", torch.int64) - 1
     options, tensors = _FAMILY_TENSORS[family](cell_math, params, state, lower_cells,
                                                start_step)
+    if family == "lstm":  # zoneout: the rates (cell, hidden), or masks where given (cells.h)
+        hidden_keep, cell_keep = (tuple(zoneout or ()) + (0.0, 0.0))[:2]
+        options += tuple(0.0 if isinstance(keep, Tensor) else float(keep)
+                         for keep in (cell_keep, hidden_keep))
+        for name, keep in (("hidden_keep", hidden_keep), ("cell_keep", cell_keep)):
+            if isinstance(keep, Tensor):
+                tensors[name] = keep
     if not projected:
         tensors["weight_ih"] = params["weight_ih"]
     bias = _combined_bias(params, inputs.shape[-1] if projected else params["weight_ih"].shape[0],

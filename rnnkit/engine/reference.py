@@ -20,6 +20,23 @@ def step_mask(lengths: Tensor | None, steps: int, device: torch.device) -> Tenso
     return (time < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
 
 
+Zoneout = tuple[Tensor | float, ...]
+"""Keep weights of zoneout for the states h and c (see ``RecurrentLayer.zoneout_hidden``):
+each a (T, B, size) 0/1 mask, a rate, or 0.0 for none."""
+
+
+def zoned(new_state: State, state: State, zoneout: Zoneout, t: int) -> State:
+    """``new_state`` after zoneout at step ``t``: each state s_t = k s_{t-1} + (1 - k) s~_t
+    with its keep weight k."""
+    result = list(new_state)
+    for index, keep in enumerate(zoneout):
+        if isinstance(keep, Tensor):
+            result[index] = torch.lerp(new_state[index], state[index], keep[t])
+        elif keep:
+            result[index] = torch.lerp(new_state[index], state[index], keep)
+    return tuple(result)
+
+
 def run_reference(
     cell_math: CellMath,
     params: Params,
@@ -29,6 +46,7 @@ def run_reference(
     lower_cells: Tensor | None,
     want_traces: bool,
     start_step: int = 0,
+    zoneout: Zoneout | None = None,
 ) -> tuple[Tensor, State, Traces | None]:
     """Run one cell over a sequence, one direction.
 
@@ -38,6 +56,8 @@ def run_reference(
         lengths: (B,) int64 or ``None`` when every sequence has T steps.
         lower_cells: (T, B, H) cell states of the layer below, for cells that read them.
         start_step: time index of the first step (the cell sees t = start_step, ...).
+        zoneout: keep weights for h and c (see :data:`Zoneout`), or None; the traces ``h``
+            and ``c`` are then the states after zoneout.
 
     Returns:
         outputs (T, B, output_size) with zeros after each sequence's end, the state at each
@@ -53,6 +73,11 @@ def run_reference(
         lower = None if lower_cells is None else lower_cells[t]
         new_state, traces = cell_math.step(params, projected[t], state, start_step + t, lower,
                                               want_traces)
+        if zoneout is not None:
+            new_state = zoned(new_state, state, zoneout, t)
+            if traces is not None:
+                traces.update({name: value for name, value in zip(("h", "c"), new_state)
+                               if name in traces})
         if mask is not None:
             inside = mask[t]
             new_state = tuple(torch.where(inside, new, old) for new, old in zip(new_state, state))

@@ -31,6 +31,10 @@ class TrainConfig:
     bidirectional: bool = False
     dropout: float = 0.35
     weight_dropout: float = 0.0
+    zoneout_hidden: float = 0.0
+    zoneout_cell: float = 0.0
+    """Zoneout on every recurrent layer's hidden state h and (LSTM family) cell state c
+    (``zoneout_hidden`` / ``zoneout_cell`` of :class:`rnnkit.layers.RecurrentLayer`)."""
     """DropConnect on the recurrent weights of every recurrent layer (``weight_dropout`` of
     :class:`rnnkit.layers.RecurrentLayer`), a training setting: evaluation never drops."""
     # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
@@ -82,7 +86,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("dropout", "weight_dropout"):
+        for name in ("dropout", "weight_dropout", "zoneout_hidden", "zoneout_cell"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise RunError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.lr < 1e6:

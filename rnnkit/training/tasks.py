@@ -252,12 +252,18 @@ def build_task(config: TrainConfig, device: torch.device,
                        "(`rnnkit list` describes them)")
     builder, _ = TASKS[config.task]
     task = builder(config, device, saved)
-    if config.weight_dropout:
+    settings = {"weight_dropout": "has no recurrent weights to drop",
+                "zoneout_hidden": "does not take it (an LSTM with a projection)",
+                "zoneout_cell": "has no cell state"}
+    for name, why in settings.items():
+        value = getattr(config, name)
+        if not value:
+            continue
         try:
             for layer in task.model.modules():
                 if isinstance(layer, RecurrentLayer):
-                    layer.weight_dropout = config.weight_dropout
+                    setattr(layer, name, value)
         except ValueError:
-            raise RunError(f"--weight-dropout: --cell {config.cell} has no recurrent weights to "
-                           "drop; use --weight-dropout 0") from None
+            flag = "--" + name.replace("_", "-")
+            raise RunError(f"{flag}: --cell {config.cell} {why}; use {flag} 0") from None
     return task

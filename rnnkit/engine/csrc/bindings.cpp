@@ -30,15 +30,19 @@ TensorDict to_dict(const rnnkit::TensorMap& map) {
 }
 
 TensorDict lstm_forward(TensorDict tensors, std::string blocks, bool coupled,
-                        bool input_activation, bool output_activation) {
-  return to_dict(rnnkit::lstm_forward(
-      to_map(tensors), {blocks, coupled, input_activation, output_activation}));
+                        bool input_activation, bool output_activation, double cell_zoneout,
+                        double hidden_zoneout) {
+  return to_dict(rnnkit::lstm_forward(to_map(tensors),
+                                      {blocks, coupled, input_activation, output_activation,
+                                       cell_zoneout, hidden_zoneout}));
 }
 
 TensorDict lstm_backward(TensorDict saved, TensorDict grads, bool input_grad, std::string blocks,
-                         bool coupled, bool input_activation, bool output_activation) {
+                         bool coupled, bool input_activation, bool output_activation,
+                         double cell_zoneout, double hidden_zoneout) {
   return to_dict(rnnkit::lstm_backward(to_map(saved), to_map(grads), input_grad,
-                                       {blocks, coupled, input_activation, output_activation}));
+                                       {blocks, coupled, input_activation, output_activation,
+                                        cell_zoneout, hidden_zoneout}));
 }
 
 TensorDict gru_forward(TensorDict tensors) {
@@ -126,11 +130,13 @@ bool set_bf16_products(bool on) { return rnnkit::set_bf16_products(on); }
 
 TORCH_LIBRARY(rnnkit_fused, library) {
   library.def("lstm_forward(Dict(str, Tensor) tensors, str blocks, bool coupled, "
-              "bool input_activation, bool output_activation) -> Dict(str, Tensor)",
+              "bool input_activation, bool output_activation, float cell_zoneout, "
+              "float hidden_zoneout) -> Dict(str, Tensor)",
               &lstm_forward);
   library.def("lstm_backward(Dict(str, Tensor) saved, Dict(str, Tensor) grads, "
               "bool input_grad, str blocks, bool coupled, bool input_activation, "
-              "bool output_activation) -> Dict(str, Tensor)",
+              "bool output_activation, float cell_zoneout, float hidden_zoneout) "
+              "-> Dict(str, Tensor)",
               &lstm_backward);
   library.def("gru_forward(Dict(str, Tensor) tensors) -> Dict(str, Tensor)", &gru_forward);
   library.def("gru_backward(Dict(str, Tensor) saved, Dict(str, Tensor) grads, "

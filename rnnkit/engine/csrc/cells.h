@@ -26,13 +26,16 @@ struct LstmOptions {
   bool coupled;
   bool input_activation;
   bool output_activation;
+  double cell_zoneout;    // zoneout rates where no masks are given (see LstmLayout)
+  double hidden_zoneout;
 };
 
 // Extra inputs: cell0 (B, H); weight_hr (P, H); weight_gr and gate_state0 (B, n H) with full
 // gate recurrence; peep_input, peep_forget, peep_output (H); with the depth gate depth_cell,
 // depth_lower (H) and lower (T, B, H). Results: gates (T, B, blocks * H) activations, cells
 // (T + 1, B, H), unprojected (T, B, H) (o * act(c), with a projection), gate_states
-// (T + 1, B, n H) (with full gate recurrence).
+// (T + 1, B, n H) (with full gate recurrence). Zoneout: masks cell_keep and hidden_keep
+// (T, B, H) of 0s and 1s where given (training), else the options' rates (0: none).
 TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options);
 TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool input_grad,
                         const LstmOptions& options);

@@ -52,6 +52,14 @@ LstmLayout make_layout(const LstmOptions& options, int64_t hidden, bool gate_rec
   return layout;
 }
 
+// The zoneout part of the layout: on where a mask is given or the rate is positive.
+void set_zoneout(LstmLayout& layout, const LstmOptions& options, const TensorMap& tensors) {
+  layout.cell_zoneout = options.cell_zoneout;
+  layout.hidden_zoneout = options.hidden_zoneout;
+  layout.zone_cell = tensors.count("cell_keep") > 0 || options.cell_zoneout > 0;
+  layout.zone_hidden = tensors.count("hidden_keep") > 0 || options.hidden_zoneout > 0;
+}
+
 template <typename scalar_t>
 LstmVectors<scalar_t> vectors_of(const TensorMap& tensors) {
   return {data_or_null<scalar_t>(get(tensors, "peep_input")),
@@ -89,6 +97,14 @@ void check_lstm_inputs(const TensorMap& tensors, const LstmLayout& layout) {
       shapes[name] = {hidden};
     }
   }
+  for (const char* name : {"cell_keep", "hidden_keep"}) {
+    if (tensors.count(name)) {
+      shapes[name] = {steps, batch, hidden};
+    }
+  }
+  TORCH_CHECK(!layout.zone_hidden || output == hidden,
+              "hidden_zoneout: not with a projection (h_t has ", output, " features, c_t ", hidden,
+              ")");
   TORCH_CHECK(layout.candidate_col >= 0, "blocks: the candidate block g is required");
   TORCH_CHECK(!tensors.count("peep_input") || layout.input_col >= 0,
               "peep_input: no input gate");
@@ -114,8 +130,11 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
   const at::Tensor cell0 = tensors.at("cell0");
   const auto [steps, batch] = sequence_size(tensors);
   const int64_t hidden = cell0.size(1);
-  const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  set_zoneout(layout, options, tensors);
   check_lstm_inputs(tensors, layout);
+  const at::Tensor cell_keep = get(tensors, "cell_keep");
+  const at::Tensor hidden_keep = get(tensors, "hidden_keep");
 
   // Token inputs: each step gathers its rows of the table as it starts (gather_token_rows).
   at::Tensor gates = tokens_given
@@ -173,6 +192,9 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
       step.hidden = projection ? step_or_null<scalar_t>(unprojected, t)
                                : step_or_null<scalar_t>(hiddens, t + 1);
       step.gate_state = step_or_null<scalar_t>(gate_states, t + 1);
+      step.hidden_prev = step_or_null<scalar_t>(hiddens, t);
+      step.cell_keep = step_or_null<scalar_t>(cell_keep, t);
+      step.hidden_keep = step_or_null<scalar_t>(hidden_keep, t);
       step.step = t;
       for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
         lstm_forward_step(layout, vectors, step, begin, end);
@@ -214,7 +236,10 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
   const auto [steps, batch] = sequence_size(saved);
   const int64_t hidden = cells.size(2);
   const int64_t recurrent_width = weight_hh.size(0);
-  const LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  LstmLayout layout = make_layout(options, hidden, weight_gr.defined());
+  set_zoneout(layout, options, saved);
+  const at::Tensor cell_keep = get(saved, "cell_keep");
+  const at::Tensor hidden_keep = get(saved, "hidden_keep");
   const auto zeros = [&](at::IntArrayRef shape) { return at::zeros(shape, cells.options()); };
 
   at::Tensor grad_pre = pooled_empty(gates.sizes(), gates.options());
@@ -292,6 +317,8 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
       step.grad_pre = step_or_null<scalar_t>(grad_pre, t);
       step.grad_pre_state = step_or_null<scalar_t>(grad_pre_state, t);
       step.grad_lower = step_or_null<scalar_t>(grad_lower, t);
+      step.cell_keep = step_or_null<scalar_t>(cell_keep, t);
+      step.hidden_keep = step_or_null<scalar_t>(hidden_keep, t);
       step.step = t;
       for_column_ranges(batch, hidden, [&](int64_t begin, int64_t end) {
         lstm_backward_step(layout, vectors, step, begin, end);
@@ -300,7 +327,9 @@ TensorMap lstm_backward(const TensorMap& saved, const TensorMap& grads, bool inp
         scatter_token_rows(grad_table.data_ptr<scalar_t>(), tokens + t * batch, step.grad_pre,
                            batch, layout.gate_width);
       }
-      recurrent(grad_hidden_data, output_size, step.grad_pre, layout.gate_width, false);
+      // With hidden zoneout the step left k' dL/dh_t there: the product adds to it.
+      recurrent(grad_hidden_data, output_size, step.grad_pre, layout.gate_width,
+                layout.zone_hidden);
       if (from_gates) {
         (*from_gates)(grad_gate_state_data, state_width, step.grad_pre_state, state_width, false);
       }

@@ -70,6 +70,13 @@ RNNKIT_INLINE V tanh_slope(V y) {
 
 // -- LSTM family ------------------------------------------------------------------------------
 
+// A step's zoneout keep weights at `unit`: the mask's where given, else the rate (LstmLayout).
+template <typename scalar_t>
+RNNKIT_INLINE vec_t<scalar_t> zoneout_keep(const scalar_t* mask, int64_t unit, double rate,
+                                           int64_t n) {
+  return mask != nullptr ? load(mask + unit, n) : broadcast(static_cast<scalar_t>(rate));
+}
+
 template <typename scalar_t>
 RNNKIT_INLINE void lstm_forward(const LstmLayout& layout, const LstmVectors<scalar_t>& vectors,
                                 const LstmForwardStep<scalar_t>& s, int64_t col_begin,
@@ -146,8 +153,18 @@ RNNKIT_INLINE void lstm_forward(const LstmLayout& layout, const LstmVectors<scal
       output = sigmoid(pre);
       store(gates + layout.output_col, output, n);
     }
+    V hidden_value = output * (layout.output_activation ? tanh(cell) : cell);
+    // k s_{t-1} + (1 - k) s~_t: exactly s_{t-1} or s~_t where a mask says 1 or 0.
+    if (layout.zone_cell) {
+      const V keep = zoneout_keep(s.cell_keep, unit, layout.cell_zoneout, n);
+      cell = keep * cell_prev + (one - keep) * cell;
+    }
+    if (layout.zone_hidden) {
+      const V keep = zoneout_keep(s.hidden_keep, unit, layout.hidden_zoneout, n);
+      hidden_value = keep * load(s.hidden_prev + unit, n) + (one - keep) * hidden_value;
+    }
     store(s.cell + unit, cell, n);
-    store(s.hidden + unit, output * (layout.output_activation ? tanh(cell) : cell), n);
+    store(s.hidden + unit, hidden_value, n);
     store_block(gate_state, layout.input_state_col, input, n);
     store_block(gate_state, layout.forget_state_col, forget, n);
     store_block(gate_state, layout.output_state_col, output, n);
@@ -179,6 +196,9 @@ RNNKIT_INLINE void lstm_backward(const LstmLayout& layout, const LstmVectors<sca
       if (s.grad_lower != nullptr) {
         store(s.grad_lower + unit, V{}, n);
       }
+      if (layout.zone_hidden) {
+        store(s.grad_hidden + unit, V{}, n);
+      }
       return;
     }
     const scalar_t* gates = s.gates + row * layout.gate_width + col;
@@ -195,16 +215,33 @@ RNNKIT_INLINE void lstm_backward(const LstmLayout& layout, const LstmVectors<sca
     };
     const V one = broadcast<scalar_t>(1);
     const V cell_prev = load(s.cell_prev + unit, n);
-    const V cell = load(s.cell + unit, n);
     const V forget = layout.forget_col >= 0 ? load(gates + layout.forget_col, n) : one;
     const V input = layout.coupled ? one - forget
                     : layout.input_col >= 0 ? load(gates + layout.input_col, n)
                                             : one;
     const V candidate = load(gates + layout.candidate_col, n);
+    // The cell the gates made, c~_t: the saved c_t unless zoneout mixed c_{t-1} into it.
+    V cell = load(s.cell + unit, n);
+    if (layout.zone_cell) {
+      cell = forget * cell_prev + input * candidate;
+      if (layout.depth_col >= 0) {
+        cell += load(gates + layout.depth_col, n) * load(s.lower + unit, n);
+      }
+    }
     const V shown = layout.output_activation ? tanh(cell) : cell;
 
     V grad_m = load(s.grad_hidden + unit, n) + load_block(s.grad_hidden_extra, unit, n);
+    if (layout.zone_hidden) {  // h_t = k' h_{t-1} + (1 - k') o act(c~): k' dL/dh_t to h_{t-1}
+      const V kept = zoneout_keep(s.hidden_keep, unit, layout.hidden_zoneout, n) * grad_m;
+      store(s.grad_hidden + unit, kept, n);
+      grad_m -= kept;
+    }
     V grad_cell = load(s.grad_cell + unit, n) + load_block(s.grad_cell_extra, unit, n);
+    V grad_cell_kept{};  // zoneout: k dL/dc_t, straight to c_{t-1}
+    if (layout.zone_cell) {
+      grad_cell_kept = zoneout_keep(s.cell_keep, unit, layout.cell_zoneout, n) * grad_cell;
+      grad_cell -= grad_cell_kept;
+    }
     if (layout.output_col >= 0) {
       const V output = load(gates + layout.output_col, n);
       const V grad_pre_output =
@@ -260,6 +297,9 @@ RNNKIT_INLINE void lstm_backward(const LstmLayout& layout, const LstmVectors<sca
         grad_cell_prev += grad_pre_input * load(vectors.peep_input + col, n);
         accumulate(s.grad_peep_input + col, grad_pre_input * cell_prev, n);
       }
+    }
+    if (layout.zone_cell) {
+      grad_cell_prev += grad_cell_kept;
     }
     store(s.grad_cell + unit, grad_cell_prev, n);
   });

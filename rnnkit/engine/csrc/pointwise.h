@@ -29,6 +29,13 @@ struct LstmLayout {
   bool coupled;            // i = 1 - f
   bool input_activation;   // g = tanh(pre_g), else g = pre_g
   bool output_activation;  // h = o * tanh(c), else h = o * c
+  // Zoneout (Krueger et al. 2017): c_t = k c_{t-1} + (1 - k) c~_t with c~_t the cell the gates
+  // make, and h_t = k' h_{t-1} + (1 - k') o_t act(c~_t); k, k' are the steps' keep masks
+  // (cell_keep, hidden_keep) where given, else the rates below (their expectation).
+  bool zone_cell;
+  bool zone_hidden;        // only without a projection
+  double cell_zoneout;
+  double hidden_zoneout;
 };
 
 // Per-unit weights of the LSTM's pointwise part, (H) each; null where absent.
@@ -50,6 +57,9 @@ struct LstmForwardStep {
   scalar_t* cell;                   // (B, H) out: c_t
   scalar_t* hidden;                 // (B, H) out: o_t * act(c_t), before any projection
   scalar_t* gate_state;             // (B, state_width) out: a_t, or null
+  const scalar_t* hidden_prev;      // (B, H) h_{t-1}, read with zone_hidden
+  const scalar_t* cell_keep;        // (B, H) zoneout masks of step t, or null (see LstmLayout)
+  const scalar_t* hidden_keep;
   const int64_t* last_step;         // (B)
   int64_t step;
   int64_t batch;
@@ -61,12 +71,16 @@ struct LstmBackwardStep {
   const scalar_t* cell_prev;          // (B, H)
   const scalar_t* cell;               // (B, H)
   const scalar_t* lower;              // (B, H) or null
-  const scalar_t* grad_hidden;        // (B, H) dL/d(o * act(c)) from the later steps
+  scalar_t* grad_hidden;              // (B, H) dL/d(o * act(c)) from the later steps
   const scalar_t* grad_hidden_extra;  // (B, H) added to it (dL/dh_t from outside), or null
   const scalar_t* grad_cell_extra;    // (B, H) dL/dc_t from outside, or null
   const scalar_t* grad_gates_extra;   // (B, gate_width) dL/d(activations) from outside, or null
   const scalar_t* grad_gate_state;    // (B, state_width) dL/da_t, or null
   scalar_t* grad_cell;                // (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1}
+  // With zone_hidden, grad_hidden is written too: the part k' dL/dh_t that reaches h_{t-1}
+  // directly (the caller's product then adds the rest).
+  const scalar_t* cell_keep;          // (B, H) zoneout masks of step t, or null (see LstmLayout)
+  const scalar_t* hidden_keep;
   scalar_t* grad_pre;                 // (B, gate_width) out: dL/d(pre-activations)
   scalar_t* grad_pre_state;           // (B, state_width) out: the gate part of grad_pre, or null
   scalar_t* grad_lower;               // (B, H) out, or null
