@@ -379,22 +379,25 @@ def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_on_bf16_cpu
 
 
 # (m, k, n): rows and columns below, at and above a tile (16), depths below, at and above a
-# tile's 32, two tiles each way, a step of the default language model, and the empty cases.
+# tile's 32, two tiles each way, blocks of the AVX512-BF16 kernel (8 rows, 3 tiles) and their
+# remainders, a step of the default language model, and the empty cases.
 AMX_SHAPES = [(1, 1, 1), (3, 7, 5), (16, 32, 16), (17, 33, 31), (32, 64, 48), (33, 100, 70),
-              (5, 1100, 17), (32, 640, 2560), (0, 4, 4), (4, 0, 6), (4, 6, 0)]
+              (5, 1100, 17), (9, 40, 49), (8, 64, 80), (32, 640, 2560), (0, 4, 4), (4, 0, 6),
+              (4, 6, 0)]
 
 
 @pytest.mark.parametrize("m, k, n", AMX_SHAPES)
 @pytest.mark.parametrize("layout", ["plain", "b transposed", "a transposed"])
-def test_amx_products_equal_the_exact_product_of_the_bfloat16_operands(m, k, n, layout):
-    if not fused.load_extension().amx_available():
-        pytest.skip("rnnkit's AMX products do not run here (no AMX)")
+@pytest.mark.parametrize("kernel", ["amx", "avx512_bf16"])
+def test_bf16_kernels_equal_the_exact_product_of_the_bfloat16_operands(m, k, n, layout, kernel):
+    if not getattr(fused.load_extension(), f"{kernel}_available")():
+        pytest.skip(f"rnnkit's {kernel} products do not run here")
     a, b = torch.randn(m, k), torch.randn(k, n)
     if layout == "b transposed":
         b = b.t().contiguous().t()
     if layout == "a transposed":
         a = a.t().contiguous().t()
-    got = torch.ops.rnnkit_fused.amx_matmul(a, b)
+    got = torch.ops.rnnkit_fused.bf16_matmul(a, b, kernel)
     rounded_a, rounded_b = a.bfloat16().double(), b.bfloat16().double()
     exact = rounded_a @ rounded_b
     assert got.shape == (m, n) and got.dtype == torch.float32
@@ -514,13 +517,15 @@ def test_library_products_equal_the_reference_where_own_kernels_run():
     assert " passed" in done.stdout and "skipped" not in done.stdout
 
 
-def test_onednn_bfloat16_products_equal_the_reference_where_amx_kernels_run():
-    # Where rnnkit's AMX kernels run, the bfloat16 path through oneDNN alone (RNNKIT_AMX=0,
-    # read once per process) is checked by the same tests in a second process.
-    if not fused.load_extension().amx_available():
+def test_onednn_bfloat16_products_equal_the_reference_where_rnnkit_bf16_kernels_run():
+    # Where rnnkit's bfloat16 kernels run (AMX or AVX512-BF16), the bfloat16 path through oneDNN
+    # alone (RNNKIT_AMX=0, read once per process) is checked by the same tests in a second
+    # process.
+    extension = fused.load_extension()
+    if not (extension.amx_available() or extension.avx512_bf16_available()):
         pytest.skip("the oneDNN bfloat16 products are what the other tests check here")
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",
-               "multiply_in_bfloat16 or float16_autocast or bf16_autocast_with_amx"]
+               "multiply_in_bfloat16 or float16_autocast or bf16_autocast_on_bf16_cpus"]
     done = subprocess.run(command, env={**os.environ, "RNNKIT_AMX": "0"},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]

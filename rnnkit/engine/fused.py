@@ -22,9 +22,10 @@ where it is faster than MKL. ``RNNKIT_GEMM=blas`` (read once per process) keeps 
 the libraries, and ``RNNKIT_ONEDNN=0`` every library product on MKL, for comparisons.
 
 Under CPU autocast to bfloat16 the products take bfloat16 operands (``bf16_products`` in
-``csrc/recurrence.h``): the per-step ones on rnnkit's AMX kernels where the CPU has AMX
-(``csrc/amx.h``), the rest on oneDNN; gates, states and saved tensors stay float32.
-``RNNKIT_AMX=0`` (read once per process) keeps every one on oneDNN, for comparisons.
+``csrc/recurrence.h``): the per-step ones on rnnkit's own kernels (``csrc/amx.h``: AMX tiles
+where the CPU has AMX, else AVX512-BF16 dot products where it has those), the rest on oneDNN;
+gates, states and saved tensors stay float32. ``RNNKIT_AMX=0`` (read once per process) keeps
+every one on oneDNN, for comparisons.
 
 Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
 it does not beat in float32), on CPU tensors of float32 or float64, for the LSTM too under
@@ -167,7 +168,7 @@ def cpu_computes_bf16() -> bool:
 def native_bf16_products_run(inputs: Tensor) -> bool:
     """Whether kernels given ``inputs`` multiply in bfloat16 on hardware made for it (building
     the kernels on the first call): under :func:`bf16_products_wanted`, on a CPU with AMX
-    (rnnkit's AMX kernels, ``csrc/amx.h``) or AVX512-BF16 (oneDNN). There the fused LSTM trains
+    or AVX512-BF16 (rnnkit's kernels, ``csrc/amx.h``). There the fused LSTM trains
     faster than torch's oneDNN one, so the "auto" engine picks it (benchmarks/RESULTS.md)."""
     return bf16_products_wanted(inputs) and fused_runs(inputs) and cpu_computes_bf16()
 

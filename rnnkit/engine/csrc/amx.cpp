@@ -4,7 +4,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +28,10 @@ constexpr int64_t kTileValues = kTileRows * kTileDepth;    // 1 KB of bfloat16
 constexpr int64_t kTileColumns = 16;                       // float32 columns of a result tile
 // Below this many multiply-adds a product runs on one thread.
 constexpr int64_t kParallelWork = int64_t{1} << 18;
+// The AVX512-BF16 kernel's blocks: rows of the left operand by tiles of 16 columns, 24 sums in
+// registers (of 32) beside the right operand's 3 vectors and one broadcast.
+constexpr int64_t kDotRows = 8;
+constexpr int64_t kDotTiles = 3;
 
 #ifdef RNNKIT_AMX
 // Only this section is compiled for AMX, and it calls nothing but intrinsics (see gemm.cpp).
@@ -155,6 +161,79 @@ void column_pairs(int64_t begin, int64_t end, const uint16_t* a, int64_t m, int6
   _tile_release();
 }
 
+// Rows [row0, row0 + kDotRows) of the left operand `a` (bfloat16, rows k_pad apart, zero-padded
+// to kDotRows) by the kColumnTiles column tiles from tile0 of `b`: for each depth pair p of each
+// block, row p of a tile holds the pairs (2p, 2p + 1) of its 16 columns, so one vdpbf16ps with
+// the row's pair broadcast adds both products to 16 sums. Rows >= m and columns >= n are not
+// written.
+template <int kColumnTiles>
+void dot_block(const uint16_t* a, int64_t k_pad, const uint16_t* b, int64_t depth_blocks,
+               int64_t row0, int64_t tile0, int64_t m, int64_t n, const Result& result) {
+  __m512 sums[kDotRows][kColumnTiles];
+#pragma GCC unroll 8
+  for (int r = 0; r < kDotRows; ++r) {
+#pragma GCC unroll 3
+    for (int t = 0; t < kColumnTiles; ++t) {
+      sums[r][t] = _mm512_setzero_ps();
+    }
+  }
+  const uint16_t* rows = a + row0 * k_pad;
+  const int64_t tile_stride = depth_blocks * kTileValues;
+  for (int64_t block = 0; block < depth_blocks; ++block) {
+    const uint16_t* tiles = b + (tile0 * depth_blocks + block) * kTileValues;
+    for (int64_t p = 0; p < kTileRows; ++p) {
+      __m512bh right[kColumnTiles];
+#pragma GCC unroll 3
+      for (int t = 0; t < kColumnTiles; ++t) {
+        right[t] = reinterpret_cast<__m512bh>(
+            _mm512_loadu_si512(tiles + t * tile_stride + p * kTileDepth));
+      }
+      const int64_t depth = block * kTileDepth + 2 * p;
+#pragma GCC unroll 8
+      for (int r = 0; r < kDotRows; ++r) {
+        int32_t pair;
+        std::memcpy(&pair, rows + r * k_pad + depth, sizeof(pair));
+        const __m512bh left = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+#pragma GCC unroll 3
+        for (int t = 0; t < kColumnTiles; ++t) {
+          sums[r][t] = _mm512_dpbf16_ps(sums[r][t], left, right[t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kDotRows && row0 + r < m; ++r) {
+    float* row = result.c + (row0 + r) * result.ldc;
+    for (int t = 0; t < kColumnTiles; ++t) {
+      const int64_t column0 = (tile0 + t) * kTileColumns, left = n - column0;
+      const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      __m512 value = sums[r][t];
+      if (result.accumulate) {
+        value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, row + column0));
+      }
+      _mm512_mask_storeu_ps(row + column0, mask, value);
+    }
+  }
+}
+
+// Groups [begin, end) of kDotTiles column tiles of the result, every row, on the calling thread.
+void dot_columns(int64_t begin, int64_t end, const uint16_t* a, int64_t m, int64_t k_pad,
+                 const uint16_t* b, int64_t depth_blocks, int64_t column_tiles, int64_t n,
+                 const Result& result) {
+  for (int64_t group = begin; group < end; ++group) {
+    const int64_t tile0 = group * kDotTiles;
+    const int64_t tiles = std::min(kDotTiles, column_tiles - tile0);
+    for (int64_t row0 = 0; row0 < m; row0 += kDotRows) {
+      if (tiles == 3) {
+        dot_block<3>(a, k_pad, b, depth_blocks, row0, tile0, m, n, result);
+      } else if (tiles == 2) {
+        dot_block<2>(a, k_pad, b, depth_blocks, row0, tile0, m, n, result);
+      } else {
+        dot_block<1>(a, k_pad, b, depth_blocks, row0, tile0, m, n, result);
+      }
+    }
+  }
+}
+
 // Column tiles [tile_begin, tile_end) of op(B) (see AmxMatrix) into `out`: each row of a tile,
 // the pairs (2p, 2p + 1) of 16 columns, is two gathers of 16 floats and one rounding to
 // bfloat16. Masked lanes (past k or n) read nothing and give zeros.
@@ -195,12 +274,35 @@ void pack_tiles(const float* data, int64_t row_stride, int64_t col_stride, int64
 #pragma GCC pop_options
 #endif  // RNNKIT_AMX
 
+// RNNKIT_AMX=0 turns both kernels off.
+bool kernels_allowed() {
+  const char* setting = std::getenv("RNNKIT_AMX");
+  return setting == nullptr || std::string_view(setting) != "0";
+}
+
 }  // namespace
+
+bool avx512_bf16_available() {
+  static const bool available = [] {
+    if (!kernels_allowed()) {
+      return false;
+    }
+#ifdef RNNKIT_AMX
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !((ebx >> 16) & 1)) {  // AVX512-F
+      return false;
+    }
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && ((eax >> 5) & 1);  // AVX512-BF16
+#else
+    return false;
+#endif
+  }();
+  return available;
+}
 
 bool amx_available() {
   static const bool available = [] {
-    const char* setting = std::getenv("RNNKIT_AMX");
-    if (setting != nullptr && std::string_view(setting) == "0") {
+    if (!kernels_allowed()) {
       return false;
     }
 #ifdef RNNKIT_AMX
@@ -261,6 +363,32 @@ void amx_product(int64_t m, const float* a, int64_t a_row, const AmxMatrix& b, f
     run(0, pairs);
   } else {
     at::parallel_for(0, pairs, 1, run);
+  }
+#endif
+}
+
+void avx512_bf16_product(int64_t m, const float* a, int64_t a_row, const AmxMatrix& b, float* c,
+                         int64_t ldc, bool accumulate) {
+  TORCH_CHECK(avx512_bf16_available(), "avx512_bf16_product: AVX512-BF16 is not available");
+#ifdef RNNKIT_AMX
+  const int64_t k_pad = b.depth_blocks() * kTileDepth;
+  const int64_t m_pad = (m + kDotRows - 1) / kDotRows * kDotRows;
+  thread_local std::vector<uint16_t> rounded;
+  if (static_cast<int64_t>(rounded.size()) < m_pad * k_pad) {
+    rounded.resize(m_pad * k_pad);
+  }
+  round_rows(m, b.k(), a, a_row, m_pad, k_pad, rounded.data());
+  const uint16_t* left = rounded.data();
+  const Result result{c, ldc, accumulate};
+  const int64_t groups = (b.column_tiles() + kDotTiles - 1) / kDotTiles;
+  const auto run = [&](int64_t begin, int64_t end) {
+    dot_columns(begin, end, left, m, k_pad, b.tiles(), b.depth_blocks(), b.column_tiles(), b.n(),
+                result);
+  };
+  if (m * b.k() * b.n() < kParallelWork || at::get_num_threads() <= 1) {
+    run(0, groups);
+  } else {
+    at::parallel_for(0, groups, 1, run);
   }
 #endif
 }

@@ -98,15 +98,18 @@ std::optional<at::Tensor> own_matmul(at::Tensor a, at::Tensor b) {
   return out;
 }
 
-// The product a b (2-D float32 tensors) through rnnkit's AMX kernels (for tests), or None when
-// they do not run on this machine.
-std::optional<at::Tensor> amx_matmul(at::Tensor a, at::Tensor b) {
-  if (!rnnkit::amx_available()) {
+// The product a b (2-D float32 tensors) through one of rnnkit's bfloat16 kernels (for tests):
+// `kernel` "amx" or "avx512_bf16"; None when that kernel does not run on this machine.
+std::optional<at::Tensor> bf16_matmul(at::Tensor a, at::Tensor b, std::string kernel) {
+  TORCH_CHECK(kernel == "amx" || kernel == "avx512_bf16",
+              "bf16_matmul: kernel is \"amx\" or \"avx512_bf16\", got ", kernel);
+  const bool amx = kernel == "amx";
+  if (!(amx ? rnnkit::amx_available() : rnnkit::avx512_bf16_available())) {
     return std::nullopt;
   }
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
                   a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat,
-              "amx_matmul: expected float32 matrices (m, k) and (k, n)");
+              "bf16_matmul: expected float32 matrices (m, k) and (k, n)");
   // The packing gathers with 32-bit offsets: other strides are copied first.
   const auto gatherable = [](int64_t stride) { return stride > 0 && 16 * stride <= INT32_MAX; };
   a = a.stride(1) == 1 ? a : a.contiguous();
@@ -114,13 +117,17 @@ std::optional<at::Tensor> amx_matmul(at::Tensor a, at::Tensor b) {
   const rnnkit::AmxMatrix packed(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0),
                                  b.size(1));
   at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
-  rnnkit::amx_product(a.size(0), a.data_ptr<float>(), a.stride(0), packed, out.data_ptr<float>(),
-                      out.stride(0), false);
+  (amx ? rnnkit::amx_product : rnnkit::avx512_bf16_product)(
+      a.size(0), a.data_ptr<float>(), a.stride(0), packed, out.data_ptr<float>(), out.stride(0),
+      false);
   return out;
 }
 
 // Whether rnnkit's AMX kernels run on this machine (amx.h).
 bool amx_available() { return rnnkit::amx_available(); }
+
+// Whether rnnkit's AVX512-BF16 kernel runs on this machine (amx.h).
+bool avx512_bf16_available() { return rnnkit::avx512_bf16_available(); }
 
 // Turn bfloat16 products (recurrence.h) on or off for the calling thread; false when they
 // cannot be turned on (torch without oneDNN).
@@ -165,6 +172,7 @@ TORCH_LIBRARY(rnnkit_fused, library) {
               &minlstm_backward);
   library.def("own_matmul(Tensor a, Tensor b) -> Tensor?", &own_matmul);
   library.def("set_bf16_products(bool on) -> bool", &set_bf16_products);
-  library.def("amx_matmul(Tensor a, Tensor b) -> Tensor?", &amx_matmul);
+  library.def("bf16_matmul(Tensor a, Tensor b, str kernel) -> Tensor?", &bf16_matmul);
   library.def("amx_available() -> bool", &amx_available);
+  library.def("avx512_bf16_available() -> bool", &avx512_bf16_available);
 }

@@ -325,8 +325,8 @@ inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& 
 // MKL's internal layout, which saves the copy of the weight that every ordinary call makes; else
 // they go through at::mm. Large float weights (see step_product.cpp) are packed for oneDNN
 // instead of MKL, where torch has it. With bf16_products() on, float weights are packed in
-// bfloat16 for rnnkit's AMX kernels where they run (amx.h; products summed in float32), else
-// for oneDNN (each step's product rounded to bfloat16, see matmul_into).
+// bfloat16 for rnnkit's own kernels where they run (AMX or AVX512-BF16, amx.h; products summed
+// in float32), else for oneDNN (each step's product rounded to bfloat16, see matmul_into).
 class StepProduct {
  public:
   StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
@@ -344,7 +344,7 @@ class StepProduct {
   bool transpose_;
   int64_t batch_;
   std::optional<PackedMatrix> own_;  // for rnnkit's own kernels, when used
-  std::optional<AmxMatrix> amx_;     // for rnnkit's AMX kernels (bf16_products), when used
+  std::optional<AmxMatrix> amx_;     // for rnnkit's bfloat16 kernels (bf16_products), when used
   at::Tensor packed_;                 // oneDNN's or MKL's packed op(weight), when used
   bool onednn_ = false;
   bool bf16_ = false;                 // packed_ is a bfloat16 weight for oneDNN (bf16_products)

@@ -157,7 +157,7 @@ at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight,
 StepProduct::StepProduct(const at::Tensor& weight, bool transpose, int64_t batch)
     : weight_(weight), transpose_(transpose), batch_(batch) {
   TORCH_CHECK(weight.dim() == 2 && weight.stride(1) == 1, "weight: expected unit column stride");
-  if (in_bf16(weight.scalar_type()) && amx_available()) {
+  if (in_bf16(weight.scalar_type()) && bf16_kernels_available()) {
     const int64_t k = transpose ? weight.size(1) : weight.size(0);
     const int64_t n = transpose ? weight.size(0) : weight.size(1);
     amx_.emplace(weight.data_ptr<float>(), transpose ? 1 : weight.stride(0),
@@ -208,7 +208,7 @@ void StepProduct::operator()(float* out, int64_t out_stride, const float* state,
     return;
   }
   if (amx_) {
-    amx_product(batch_, state, state_stride, *amx_, out, out_stride, accumulate);
+    bf16_product(batch_, state, state_stride, *amx_, out, out_stride, accumulate);
     return;
   }
   if (onednn_ || bf16_) {
