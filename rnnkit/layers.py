@@ -404,7 +404,7 @@ class RecurrentLayer(nn.Module):
         the LSTM too under bfloat16 autocast on a CPU that computes bfloat16 natively), else the
         fused kernels (CPU, float32/float64, compiled), else the parallel scan
         (MinGRU/MinLSTM), else the reference loop. Torch's kernels do not take projected
-        inputs."""
+        inputs; with zoneout only the fused LSTM kernels and the reference loop run."""
         source = "engine" if self.engine else "RNNKIT_ENGINE"
         requested = self.engine or os.environ.get("RNNKIT_ENGINE", "auto")
         if requested not in ENGINES:
@@ -420,10 +420,11 @@ class RecurrentLayer(nn.Module):
                                  "(or traces, token inputs or zoneout were asked for); use "
                                  "'auto' or 'reference'")
             return "native"
-        if requested == "fused" and not all(fused_supports(m) for m in maths):
+        if requested == "fused" and not all(fused_supports(m, zoneout) for m in maths):
             raise ValueError(f"{source}='fused': no fused kernel for {type(self).__name__} "
                              "(they cover rnnkit's own cells, not a subclass that changes "
-                             "the step); use 'auto' or 'reference'")
+                             "the step, and zoneout only in the LSTM family); use 'auto' or "
+                             "'reference'")
         if requested == "scan" and (zoneout or not all(m.parallel_scan for m in maths)):
             raise ValueError(f"{source}='scan': {type(self).__name__} is not linear in its "
                              "state, or has zoneout; only MinGRU and MinLSTM without zoneout "
@@ -434,7 +435,7 @@ class RecurrentLayer(nn.Module):
             if (native_ok and maths[0].native_mode not in FUSED_FIRST
                     and not (inputs is not None and native_bf16_products_run(inputs))):
                 return "native"
-            if (inputs is not None and all(fused_supports(m) for m in maths)
+            if (inputs is not None and all(fused_supports(m, zoneout) for m in maths)
                     and fused_runs(inputs)):
                 return "fused"
             if native_ok:

@@ -190,13 +190,17 @@ def test_engines_with_zoneout(monkeypatch):
     monkeypatch.setenv("RNNKIT_ENGINE", "auto")
     lstm = rnnkit.LSTM(N_IN, H, zoneout_cell=0.5)
     x = torch.randn(T, B, N_IN)
-    assert lstm.engine_for(x) != "native"
+    assert lstm.engine_for(x) == ("fused" if fused.fused_runs(x) else "reference")
     with pytest.raises(ValueError, match="zoneout"):
         rnnkit.LSTM(N_IN, H, zoneout_hidden=0.1, engine="native")
     with pytest.raises(ValueError, match="zoneout"):
         build_layer("mingru", N_IN, H, zoneout_hidden=0.1, engine="scan")
     assert build_layer("mingru", N_IN, H, zoneout_hidden=0.1, engine="reference")(x)[0].shape == (
         T, B, H)
+    gru = rnnkit.GRU(N_IN, H, zoneout_hidden=0.1)
+    assert gru.engine_for(x) == "reference"
+    with pytest.raises(ValueError, match="zoneout only in the LSTM family"):
+        rnnkit.GRU(N_IN, H, zoneout_hidden=0.1, engine="fused")
     lstm.zoneout_cell = 0.0
     assert lstm.engine_for(x) == rnnkit.LSTM(N_IN, H).engine_for(x)
 

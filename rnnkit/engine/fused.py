@@ -129,9 +129,11 @@ def _family(cell_math: CellMath) -> str | None:
     return None
 
 
-def fused_supports(cell_math: CellMath) -> bool:
-    """Whether the fused engine has a kernel for this cell."""
-    return _family(cell_math) is not None
+def fused_supports(cell_math: CellMath, zoneout: bool = False) -> bool:
+    """Whether the fused engine has a kernel for this cell (with ``zoneout``: one that applies
+    zoneout, the LSTM family's)."""
+    family = _family(cell_math)
+    return family == "lstm" if zoneout else family is not None
 
 
 @cache
