@@ -2,9 +2,9 @@
 in the default language model's step.
 
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` the fused kernels multiply bfloat16
-operands (rnnkit's AMX kernels for the per-step products where the CPU has AMX, oneDNN for the
-rest) while their pointwise steps stay float32; before, they ran float32 products under
-autocast. Two tables, each timed in one process with the rows interleaved in an order rotated
+operands (rnnkit's AMX or AVX512-BF16 kernel for the per-step products where the CPU has one,
+oneDNN for the rest) while their pointwise steps stay float32; before, they ran float32 products
+under autocast. Two tables, each timed in one process with the rows interleaved in an order rotated
 from round to round (medians of the rounds after warm-up):
 
 * Cells: a forward and backward pass of one layer (input size H) over a (B, T) batch, with
@@ -22,16 +22,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import torch
 from report import (
-    elapsed,
+    LM_BATCH,
+    LM_LENGTH,
+    LM_VOCAB,
+    interleaved_medians,
+    lm_step,
     load_average,
     machine_lines,
     markdown_table,
-    rotated,
     threads_label,
     write_section,
 )
@@ -42,20 +44,7 @@ from rnnkit.engine.fused import load_extension
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 
 CELLS = ("lstm", "peephole-lstm", "cifg-lstm", "gru", "gru-cho", "rnn", "clockwork")
-VOCAB, BATCH, LENGTH = 65, 32, 64
 BF16 = torch.bfloat16
-
-
-def timed(jobs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median milliseconds of each job, interleaved, after two warm-up calls each."""
-    for job in jobs.values():
-        job()
-        job()
-    samples: dict[str, list[float]] = {name: [] for name in jobs}
-    for round_index in range(repeats):
-        for name in rotated(list(jobs), round_index):
-            samples[name].append(elapsed(jobs[name]))
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
 
 
 def layer_job(layer: nn.Module, x: torch.Tensor, autocast: bool) -> Callable[[], None]:
@@ -74,7 +63,7 @@ def cell_rows(shape: tuple[int, int, int], repeats: int) -> list[list[str]]:
         layer = rnnkit.build_layer(cell, hidden, hidden, engine="fused")
         jobs[f"{cell}, float32"] = layer_job(layer, x, False)
         jobs[f"{cell}, bf16"] = layer_job(layer, x, True)
-    medians = timed(jobs, repeats)
+    medians = interleaved_medians(jobs, repeats, warmup=2)
     lstm = medians["torch.nn.LSTM, bf16"]
     rows = [["torch.nn.LSTM", "", f"{lstm:.1f}", "", "1.00"]]
     for cell in CELLS:
@@ -85,29 +74,18 @@ def cell_rows(shape: tuple[int, int, int], repeats: int) -> list[list[str]]:
 
 
 def lm_rows(repeats: int) -> list[list[str]]:
-    inputs = torch.randint(0, VOCAB, (BATCH, LENGTH))
-    targets = torch.randint(0, VOCAB, (BATCH * LENGTH,))
-
     def job(engine: str, fused_adamw: bool) -> Callable[[], None]:
         torch.manual_seed(0)
-        model = LanguageModel(LanguageModelConfig(vocab_size=VOCAB, hidden_size=640,
+        model = LanguageModel(LanguageModelConfig(vocab_size=LM_VOCAB, hidden_size=640,
                                                   dropout=0.35))
         model.layer.engine = engine
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused_adamw)
-
-        def step() -> None:
-            with torch.autocast("cpu", dtype=BF16):
-                logits, _ = model(inputs, None)
-                loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB).float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return step
+        return lm_step(model, optimizer, bf16=True)
 
     jobs = {"torch's LSTM kernel, foreach AdamW (before)": job("native", False),
             "torch's LSTM kernel, fused AdamW": job("native", True),
             "fused LSTM kernels, fused AdamW (now)": job("fused", True)}
-    medians = timed(jobs, repeats)
+    medians = interleaved_medians(jobs, repeats, warmup=2)
     before = medians["torch's LSTM kernel, foreach AdamW (before)"]
     return [[name, f"{ms:.1f}", f"{ms / before:.2f}"] for name, ms in medians.items()]
 
@@ -122,19 +100,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     shape = tuple(int(part) for part in args.shape.split("x"))
     load_before = load_average()
-    amx = load_extension().amx_available()
+    extension = load_extension()
+    kernel = ("AMX" if extension.amx_available() else
+              "AVX512-BF16" if extension.avx512_bf16_available() else "none (oneDNN products only)")
     cells = cell_rows(shape, args.repeats)
     lm = lm_rows(args.repeats)
     for row in cells + lm:
         print(" | ".join(row))
     write_section(f"bfloat16 autocast, {threads_label()}", machine_lines(load_before) + [
-        f"- rnnkit's AMX kernels run here: {'yes' if amx else 'no (oneDNN products only)'}",
+        f"- rnnkit's kernel for the per-step bfloat16 products here: {kernel}",
         f"- Cells: one layer, B x T x H = {args.shape}, forward and backward, ms (median of "
         f"{args.repeats} interleaved rounds)", "",
     ] + markdown_table(["cell", "float32 products", "bf16 autocast", "bf16 / float32",
                         "bf16 / torch.nn.LSTM"], cells) + [
-        "", f"- Language model: one training step, batch {BATCH} x {LENGTH}, bfloat16 autocast, "
-        "ms", "",
+        "", f"- Language model: one training step, batch {LM_BATCH} x {LM_LENGTH}, bfloat16 "
+        "autocast, ms", "",
     ] + markdown_table(["LSTM engine, optimizer", "ms per step", "vs before"], lm))
 
 

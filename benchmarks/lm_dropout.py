@@ -14,15 +14,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 from report import (
-    elapsed,
+    LM_BATCH,
+    LM_LENGTH,
+    LM_VOCAB,
+    interleaved_medians,
+    lm_step,
     load_average,
     machine_lines,
     markdown_table,
-    rotated,
     threads_label,
     write_section,
 )
@@ -31,12 +33,11 @@ from torch import nn
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.training.trainer import uses_bf16
 
-VOCAB, BATCH, LENGTH = 65, 32, 64
 MODELS = ("torch.nn.Dropout", "rnnkit Dropout")
 
 
 def build(name: str) -> tuple[nn.Module, torch.optim.Optimizer]:
-    model = LanguageModel(LanguageModelConfig(vocab_size=VOCAB, hidden_size=640, dropout=0.35))
+    model = LanguageModel(LanguageModelConfig(vocab_size=LM_VOCAB, hidden_size=640, dropout=0.35))
     if name == "torch.nn.Dropout":
         model.dropout = nn.Dropout(0.35)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -51,32 +52,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load_before = load_average()
     bf16 = uses_bf16("auto", torch.device("cpu"))
-    inputs = torch.randint(0, VOCAB, (BATCH, LENGTH))
-    targets = torch.randint(0, VOCAB, (BATCH * LENGTH,))
-
-    def step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits, _ = model(inputs, None)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    models = {name: build(name) for name in MODELS}
-    samples: dict[str, list[float]] = {name: [] for name in MODELS}
-    for pair in models.values():
-        for _ in range(3):
-            step(*pair)
-    for round_index in range(args.repeats):
-        for name in rotated(list(MODELS), round_index):
-            samples[name].append(elapsed(lambda p=models[name]: step(*p)))
-    medians = {name: statistics.median(samples[name]) * 1e3 for name in MODELS}
+    jobs = {name: lm_step(*build(name), bf16) for name in MODELS}
+    medians = interleaved_medians(jobs, args.repeats, warmup=3)
     ratio = medians["rnnkit Dropout"] / medians["torch.nn.Dropout"]
     rows = [[name, f"{medians[name]:.1f}"] for name in MODELS]
     print(", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items()), f"ratio {ratio:.3f}")
     title = f"Language-model step and dropout, {threads_label()}"
     write_section(title, machine_lines(load_before) + [
-        f"- Training step of the default language model, batch {BATCH} x {LENGTH}, "
+        f"- Training step of the default language model, batch {LM_BATCH} x {LM_LENGTH}, "
         f"{'bfloat16 autocast' if bf16 else 'float32'}; median of {args.repeats} interleaved "
         f"rounds after 3 warm-up steps each", "",
     ] + markdown_table(["dropout", "ms per step"], rows) + [

@@ -36,6 +36,42 @@ def rotated(names: list[str], shift: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
+def interleaved_medians(jobs: dict[str, Callable[[], object]], repeats: int,
+                        warmup: int) -> dict[str, float]:
+    """Median milliseconds of each job over ``repeats`` rounds, the jobs interleaved in an order
+    rotated from round to round, after ``warmup`` calls of each."""
+    for job in jobs.values():
+        for _ in range(warmup):
+            job()
+    samples: dict[str, list[float]] = {name: [] for name in jobs}
+    for round_index in range(repeats):
+        for name in rotated(list(jobs), round_index):
+            samples[name].append(elapsed(jobs[name]))
+    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+
+
+# The default language model's training batch: 32 streams of 64 of the corpus's 65 characters.
+LM_VOCAB, LM_BATCH, LM_LENGTH = 65, 32, 64
+
+
+def lm_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            bf16: bool) -> Callable[[], None]:
+    """One training step of a language model (ids (B, T) -> (logits, state)) on a fixed
+    random batch of the default size, under CPU bfloat16 autocast if ``bf16``."""
+    inputs = torch.randint(0, LM_VOCAB, (LM_BATCH, LM_LENGTH))
+    targets = torch.randint(0, LM_VOCAB, (LM_BATCH * LM_LENGTH,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(inputs, None)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, LM_VOCAB).float(),
+                                                     targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
 def gemm_peaks(repeats: int = 5, size: int = 2048) -> dict[str, float]:
     """GFLOP/s of one float32 ``size``^3 matrix product with torch's current threads, through
     ``torch.mm`` and, where they run, through rnnkit's own kernels (which the fused engine

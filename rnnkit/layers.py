@@ -460,6 +460,7 @@ class RecurrentLayer(nn.Module):
         self, inputs: Tensor, state: State, lengths: Tensor | None, engine: str,
         return_traces: bool, start_step: int, tokens: Tensor | None = None,
     ) -> tuple[Tensor, State, list[Traces]]:
+        steps, batch = (tokens if tokens is not None else inputs).shape[:2]
         finals: list[State] = []
         all_traces: list[Traces] = []
         layer_input = inputs
@@ -484,7 +485,6 @@ class RecurrentLayer(nn.Module):
                 if direction:
                     sequence = reverse_padded(sequence, lengths)
                     lower = None if lower is None else reverse_padded(lower, lengths)
-                steps, batch = (layer_tokens if layer_tokens is not None else sequence).shape[:2]
                 zoneout = self._zoneout(steps, batch, start[0])
                 if engine == "scan":
                     output, final, traces = run_scan(cell_math, params, sequence, start, lengths,

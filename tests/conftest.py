@@ -1,14 +1,28 @@
 """Shared fixtures: deterministic seeds, small helpers for comparing layers, tiny corpora."""
 
 import random
+import warnings
 
 import pytest
 import torch
+
+from rnnkit.engine import fused
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def fused_extension():
+    """The fused kernels (built on first use); the test is skipped where they cannot be built."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        extension = fused.load_extension()
+    if extension is None:
+        pytest.skip("the fused extension cannot be built here (no C++ compiler or ninja)")
+    return extension
 
 
 def state_tensors(state):

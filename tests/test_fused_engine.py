@@ -53,12 +53,7 @@ CONFIGS = {
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _extension():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fused.load_extension() is None:
-            pytest.skip("the fused extension cannot be built here (no C++ compiler or ninja)")
+pytestmark = pytest.mark.usefixtures("fused_extension")
 
 
 def _pair(config, input_size=5, hidden_size=20, **kwargs):

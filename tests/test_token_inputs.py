@@ -6,7 +6,6 @@ every other engine and family gets the gathered sequence. Held to the float64 re
 on the embeddings, as in test_fused_engine.py."""
 
 import copy
-import warnings
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ from conftest import state_tensors
 from torch import nn
 
 import rnnkit
-from rnnkit.engine import fused
 from rnnkit.models import LanguageModel, LanguageModelConfig
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
@@ -37,12 +35,7 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _extension():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fused.load_extension() is None:
-            pytest.skip("the fused extension cannot be built here (no C++ compiler or ninja)")
+pytestmark = pytest.mark.usefixtures("fused_extension")
 
 
 def _state(layer, batch, dtype):

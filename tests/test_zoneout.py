@@ -6,7 +6,6 @@ held to the float64 reference loop (same seed, so the same masks), the evaluatio
 loop written here over ``torch.nn.LSTMCell`` / ``GRUCell``, and the training masks to their
 rate."""
 
-import warnings
 
 import pytest
 import torch
@@ -37,14 +36,6 @@ RATES = {"cell": {"zoneout_cell": 0.5}, "hidden": {"zoneout_hidden": 0.3},
          "both": {"zoneout_cell": 0.4, "zoneout_hidden": 0.2}}
 
 
-@pytest.fixture(scope="module")
-def extension():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fused.load_extension() is None:
-            pytest.skip("the fused extension cannot be built here (no C++ compiler or ninja)")
-
-
 def _pair(name, switches, rates):
     """The same float64 layer on the reference loop and on the fused kernels."""
     torch.manual_seed(0)
@@ -71,7 +62,7 @@ def _results(layer, x, seed, lengths=LENGTHS):
 @pytest.mark.parametrize("rates", RATES.values(), ids=RATES.keys())
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_fused_kernels_match_the_reference_loop(extension, config, rates, training):
+def test_fused_kernels_match_the_reference_loop(fused_extension, config, rates, training):
     reference, kernels = _pair(*config, rates)
     reference.train(training)
     kernels.train(training)
@@ -84,7 +75,7 @@ def test_fused_kernels_match_the_reference_loop(extension, config, rates, traini
         torch.testing.assert_close(a, b, **TOLERANCE)
 
 
-def test_projection_takes_cell_zoneout(extension):
+def test_projection_takes_cell_zoneout(fused_extension):
     reference, kernels = _pair("lstm", {"proj_size": 3}, {"zoneout_cell": 0.5})
     x = torch.randn(T, B, N_IN, dtype=torch.float64)
     for a, b in zip(_results(kernels, x, seed=2)[0], _results(reference, x, seed=2)[0]):
@@ -93,7 +84,7 @@ def test_projection_takes_cell_zoneout(extension):
 
 @pytest.mark.parametrize("engine", ["fused", "reference"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_gradcheck(extension, engine, training):
+def test_gradcheck(fused_extension, engine, training):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(N_IN, H, num_layers=2, dtype=torch.float64, engine=engine, peepholes=True,
                         zoneout_cell=0.5, zoneout_hidden=0.25).train(training)
@@ -124,7 +115,7 @@ def _lstm_loop(layer, x, z_hidden, z_cell):
 
 
 @pytest.mark.parametrize("engine", ["fused", "reference"])
-def test_evaluation_is_the_expectation(extension, engine):
+def test_evaluation_is_the_expectation(fused_extension, engine):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(N_IN, H, dtype=torch.float64, engine=engine, zoneout_cell=0.5,
                         zoneout_hidden=0.25).eval()
@@ -136,7 +127,7 @@ def test_evaluation_is_the_expectation(extension, engine):
 
 
 @pytest.mark.parametrize("name", ["gru", "rnn", "mingru"])
-def test_other_cells_zone_out_their_hidden_state(extension, name):
+def test_other_cells_zone_out_their_hidden_state(fused_extension, name):
     torch.manual_seed(0)
     layer = build_layer(name, N_IN, H, dtype=torch.float64, zoneout_hidden=0.4).eval()
     x = torch.randn(T, B, N_IN, dtype=torch.float64)
@@ -153,7 +144,7 @@ def test_other_cells_zone_out_their_hidden_state(extension, name):
 
 
 @pytest.mark.parametrize("engine", ["fused", "reference"])
-def test_training_keeps_each_state_with_its_probability(extension, engine):
+def test_training_keeps_each_state_with_its_probability(fused_extension, engine):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(N_IN, 64, engine=engine, zoneout_cell=0.3, zoneout_hidden=0.1)
     x = torch.randn(50, 40, N_IN)
@@ -164,7 +155,7 @@ def test_training_keeps_each_state_with_its_probability(extension, engine):
         assert abs(kept - rate) < 0.01, (name, kept)
 
 
-def test_training_masks_follow_the_seed(extension):
+def test_training_masks_follow_the_seed(fused_extension):
     layer = rnnkit.LSTM(N_IN, H, zoneout_cell=0.5, zoneout_hidden=0.2)
     x = torch.randn(T, B, N_IN)
     torch.manual_seed(5)
@@ -176,7 +167,7 @@ def test_training_masks_follow_the_seed(extension):
     assert not torch.equal(first, other)
 
 
-def test_bf16_autocast_stays_close_to_float32(extension):
+def test_bf16_autocast_stays_close_to_float32(fused_extension):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(N_IN, 32, zoneout_cell=0.5, zoneout_hidden=0.1).eval()
     x = torch.randn(T, B, N_IN)

@@ -161,6 +161,7 @@ def bf16_products_wanted(inputs: Tensor) -> bool:
             and torch.backends.mkldnn.is_available())
 
 
+@cache
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16)."""
     return any(getattr(torch.cpu, name, lambda: False)()
@@ -451,7 +452,7 @@ def run_fused(
     options, tensors = _FAMILY_TENSORS[family](cell_math, params, state, lower_cells,
                                                start_step)
     if family == "lstm":  # zoneout: the rates (cell, hidden), or masks where given (cells.h)
-        hidden_keep, cell_keep = (tuple(zoneout or ()) + (0.0, 0.0))[:2]
+        hidden_keep, cell_keep = zoneout or (0.0, 0.0)
         options += tuple(0.0 if isinstance(keep, Tensor) else float(keep)
                          for keep in (cell_keep, hidden_keep))
         for name, keep in (("hidden_keep", hidden_keep), ("cell_keep", cell_keep)):

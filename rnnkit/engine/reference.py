@@ -31,9 +31,10 @@ def zoned(new_state: State, state: State, zoneout: Zoneout, t: int) -> State:
     result = list(new_state)
     for index, keep in enumerate(zoneout):
         if isinstance(keep, Tensor):
-            result[index] = torch.lerp(new_state[index], state[index], keep[t])
-        elif keep:
-            result[index] = torch.lerp(new_state[index], state[index], keep)
+            keep = keep[t]
+        elif not keep:
+            continue
+        result[index] = torch.lerp(new_state[index], state[index], keep)
     return tuple(result)
 
 

@@ -274,17 +274,12 @@ void pack_tiles(const float* data, int64_t row_stride, int64_t col_stride, int64
 #pragma GCC pop_options
 #endif  // RNNKIT_AMX
 
-// RNNKIT_AMX=0 turns both kernels off.
-bool kernels_allowed() {
-  const char* setting = std::getenv("RNNKIT_AMX");
-  return setting == nullptr || std::string_view(setting) != "0";
-}
-
 }  // namespace
 
 bool avx512_bf16_available() {
   static const bool available = [] {
-    if (!kernels_allowed()) {
+    const char* setting = std::getenv("RNNKIT_AMX");  // "0" turns both kernels off
+    if (setting != nullptr && std::string_view(setting) == "0") {
       return false;
     }
 #ifdef RNNKIT_AMX
@@ -302,17 +297,11 @@ bool avx512_bf16_available() {
 
 bool amx_available() {
   static const bool available = [] {
-    if (!kernels_allowed()) {
-      return false;
-    }
 #ifdef RNNKIT_AMX
+    // The AMX kernel also uses AVX512-F and AVX512-BF16 (and obeys RNNKIT_AMX the same way).
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
-      return false;
-    }
-    const bool avx512f = (ebx >> 16) & 1, amx_bf16 = (edx >> 22) & 1, amx_tile = (edx >> 24) & 1;
-    if (!avx512f || !amx_bf16 || !amx_tile || !__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) ||
-        !((eax >> 5) & 1)) {  // AVX512-BF16
+    if (!avx512_bf16_available() || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) ||
+        !((edx >> 22) & 1) || !((edx >> 24) & 1)) {  // AMX-BF16, AMX-TILE
       return false;
     }
     // Linux hands out the tile registers' state only on request (ARCH_REQ_XCOMP_PERM for
