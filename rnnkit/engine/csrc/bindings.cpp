@@ -3,11 +3,13 @@
 // extension then compiles in a fraction of the time.
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "amx.h"
 #include "cells.h"
 #include "gemm.h"
+#include "pointwise.h"
 
 namespace {
 
@@ -123,6 +125,24 @@ std::optional<at::Tensor> bf16_matmul(at::Tensor a, at::Tensor b, std::string ke
   return out;
 }
 
+// Fills `out` (contiguous float32 or float64 on the CPU) with 0 and `value`: element i is
+// `value` where 16-bit draw i of the stream `seed` is at least `threshold` (pointwise.h).
+void bernoulli_fill(at::Tensor out, int64_t seed, int64_t threshold, double value) {
+  TORCH_CHECK(out.device().is_cpu() && out.is_contiguous() &&
+                  (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble),
+              "bernoulli_fill: out must be a contiguous float32 or float64 CPU tensor");
+  TORCH_CHECK(threshold >= 0 && threshold <= 65536,
+              "bernoulli_fill: threshold must be in [0, 65536], got ", threshold);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "bernoulli_fill", [&] {
+    scalar_t* data = out.data_ptr<scalar_t>();
+    at::parallel_for(0, (out.numel() + 3) / 4, 8192, [&](int64_t begin, int64_t end) {
+      rnnkit::bernoulli_fill(data, 4 * begin, std::min(4 * end, out.numel()),
+                             static_cast<uint64_t>(seed), static_cast<uint32_t>(threshold),
+                             static_cast<scalar_t>(value));
+    });
+  });
+}
+
 // Whether rnnkit's AMX kernels run on this machine (amx.h).
 bool amx_available() { return rnnkit::amx_available(); }
 
@@ -173,6 +193,8 @@ TORCH_LIBRARY(rnnkit_fused, library) {
   library.def("own_matmul(Tensor a, Tensor b) -> Tensor?", &own_matmul);
   library.def("set_bf16_products(bool on) -> bool", &set_bf16_products);
   library.def("bf16_matmul(Tensor a, Tensor b, str kernel) -> Tensor?", &bf16_matmul);
+  library.def("bernoulli_fill(Tensor(a!) out, int seed, int threshold, float value) -> ()",
+              &bernoulli_fill);
   library.def("amx_available() -> bool", &amx_available);
   library.def("avx512_bf16_available() -> bool", &avx512_bf16_available);
 }
