@@ -57,7 +57,8 @@ LM_VOCAB, LM_BATCH, LM_LENGTH = 65, 32, 64
 def lm_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             bf16: bool) -> Callable[[], None]:
     """One training step of a language model (ids (B, T) -> (logits, state)) on a fixed
-    random batch of the default size, under CPU bfloat16 autocast if ``bf16``."""
+    random batch of the default size, under CPU bfloat16 autocast if ``bf16``; the loss adds
+    the model's ``penalty`` where it leaves one (the language model's AR and TAR)."""
     inputs = torch.randint(0, LM_VOCAB, (LM_BATCH, LM_LENGTH))
     targets = torch.randint(0, LM_VOCAB, (LM_BATCH * LM_LENGTH,))
 
@@ -66,6 +67,8 @@ def lm_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             logits, _ = model(inputs, None)
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, LM_VOCAB).float(),
                                                      targets)
+            if getattr(model, "penalty", None) is not None:
+                loss = loss + model.penalty
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -37,6 +37,7 @@ from rnnkit.training.tasks import (
 from rnnkit.training.trainer import train
 
 DEFAULTS = TrainConfig()
+LM_ONLY = ("activation_penalty", "temporal_penalty")
 
 # Options a resumed run may change; everything else is fixed by the run's config.json.
 RESUMABLE = ("steps", "epochs", "time_limit", "device", "threads", "precision")
@@ -126,6 +127,12 @@ def build_parser() -> Parser:
     add("--weight-dropout", type=float, metavar="P",
         help="DropConnect on the recurrent weights: one mask per chunk on each hidden-to-hidden "
              f"weight, in training (default {_default('weight_dropout')})")
+    add("--activation-penalty", type=float, metavar="A",
+        help="lm: adds A * mean(h^2) of the dropped LSTM outputs to the training loss (AR) "
+             f"(default {_default('activation_penalty')})")
+    add("--temporal-penalty", type=float, metavar="B",
+        help="lm: adds B * mean((h[t+1] - h[t])^2) of the LSTM outputs to the training loss "
+             f"(TAR) (default {_default('temporal_penalty')})")
     add("--zoneout-hidden", type=float, metavar="P",
         help="zoneout on the hidden state: each unit keeps its previous value with probability "
              f"P at each step, in training (default {_default('zoneout_hidden')})")
@@ -291,6 +298,11 @@ def train_command(args: argparse.Namespace) -> int:
         run_path = Path(resume)
     else:
         task = given.get("task", DEFAULTS.task)
+        for name in LM_ONLY:
+            if given.get(name) and task != "lm":
+                flag = name.replace("_", "-")
+                raise RunError(f"--{flag}: only --task lm takes it, got --task {task}; "
+                               f"drop --{flag}")
         config = dataclasses.replace(DEFAULTS, **{**TASK_DEFAULTS.get(task, {}), **given})
         run_path = None if out is None else Path(out)
 

@@ -98,6 +98,8 @@ def test_bad_option_value(capsys):
     ("--zoneout-hidden", "-0.1", "--zoneout-hidden must be in [0, 1)"),
     ("--zoneout-cell", "1", "--zoneout-cell must be in [0, 1)"),
     ("--ema", "1", "--ema must be in (0, 1), or 0 for no average; got 1.0"),
+    ("--activation-penalty", "-1", "--activation-penalty must be >= 0, got -1.0"),
+    ("--temporal-penalty", "-0.5", "--temporal-penalty must be >= 0, got -0.5"),
 ])
 def test_out_of_range_option(capsys, tmp_path, option, value, expected):
     fails_with_one_line(capsys, ["train", option, value, "--out", str(tmp_path / "r")], expected)
@@ -115,6 +117,14 @@ def test_cell_zoneout_of_a_cell_without_a_cell_state(capsys, corpus, tmp_path):
     fails_with_one_line(capsys, ["train", "--data", str(corpus), "--cell", "gru",
                                  "--zoneout-cell", "0.2", *TINY, "--out", str(tmp_path / "r")],
                         "--zoneout-cell", "gru", "no cell state")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("option", ["--activation-penalty", "--temporal-penalty"])
+def test_output_penalties_outside_the_language_model(capsys, tmp_path, option):
+    fails_with_one_line(capsys, ["train", "--task", "adding", option, "1", "--steps", "2",
+                                 "--out", str(tmp_path / "r")],
+                        f"{option}: only --task lm takes it, got --task adding")
     assert not (tmp_path / "r").exists()
 
 

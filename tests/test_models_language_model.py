@@ -5,6 +5,7 @@ import torch
 
 from rnnkit import CELL_NAMES
 from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.models.language_model import output_penalty
 from rnnkit.models.state import detach_state, select_rows, state_from_tensors, state_tensors
 
 
@@ -124,3 +125,56 @@ def test_generate_refuses_a_diverged_model():
         model.head.bias.fill_(float("nan"))
     with pytest.raises(ValueError, match="not finite"):
         model.generate(torch.tensor([1]), 3)
+
+
+def test_output_penalty_is_ar_of_the_dropped_outputs_plus_tar_of_the_outputs():
+    torch.manual_seed(0)
+    outputs = torch.randn(3, 5, 4, dtype=torch.float64)
+    dropped = outputs * (torch.rand(3, 5, 4) > 0.5) * 2
+    ar = sum(float(x) ** 2 for x in dropped.flatten()) / 60
+    tar = sum(float(outputs[b, t + 1, u] - outputs[b, t, u]) ** 2
+              for b in range(3) for t in range(4) for u in range(4)) / 48
+    penalty = output_penalty(outputs, dropped, 2.0, 0.5)
+    assert penalty.dtype == torch.float64
+    assert penalty.item() == pytest.approx(2.0 * ar + 0.5 * tar, rel=1e-12)
+    assert output_penalty(outputs, dropped, 0.0, 0.5).item() == pytest.approx(0.5 * tar, rel=1e-12)
+    assert output_penalty(outputs[:, :1], dropped[:, :1], 0.0, 0.5).item() == 0.0  # one step
+    assert output_penalty(outputs.bfloat16(), dropped.bfloat16(), 1.0, 1.0).dtype == torch.float32
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+@pytest.mark.parametrize(("activation", "temporal"), [(1.5, 0.7), (0.0, 0.7), (1.5, 0.0)])
+def test_output_penalty_gradcheck(steps, activation, temporal):
+    torch.manual_seed(0)
+    outputs = torch.randn(2, steps, 3, dtype=torch.float64, requires_grad=True)
+    dropped = torch.randn(2, steps, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda o, d: output_penalty(o, d, activation, temporal),
+                                    (outputs, dropped))
+    # Batch-first views of time-major memory, as the layers return them.
+    time_major = torch.randn(steps, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda o, d: output_penalty(o.transpose(0, 1), d, activation, temporal),
+        (time_major, dropped))
+
+
+def test_the_model_leaves_its_output_penalty_in_training_only():
+    torch.manual_seed(0)
+    model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=6, hidden_size=8,
+                                              dropout=0.5, activation_penalty=2.0,
+                                              temporal_penalty=1.0)).train()
+    seen = {}
+    model.head.register_forward_hook(lambda _, args, out: seen.update(head=args[0]))
+    ids = torch.randint(0, 11, (4, 16))
+    model(ids)
+    outputs, _ = model.layer(model.embedding(ids))
+    expected = output_penalty(outputs, seen["head"], 2.0, 1.0)
+    assert expected > 0
+    torch.testing.assert_close(model.penalty, expected)
+    model.penalty.backward()  # the penalty reaches the weights
+    assert next(model.layer.parameters()).grad.abs().sum() > 0
+    model.eval()
+    model(ids)
+    assert model.penalty is None
+    plain = tiny_model().train()  # no penalties configured
+    plain(ids)
+    assert plain.penalty is None

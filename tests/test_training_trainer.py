@@ -373,3 +373,29 @@ def test_zoneout_reaches_every_recurrent_layer_of_the_model(corpus):
     for layer in layers:
         layer.zoneout_hidden = layer.zoneout_cell = 0.0
     assert task.loss(task.model(batch.inputs)[0], batch.targets) != zoned
+
+
+def test_the_language_models_loss_adds_its_output_penalties(corpus):
+    task = build_task(tiny_config(corpus, activation_penalty=2.0, temporal_penalty=1.0),
+                      torch.device("cpu"))
+    batch = task.batch_at(0)
+    task.model.train()
+    torch.manual_seed(0)
+    logits, _ = task.model(batch.inputs)
+    penalised = task.loss(logits, batch.targets)
+    assert task.model.penalty > 0
+    nats = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
+    torch.testing.assert_close(penalised, nats + task.model.penalty)
+    task.model.eval()
+    logits, _ = task.model(batch.inputs)
+    torch.testing.assert_close(task.loss(logits, batch.targets), torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch.targets.flatten()))
+
+
+def test_a_config_saved_before_the_output_penalties_continues_without_them(corpus):
+    saved = tiny_config(corpus).to_dict()
+    del saved["activation_penalty"], saved["temporal_penalty"]
+    config = TrainConfig.from_dict(saved)
+    assert config.activation_penalty == config.temporal_penalty == 0.0
+    assert TrainConfig.from_dict(tiny_config(corpus, temporal_penalty=3.0).to_dict()
+                                 ).temporal_penalty == 3.0

@@ -31,6 +31,11 @@ class TrainConfig:
     bidirectional: bool = False
     dropout: float = 0.35
     weight_dropout: float = 0.0
+    activation_penalty: float = 2.0
+    temporal_penalty: float = 1.0
+    """lm: AR and TAR of the LSTM's outputs in the training loss (``activation_penalty`` and
+    ``temporal_penalty`` of :class:`rnnkit.models.LanguageModelConfig`); the other tasks' models
+    take none (their TASK_DEFAULTS set 0, and ``rnnkit train`` refuses them there)."""
     zoneout_hidden: float = 0.0
     zoneout_cell: float = 0.0
     """Zoneout on every recurrent layer's hidden state h and (LSTM family) cell state c
@@ -89,6 +94,9 @@ class TrainConfig:
         for name in ("dropout", "weight_dropout", "zoneout_hidden", "zoneout_cell"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise RunError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("activation_penalty", "temporal_penalty"):
+            if getattr(self, name) < 0:
+                raise RunError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < 1e6:
             raise RunError(f"--lr must be > 0 and < 1e6, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -123,6 +131,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+        values = {**ADDED_SETTINGS, **values}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -130,6 +139,9 @@ class TrainConfig:
         return cls(**values)
 
 
+ADDED_SETTINGS: dict[str, Any] = {"activation_penalty": 0.0, "temporal_penalty": 0.0}
+"""Settings added after runs were first saved, with the values that continue such a run as
+it was (a config.json without them)."""
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 

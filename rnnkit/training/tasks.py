@@ -86,8 +86,10 @@ def language_model_task(
     The text (``config.data``: a bundled name or a UTF-8 file) is split contiguously 90/5/5
     into train/val/test. Training reads ``batch_size`` parallel streams of the train part in
     chunks of ``bptt`` characters, carrying the state from chunk to chunk (truncated BPTT) and
-    resetting it when a pass over the text starts again. Metrics: cross-entropy in nats per
-    character and bits per character. ``saved`` (from a checkpoint) fixes the vocabulary.
+    resetting it when a pass over the text starts again. The training loss is the
+    cross-entropy plus the model's AR and TAR (``--activation-penalty``, ``--temporal-penalty``).
+    Metrics: cross-entropy in nats per character and bits per character. ``saved`` (from a
+    checkpoint) fixes the vocabulary.
     """
     if config.bidirectional:
         raise RunError("--bidirectional: a language model cannot read the characters it is "
@@ -107,7 +109,8 @@ def language_model_task(
                        "longer text or lower --batch-size/--bptt") from None
     model_config = LanguageModelConfig(
         vocab_size=len(vocab), cell=config.cell, embedding_size=config.embedding_size,
-        hidden_size=config.hidden_size, num_layers=config.layers, dropout=config.dropout)
+        hidden_size=config.hidden_size, num_layers=config.layers, dropout=config.dropout,
+        activation_penalty=config.activation_penalty, temporal_penalty=config.temporal_penalty)
     model = build_model(LanguageModel, model_config).to(device)
 
     def batch_at(step: int) -> Batch:
@@ -117,7 +120,8 @@ def language_model_task(
 
     def loss(logits: Tensor, targets: Tensor) -> Tensor:
         logits = logits.float()  # float32 softmax even under bf16 autocast
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        nats = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return nats if model.penalty is None else nats + model.penalty
 
     splits = {"val": val_ids, "test": test_ids, "all": torch.cat(parts)}
 
@@ -215,26 +219,31 @@ TASKS: dict[str, tuple[TaskBuilder, str]] = {
 }
 """Task name -> (builder, one-line description)."""
 
+NO_PENALTIES = {"activation_penalty": 0.0, "temporal_penalty": 0.0}  # the language model's
+
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classify": {"data": "GunPoint", "hidden_size": 64, "batch_size": 16, "dropout": 0.1,
                  "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 600, "warmup": 20,
-                 "eval_every": 25, "time_limit": 300.0, "precision": "fp32"},
+                 "eval_every": 25, "time_limit": 300.0, "precision": "fp32",
+                 **NO_PENALTIES},
     "forecast": {"data": "sunspots", "hidden_size": 32, "bptt": 33, "batch_size": 32,
                  "dropout": 0.0, "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 600,
-                 "warmup": 20, "eval_every": 25, "time_limit": 300.0, "precision": "fp32"},
+                 "warmup": 20, "eval_every": 25, "time_limit": 300.0, "precision": "fp32",
+                 **NO_PENALTIES},
     "seq2seq": {"data": "cmudict", "hidden_size": 256, "bidirectional": True,
                 "batch_size": 128, "dropout": 0.1, "lr": 3e-3, "ema": None, "weight_decay": 0.0,
-                "time_limit": 780.0, "eval_every": 500, "precision": "fp32"},
+                "time_limit": 780.0, "eval_every": 500, "precision": "fp32",
+                **NO_PENALTIES},
     "adding": {"data": "100", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
                "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 4000, "eval_every": 250,
-               "time_limit": 540.0, "precision": "fp32"},
+               "time_limit": 540.0, "precision": "fp32", **NO_PENALTIES},
     "copy": {"data": "20", "hidden_size": 128, "batch_size": 64, "dropout": 0.0,
              "lr": 3e-3, "ema": None, "weight_decay": 0.0, "steps": 8000, "eval_every": 500,
-             "time_limit": 540.0, "precision": "fp32"},
+             "time_limit": 540.0, "precision": "fp32", **NO_PENALTIES},
     "handwriting": {"data": "digit-lines", "bidirectional": True, "embedding_size": 64,
                     "hidden_size": 96, "batch_size": 32, "dropout": 0.25, "lr": 3e-3,
                     "ema": None, "steps": None, "warmup": 100, "eval_every": 500,
-                    "time_limit": 540.0, "precision": "fp32"},
+                    "time_limit": 540.0, "precision": "fp32", **NO_PENALTIES},
 }
 """Task name -> the :class:`TrainConfig` settings that task uses unless the user gives them
 (e.g. a bidirectional reader, another hidden size, a data set); the rest are TrainConfig's.

@@ -218,7 +218,10 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
                    f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}"
-                   + (f", weights averaged (decay {config.ema:g})" if average else ""))
+                   + (f", weights averaged (decay {config.ema:g})" if average else "")
+                   + (f", output penalties AR {config.activation_penalty:g} and TAR "
+                      f"{config.temporal_penalty:g}"
+                      if config.activation_penalty or config.temporal_penalty else ""))
     threads = ThreadTuner(config.threads, ranks.device)
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
