@@ -1,7 +1,10 @@
 """`rnnkit inspect`: gradient flow through time and gate traces of trained runs, and its errors.
 
 Two tiny character language models (a tanh RNN and an LSTM, same data, same seed, 100 steps) are
-trained once per module through the command line; every test inspects them.
+trained once per module through the command line; every test inspects them. They train without
+the language model's output penalties, so that they differ in the cell only: in these runs the
+default activation penalty (AR 2) left the trained LSTM's gradient 40 steps back at about 5e-14
+of the last step's, against about 3e-5 without it.
 """
 
 import csv
@@ -41,6 +44,7 @@ def runs(tmp_path_factory):
         code = main(["train", "--cell", cell, "--data", str(text), "--steps", "100",
                      "--hidden-size", "32", "--embedding-size", "16", "--bptt", str(BPTT),
                      "--batch-size", "8", "--eval-every", "100", "--threads", "1",
+                     "--activation-penalty", "0", "--temporal-penalty", "0",
                      "--out", str(made[cell])])
         assert code == 0
     return made
