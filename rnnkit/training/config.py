@@ -33,9 +33,10 @@ class TrainConfig:
     weight_dropout: float = 0.0
     activation_penalty: float = 2.0
     temporal_penalty: float = 1.0
-    """lm: AR and TAR of the LSTM's outputs in the training loss (``activation_penalty`` and
-    ``temporal_penalty`` of :class:`rnnkit.models.LanguageModelConfig`); the other tasks' models
-    take none (their TASK_DEFAULTS set 0, and ``rnnkit train`` refuses them there)."""
+    """lm: AR and TAR of the recurrent layer's outputs in the training loss
+    (``activation_penalty`` and ``temporal_penalty`` of
+    :class:`rnnkit.models.LanguageModelConfig`); the other tasks' models take none (their
+    TASK_DEFAULTS set 0, and ``rnnkit train`` refuses them there)."""
     zoneout_hidden: float = 0.0
     zoneout_cell: float = 0.0
     """Zoneout on every recurrent layer's hidden state h and (LSTM family) cell state c
