@@ -17,26 +17,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from report import (
-    LM_BATCH,
-    LM_LENGTH,
-    LM_VOCAB,
-    interleaved_medians,
-    lm_step,
-    load_average,
-    machine_lines,
-    markdown_table,
-    threads_label,
-    write_section,
-)
+from report import LM_VOCAB, compare_lm_steps
 from torch import nn
 
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.trainer import make_optimizer, uses_bf16
+from rnnkit.training.trainer import make_optimizer
 
 MODELS = ("embedded sequence", "folded (token inputs)")
 
@@ -57,30 +44,8 @@ def build(name: str) -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, make_optimizer(TrainConfig(), model)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (default 30)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_before = load_average()
-    bf16 = uses_bf16("auto", torch.device("cpu"))
-    jobs = {name: lm_step(*build(name), bf16) for name in MODELS}
-    medians = interleaved_medians(jobs, args.repeats, warmup=3)
-    ratio = medians[MODELS[1]] / medians[MODELS[0]]
-    rows = [[name, f"{medians[name]:.1f}"] for name in MODELS]
-    print(", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items()), f"ratio {ratio:.3f}")
-    title = f"Language-model step with token inputs, {threads_label()}"
-    write_section(title, machine_lines(load_before) + [
-        f"- Training step of the default language model, batch {LM_BATCH} x {LM_LENGTH}, "
-        f"{'bfloat16 autocast' if bf16 else 'float32'}, both on the fused engine (the fold "
-        f"applies only there); median of {args.repeats} interleaved rounds after "
-        f"3 warm-up steps each", "",
-    ] + markdown_table(["embedding", "ms per step"], rows) + [
-        "", f"folded / embedded sequence: {ratio:.3f}",
-    ])
-
-
 if __name__ == "__main__":
-    main()
+    compare_lm_steps(__doc__.split("\n\n")[0], MODELS, build,
+                     "Language-model step with token inputs", "embedding",
+                     {"folded / embedded sequence": (MODELS[1], MODELS[0])},
+                     ", both on the fused engine (the fold applies only there)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -9,7 +10,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -143,3 +144,37 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def compare_lm_steps(description: str, names: Sequence[str],
+                     build: Callable[[str], tuple[torch.nn.Module, torch.optim.Optimizer]],
+                     title: str, column: str, ratios: dict[str, tuple[str, str]],
+                     setting: str = "") -> None:
+    """The command line of a benchmark that times the default language model's training step
+    in the forms ``names`` (``build(name)`` -> model and optimizer): ``--threads``,
+    ``--repeats``; interleaved medians (:func:`lm_step`, under bfloat16 autocast where the CPU
+    computes it natively, as ``--precision auto``), printed and written to the ``title``
+    section of RESULTS.md with each ``ratios`` label -> (numerator, denominator) name."""
+    from rnnkit.training.trainer import uses_bf16
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds (default 30)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = load_average()
+    bf16 = uses_bf16("auto", torch.device("cpu"))
+    jobs = {name: lm_step(*build(name), bf16) for name in names}
+    medians = interleaved_medians(jobs, args.repeats, warmup=3)
+    values = {label: medians[top] / medians[bottom] for label, (top, bottom) in ratios.items()}
+    print(", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items()) + "; "
+          + "; ".join(f"{label} {value:.3f}" for label, value in values.items()))
+    rows = [[name, f"{medians[name]:.1f}"] for name in names]
+    write_section(f"{title}, {threads_label()}", machine_lines(load_before) + [
+        f"- Training step of the default language model, batch {LM_BATCH} x {LM_LENGTH}, "
+        f"{'bfloat16 autocast' if bf16 else 'float32'}{setting}; median of {args.repeats} "
+        "interleaved rounds after 3 warm-up steps each", "",
+    ] + markdown_table([column, "ms per step"], rows) + [
+        "", "; ".join(f"{label}: {value:.3f}" for label, value in values.items()),
+    ])
