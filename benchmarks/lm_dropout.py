@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import torch
 from report import LM_VOCAB, compare_lm_steps
+from rnnkit.models.dropout import Dropout
 from torch import nn
 
 from rnnkit.engine import fused
-from rnnkit.models.dropout import Dropout
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 
 MODELS = ("torch.nn.Dropout", "rnnkit Dropout, torch's generator", "rnnkit Dropout")

@@ -92,7 +92,7 @@ def engines_for(name: str) -> list[str]:
     another (or the fused kernels where ``auto`` runs torch's), and the parallel scan for the
     cells that have one."""
     layer = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1))
-    engines = [layer._select_engine(False, torch.zeros(1, 1, 2))]
+    engines = [layer.engine_for(torch.zeros(1, 1, 2))]
     if engines[0] != "native" and is_torch_cell(name):
         engines.append("native")
     elif engines[0] == "native" and all(fused_supports(m) for m in layer.layer_maths):

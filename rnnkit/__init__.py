@@ -6,21 +6,16 @@ Clockwork RNN, minGRU/minLSTM — as a drop-in for ``torch.nn.RNN/LSTM/GRU``.
 
 from rnnkit.catalog import CELL_NAMES, build_layer, describe_cells
 from rnnkit.cells import (
-    GRU,
-    LSTM,
-    RNN,
-    ClockworkRNN,
     ClockworkRNNCell,
-    DepthGatedLSTM,
     DepthGatedLSTMCell,
     GRUCell,
     LSTMCell,
-    MinGRU,
     MinGRUCell,
-    MinLSTM,
     MinLSTMCell,
     RNNCell,
 )
+from rnnkit.engine.select import set_default_engine
+from rnnkit.layers import GRU, LSTM, RNN, ClockworkRNN, DepthGatedLSTM, MinGRU, MinLSTM
 
 __version__ = "0.1.0"
 
@@ -28,4 +23,5 @@ __all__ = [
     "RNN", "RNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell", "DepthGatedLSTM",
     "DepthGatedLSTMCell", "ClockworkRNN", "ClockworkRNNCell", "MinGRU", "MinGRUCell",
     "MinLSTM", "MinLSTMCell", "CELL_NAMES", "build_layer", "describe_cells",
+    "set_default_engine",
 ]

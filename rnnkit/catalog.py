@@ -6,12 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from rnnkit.cells.clockwork import ClockworkRNN
-from rnnkit.cells.depth_gated import DepthGatedLSTM
-from rnnkit.cells.elman import RNN
-from rnnkit.cells.gru import GRU
-from rnnkit.cells.lstm import LSTM
-from rnnkit.cells.minimal import MinGRU, MinLSTM
+from rnnkit.layers import GRU, LSTM, RNN, ClockworkRNN, DepthGatedLSTM, MinGRU, MinLSTM
 
 
 @dataclass(frozen=True)

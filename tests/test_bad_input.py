@@ -15,6 +15,7 @@ from conftest import state_tensors
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit
+import rnnkit.engine.select
 
 N_IN, H, T, B, L = 4, 5, 6, 3, 2  # input size, hidden size, steps, batch, layers
 
@@ -334,6 +335,7 @@ def test_scan_engine_rejected_for_cells_not_linear_in_their_state(name):
 @layer_names
 @pytest.mark.parametrize("value", ["bogus", "NATIVE", " auto"])
 def test_invalid_rnnkit_engine_variable_is_rejected(name, value, monkeypatch):
+    monkeypatch.setattr(rnnkit.engine.select, "_default", None)
     monkeypatch.setenv("RNNKIT_ENGINE", value)
     with pytest.raises(ValueError, match=pattern("RNNKIT_ENGINE", "'reference'", repr(value))):
         LAYERS[name]()(torch.randn(T, B, N_IN))
@@ -343,7 +345,7 @@ def test_invalid_rnnkit_engine_variable_is_rejected(name, value, monkeypatch):
 def test_rnnkit_engine_variable_naming_an_unusable_engine_is_named_in_the_error(name,
                                                                                  monkeypatch):
     """The user set no engine= argument: the message must point at the environment variable."""
-    monkeypatch.setenv("RNNKIT_ENGINE", "native")
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "native")
     with pytest.raises(ValueError, match=pattern("RNNKIT_ENGINE", "'native'")):
         rnnkit.build_layer(name, N_IN, H)(torch.randn(T, B, N_IN))
 

@@ -16,6 +16,7 @@ import torch
 from conftest import state_tensors
 
 import rnnkit
+import rnnkit.engine.select
 from rnnkit.cells.gru import GRUMath
 from rnnkit.engine import fused
 
@@ -241,10 +242,10 @@ def test_fused_unbatched_input_matches_batched():
 
 
 def test_fused_is_chosen_by_name_and_refused_for_cells_without_a_kernel(monkeypatch):
-    monkeypatch.setenv("RNNKIT_ENGINE", "fused")
-    assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False) == "fused"
-    assert rnnkit.ClockworkRNN(3, 4)._select_engine(True) == "fused"
-    assert rnnkit.GRU(3, 4)._select_engine(False) == "fused"  # both GRU forms have kernels
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "fused")
+    assert rnnkit.LSTM(3, 4, coupled=True).engine_for(None) == "fused"
+    assert rnnkit.ClockworkRNN(3, 4).engine_for(None, return_traces=True) == "fused"
+    assert rnnkit.GRU(3, 4).engine_for(None) == "fused"  # both GRU forms have kernels
 
     class TweakedGRU(GRUMath):  # a subclass may change the step: the kernels do not know it
         pass
@@ -255,7 +256,8 @@ def test_fused_is_chosen_by_name_and_refused_for_cells_without_a_kernel(monkeypa
         layer(torch.randn(2, 1, 3))
 
 
-def test_fused_falls_back_to_the_reference_loop_with_one_warning(monkeypatch):
+def test_a_failed_build_warns_once_then_auto_runs_the_reference_and_fused_is_refused(
+        monkeypatch):
     def failing_build(*args, **kwargs):
         raise RuntimeError("Error building extension\nlstm.cpp:1:1: error: no compiler\nmore")
 
@@ -266,39 +268,42 @@ def test_fused_falls_back_to_the_reference_loop_with_one_warning(monkeypatch):
     [warning] = caught
     message = str(warning.message)
     assert "\n" not in message and "error: no compiler" in message
-    layer = rnnkit.LSTM(3, 4, peepholes=True, engine="fused")
+    layer = rnnkit.LSTM(3, 4, peepholes=True, engine="auto")
     reference = rnnkit.LSTM(3, 4, peepholes=True, engine="reference")
     reference.load_state_dict(layer.state_dict())
     x = torch.randn(5, 2, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        output, _ = layer(x)
-    torch.testing.assert_close(output, reference(x)[0])
+        assert layer.engine_for(x) == "reference"
+        torch.testing.assert_close(layer(x)[0], reference(x)[0])
+        layer.engine = "fused"
+        with pytest.raises(ValueError, match="engine='fused'.*could not be built"):
+            layer(x)
 
 
 def test_auto_picks_the_fused_kernels_for_every_cell_they_run_on_cpu(monkeypatch):
-    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
     x = torch.randn(4, 2, 3)
     for config, (name, options) in CONFIGS.items():
         layers = 2 if name == "depth-gated-lstm" else 1
         layer = rnnkit.build_layer(name, 3, 9, layers, **options)
         expected = "native" if config in ("lstm", "lstm-proj") else "fused"
-        assert layer._select_engine(False, x) == expected, config
-        assert layer._select_engine(True, x) == "fused", config  # traces from the fast path
+        assert layer.engine_for(x) == expected, config
+        assert layer.engine_for(x, return_traces=True) == "fused", config  # traces: fast path
     # The Elman RNN and the GRU run on the fused kernels where they run, else on torch's own.
-    assert rnnkit.RNN(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "native"
-    assert rnnkit.GRU(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "native"
+    assert rnnkit.RNN(3, 4).engine_for(x.to(torch.bfloat16)) == "native"
+    assert rnnkit.GRU(3, 4).engine_for(x.to(torch.bfloat16)) == "native"
     peephole = rnnkit.LSTM(3, 4, peepholes=True)
-    assert peephole._select_engine(False, x.to(torch.bfloat16)) == "reference"
-    assert rnnkit.MinGRU(3, 4)._select_engine(False, x.to(torch.bfloat16)) == "scan"
+    assert peephole.engine_for(x.to(torch.bfloat16)) == "reference"
+    assert rnnkit.MinGRU(3, 4).engine_for(x.to(torch.bfloat16)) == "scan"
 
 
 def test_auto_uses_the_loop_or_the_scan_when_the_kernels_cannot_be_built(monkeypatch):
-    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
     monkeypatch.setattr(fused, "load_extension", lambda: None)
     x = torch.randn(4, 2, 3)
-    assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False, x) == "reference"
-    assert rnnkit.MinGRU(3, 4)._select_engine(False, x) == "scan"
+    assert rnnkit.LSTM(3, 4, coupled=True).engine_for(x) == "reference"
+    assert rnnkit.MinGRU(3, 4).engine_for(x) == "scan"
 
 
 def _relative(got, exact):
@@ -359,18 +364,18 @@ def test_fused_kernels_stay_float32_under_float16_autocast(config):
 
 
 def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_on_bf16_cpus(monkeypatch):
-    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
     x = torch.randn(4, 2, 3)
     lstm = rnnkit.LSTM(3, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         native = fused.cpu_computes_bf16() and torch.backends.mkldnn.is_available()
-        assert lstm._select_engine(False, x) == ("fused" if native else "native")
+        assert lstm.engine_for(x) == ("fused" if native else "native")
         monkeypatch.setattr(fused, "cpu_computes_bf16", lambda: True)
-        assert lstm._select_engine(False, x) == ("fused" if torch.backends.mkldnn.is_available()
+        assert lstm.engine_for(x) == ("fused" if torch.backends.mkldnn.is_available()
                                                  else "native")
-        monkeypatch.setattr(rnnkit.layers, "native_bf16_products_run", lambda inputs: False)
-        assert lstm._select_engine(False, x) == "native"
-    assert lstm._select_engine(False, x) == "native"
+        monkeypatch.setattr(rnnkit.engine.fused, "native_bf16_products_run", lambda inputs: False)
+        assert lstm.engine_for(x) == "native"
+    assert lstm.engine_for(x) == "native"
 
 
 # (m, k, n): rows and columns below, at and above a tile (16), depths below, at and above a

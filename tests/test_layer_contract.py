@@ -5,6 +5,7 @@ import torch
 from conftest import state_tensors
 
 import rnnkit
+import rnnkit.engine.select
 
 ALL_CELLS = list(rnnkit.CELL_NAMES)
 
@@ -88,13 +89,13 @@ def test_traces_with_torch_cells_come_from_the_same_numbers_as_the_native_path()
 
 def test_engine_environment_variable_selects_the_reference_loop(monkeypatch):
     layer = rnnkit.LSTM(3, 4)
-    monkeypatch.setenv("RNNKIT_ENGINE", "reference")
-    assert layer._select_engine(False) == "reference"
-    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
-    assert layer._select_engine(False) == "native"
-    assert layer._select_engine(True) == "reference"
-    assert rnnkit.MinGRU(3, 4)._select_engine(False) == "scan"
-    assert rnnkit.LSTM(3, 4, coupled=True)._select_engine(False) == "reference"
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "reference")
+    assert layer.engine_for(None) == "reference"
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
+    assert layer.engine_for(None) == "native"
+    assert layer.engine_for(None, return_traces=True) == "reference"
+    assert rnnkit.MinGRU(3, 4).engine_for(None) == "scan"
+    assert rnnkit.LSTM(3, 4, coupled=True).engine_for(None) == "reference"
 
 
 @pytest.mark.parametrize("name", ALL_CELLS)
@@ -142,7 +143,7 @@ def test_weight_dropout_is_one_mask_per_call_on_the_recurrent_weights_only(name)
     torch.manual_seed(5)
     output, _ = layer(x)
     recurrent = [n for n, _ in layer.named_parameters()
-                 if n.split("_l")[0] in rnnkit.layers.RecurrentLayer.RECURRENT_WEIGHTS]
+                 if n.split("_l")[0] in rnnkit.layers.regularisation.RECURRENT_WEIGHTS]
     assert recurrent
     torch.manual_seed(5)
     dropped = {n: torch.nn.functional.dropout(p, 0.5) if n in recurrent else p

@@ -74,7 +74,9 @@ def _run(layer, embedding, ids, hx, folded, scale=1.0):
 def _assert_folded_equals_exact(config, input_size=5, hidden_size=20, batch=3, steps=7,
                                 vocab=9, scale=1.0, **kwargs):
     name, options = CONFIGS[config]
-    layer = rnnkit.build_layer(name, input_size, hidden_size, engine="fused",
+    # minGRU/minLSTM's kernels apply W_ih themselves: token inputs run on the scan there.
+    engine = "auto" if name in ("mingru", "minlstm") else "fused"
+    layer = rnnkit.build_layer(name, input_size, hidden_size, engine=engine,
                                **{**options, **kwargs})
     embedding = nn.Embedding(vocab, input_size)
     exact_layer = copy.deepcopy(layer).double()
@@ -97,6 +99,15 @@ def _assert_folded_equals_exact(config, input_size=5, hidden_size=20, batch=3, s
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_token_inputs_equal_the_embedded_sequence_on_the_reference_in_float64(config):
     _assert_folded_equals_exact(config, num_layers=2)
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_token_inputs_on_the_fused_engine_are_refused_where_the_kernel_applies_w_ih(name):
+    layer = rnnkit.build_layer(name, 5, 20, engine="fused")
+    table = layer.project_input(torch.randn(9, 5))
+    assert not layer.reads_token_table(table)
+    with pytest.raises(ValueError, match="engine='fused'.*token inputs not for minGRU"):
+        layer(table, tokens=torch.zeros(4, 2, dtype=torch.int64))
 
 
 @pytest.mark.parametrize("config", ["lstm", "peepholes", "gru", "rnn"])
@@ -131,7 +142,8 @@ def test_token_inputs_gradcheck_in_float64(config):
     name, options = CONFIGS[config]
     if "proj_size" in options:
         options = {**options, "proj_size": 2}
-    layer = rnnkit.build_layer(name, 3, 4, num_layers=2, engine="fused", dtype=torch.float64,
+    engine = "auto" if name == "mingru" else "fused"  # minGRU: token inputs run on the scan
+    layer = rnnkit.build_layer(name, 3, 4, num_layers=2, engine=engine, dtype=torch.float64,
                                **options)
     names = [n for n, _ in layer.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in layer.parameters()]

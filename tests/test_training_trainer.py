@@ -11,7 +11,6 @@ import torch
 from conftest import write_word_corpus
 
 from rnnkit.layers import RecurrentLayer
-from rnnkit.masks import rounded_probability
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
@@ -365,7 +364,7 @@ def test_zoneout_reaches_every_recurrent_layer_of_the_model(corpus):
     task = build_task(tiny_config(corpus, zoneout_hidden=0.1, zoneout_cell=0.5, layers=2),
                       torch.device("cpu"))
     layers = [m for m in task.model.modules() if isinstance(m, RecurrentLayer)]
-    assert layers and all(layer.zoneout_hidden == rounded_probability(0.1)
+    assert layers and all(layer.zoneout_hidden == 0.1
                           and layer.zoneout_cell == 0.5 for layer in layers)
     batch = task.batch_at(0)
     task.model.eval()

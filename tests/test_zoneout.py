@@ -13,9 +13,10 @@ from conftest import state_tensors
 from torch.autograd import gradcheck
 
 import rnnkit
+import rnnkit.engine.select
 from rnnkit.catalog import build_layer
 from rnnkit.engine import fused
-from rnnkit.masks import bernoulli_mask, rounded_probability
+from rnnkit.layers.regularisation import bernoulli_mask
 
 T, B, N_IN, H = 7, 3, 4, 6
 LENGTHS = [7, 4, 2]
@@ -178,7 +179,7 @@ def test_bf16_autocast_stays_close_to_float32(fused_extension):
 
 
 def test_engines_with_zoneout(monkeypatch):
-    monkeypatch.setenv("RNNKIT_ENGINE", "auto")
+    monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
     lstm = rnnkit.LSTM(N_IN, H, zoneout_cell=0.5)
     x = torch.randn(T, B, N_IN)
     assert lstm.engine_for(x) == ("fused" if fused.fused_runs(x) else "reference")
@@ -217,15 +218,17 @@ def test_hidden_zoneout_is_refused_with_a_projection():
         rnnkit.LSTM(N_IN, H, proj_size=3, zoneout_hidden=0.1)
 
 
-def test_rates_are_rounded_like_the_masks():
+def test_rates_are_kept_as_given():
     layer = rnnkit.LSTM(N_IN, H, zoneout_cell=0.35)
-    assert layer.zoneout_cell == rounded_probability(0.35) == round(0.35 * 65536) / 65536
-    assert "zoneout_cell=" in repr(layer)
+    assert layer.zoneout_cell == 0.35
+    assert "zoneout_cell=0.35" in repr(layer)
 
 
-@pytest.mark.parametrize("p", [0.0, 1 / 65536, 0.35, 0.5, 1.0])
+@pytest.mark.parametrize("p", [0.0, 0.35, 0.5, 1.0])
 def test_bernoulli_mask_has_its_probability(p):
     torch.manual_seed(0)
     mask = bernoulli_mask((400, 500), p, torch.zeros(1))
     assert mask.dtype == torch.float32 and set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert abs(mask.mean().item() - rounded_probability(p)) < 0.005
+    assert abs(mask.mean().item() - p) < 0.005
+    torch.manual_seed(0)
+    assert torch.equal(bernoulli_mask((400, 500), p, torch.zeros(1)), mask)  # seeded

@@ -1,14 +1,18 @@
-"""Recurrent cells: one file per family, each with its step math, one-step cell and layer."""
+"""Recurrent cells: one file per family, each with its step math (:class:`CellMath`) and its
+one-step module (``rnnkit.LSTMCell`` and friends). Nothing here knows about sequences; the
+sequence layers live in :mod:`rnnkit.layers` and the engines that run a step over time in
+:mod:`rnnkit.engine`."""
 
-from rnnkit.cells.clockwork import ClockworkRNN, ClockworkRNNCell
-from rnnkit.cells.depth_gated import DepthGatedLSTM, DepthGatedLSTMCell
-from rnnkit.cells.elman import RNN, RNNCell
-from rnnkit.cells.gru import GRU, GRUCell
-from rnnkit.cells.lstm import LSTM, LSTMCell
-from rnnkit.cells.minimal import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
+from rnnkit.cells.base import CellMath, RecurrentCell
+from rnnkit.cells.clockwork import ClockworkMath, ClockworkRNNCell
+from rnnkit.cells.depth_gated import DepthGatedLSTMCell, DepthGatedMath
+from rnnkit.cells.elman import ElmanMath, RNNCell
+from rnnkit.cells.gru import GRUCell, GRUMath
+from rnnkit.cells.lstm import LSTMCell, LSTMMath
+from rnnkit.cells.minimal import MinGRUCell, MinGRUMath, MinLSTMCell, MinLSTMMath
 
 __all__ = [
-    "RNN", "RNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell", "DepthGatedLSTM",
-    "DepthGatedLSTMCell", "ClockworkRNN", "ClockworkRNNCell", "MinGRU", "MinGRUCell",
-    "MinLSTM", "MinLSTMCell",
+    "CellMath", "RecurrentCell", "RNNCell", "ElmanMath", "LSTMCell", "LSTMMath", "GRUCell",
+    "GRUMath", "DepthGatedLSTMCell", "DepthGatedMath", "ClockworkRNNCell", "ClockworkMath",
+    "MinGRUCell", "MinGRUMath", "MinLSTMCell", "MinLSTMMath",
 ]

@@ -35,6 +35,10 @@ class CellMath:
         uses_lower_cell: the step reads the cell state of the layer below at the same time step.
         parallel_scan: the cell is a linear recurrence in ``h`` and provides
             :meth:`scan_coefficients` for the parallel-scan engine.
+        fused_kernel: which compiled kernel of :mod:`rnnkit.engine.fused` computes exactly
+            this step (``"lstm"``, ``"gru"``, ``"elman"``, ``"mingru"``, ``"minlstm"``), or
+            ``None``. A subclass that does not set it again gets ``None``: it may change the
+            step, which the kernel would not know about.
     """
 
     state_names: tuple[str, ...] = ("h",)
@@ -42,6 +46,12 @@ class CellMath:
     native_mode: str | None = None
     uses_lower_cell: bool = False
     parallel_scan: bool = False
+    fused_kernel: str | None = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "fused_kernel" not in cls.__dict__:
+            cls.fused_kernel = None
 
     def __init__(self, hidden_size: int) -> None:
         self.hidden_size = hidden_size

@@ -11,7 +11,6 @@ from torch import Tensor
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.cells.elman import NONLINEARITIES, check_nonlinearity
 from rnnkit.checks import check_size
-from rnnkit.layers import RecurrentLayer
 
 
 def default_periods(num_modules: int) -> tuple[int, ...]:
@@ -21,6 +20,8 @@ def default_periods(num_modules: int) -> tuple[int, ...]:
 
 class ClockworkMath(CellMath):
     """The Clockwork RNN step; see :class:`ClockworkRNN` for the equations."""
+
+    fused_kernel = "elman"
 
     def __init__(
         self,
@@ -90,7 +91,7 @@ class ClockworkMath(CellMath):
         return (new_hidden,), ({"h": new_hidden} if traces else None)
 
 
-_CLOCKWORK_DOC = r"""
+CLOCKWORK_EQUATIONS = r"""
     The hidden units are split into modules :math:`g = 1..G` with clock periods
     :math:`T_1 < T_2 < \dots < T_G` (default :math:`1, 2, 4, 8`; sizes differ by at most one).
     At step :math:`t = 0, 1, 2, \dots` only the modules whose period divides :math:`t` update:
@@ -109,7 +110,7 @@ _CLOCKWORK_DOC = r"""
 
 class ClockworkRNNCell(RecurrentCell):
     __doc__ = r"""One Clockwork RNN step; the caller passes the step index ``t``.
-    """ + _CLOCKWORK_DOC + r"""
+    """ + CLOCKWORK_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H) (masked), bias_ih
     (H), bias_hh (H); all from U(-k, k), k = 1/sqrt(H), then masked.
 
@@ -142,50 +143,3 @@ class ClockworkRNNCell(RecurrentCell):
     def forward(self, input: Tensor, hx: Tensor | None = None, t: int = 0) -> Tensor:
         check_size("t", t, minimum=0)
         return self._step(input, hx, t=t)
-
-
-class ClockworkRNN(RecurrentLayer):
-    __doc__ = r"""A multi-layer Clockwork RNN with the ``torch.nn.RNN`` contract.
-    """ + _CLOCKWORK_DOC + r"""
-    Arguments, inputs and outputs as ``rnnkit.RNN``, plus keyword ``periods`` (increasing ints;
-    default ``(1, 2, 4, 8)``, fewer if hidden_size < 4). Each sequence's clock starts at its own
-    first step, and for the reverse direction at its own last step; to continue a sequence
-    chunk by chunk, pass ``start_step=`` the number of steps already run. Traces: ``h``.
-
-    Example::
-
-        >>> cw = rnnkit.ClockworkRNN(10, 32, periods=(1, 2, 4, 8, 16))
-        >>> output, h_n = cw(torch.randn(20, 3, 10))
-        >>> output.shape
-        torch.Size([20, 3, 32])
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        periods: Sequence[int] | None = None,
-        learn_initial_state: bool = False,
-        weight_dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-        engine: str | None = None,
-    ) -> None:
-        check_size("hidden_size", hidden_size)
-        self._math = ClockworkMath(hidden_size, periods=periods, nonlinearity=nonlinearity)
-        self.periods = self._math.periods
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
-                         engine=engine)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._math

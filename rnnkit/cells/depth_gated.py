@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
+from rnnkit.cells.base import Params, RecurrentCell, State, Traces
 from rnnkit.cells.lstm import LSTMMath
 from rnnkit.checks import check_size
-from rnnkit.layers import RecurrentLayer
 
 
 class DepthGatedMath(LSTMMath):
     """An LSTM step whose cell also takes a gated share of the lower layer's cell state."""
+
+    fused_kernel = "lstm"
 
     uses_lower_cell = True
 
@@ -39,7 +40,7 @@ class DepthGatedMath(LSTMMath):
         return depth * lower_cell, {"d": depth}
 
 
-_DEPTH_DOC = r"""
+DEPTH_EQUATIONS = r"""
     Layer :math:`L+1` of the stack is an LSTM (see ``rnnkit.LSTM``; input
     :math:`x_t^{L+1} = h_t^{L}`) whose memory cell is linked to the cell of layer :math:`L` below
     by a depth gate :math:`d_t`:
@@ -57,7 +58,7 @@ _DEPTH_DOC = r"""
 
 class DepthGatedLSTMCell(RecurrentCell):
     __doc__ = r"""One Depth-Gated LSTM step of an upper layer, given the lower layer's cell.
-    """ + _DEPTH_DOC + r"""
+    """ + DEPTH_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (5H, input_size) and bias_ih (5H) with blocks
     i, f, g, o, d; weight_hh (4H, H) and bias_hh (4H) with blocks i, f, g, o; weight_cd (H) and
     weight_ld (H) (:math:`w_{cd}, w_{ld}`); all from U(-k, k), k = 1/sqrt(H).
@@ -94,53 +95,3 @@ class DepthGatedLSTMCell(RecurrentCell):
             raise ValueError("lower_cell: expected the (batch, hidden_size) cell state of the "
                              "layer below, got None")
         return self._step(input, hx, lower_cell=lower_cell)
-
-
-class DepthGatedLSTM(RecurrentLayer):
-    __doc__ = r"""A stack of LSTM layers whose memory cells are connected through depth gates.
-    """ + _DEPTH_DOC + r"""
-    Arguments, inputs and outputs as ``rnnkit.LSTM`` (no ``proj_size``), with ``num_layers >= 2``.
-    In the bidirectional case each direction's depth gates read the same direction's cells below.
-    Traces: ``i, f, g, o, c, h``, plus ``d`` for layers above the first.
-
-    Example::
-
-        >>> dg = rnnkit.DepthGatedLSTM(10, 20, num_layers=3)
-        >>> output, (h_n, c_n) = dg(torch.randn(5, 3, 10))
-        >>> h_n.shape
-        torch.Size([3, 3, 20])
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 2,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        peepholes: bool | str = False,
-        learn_initial_state: bool = False,
-        weight_dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-        zoneout_cell: float = 0.0,
-        engine: str | None = None,
-    ) -> None:
-        check_size("hidden_size", hidden_size)
-        check_size("num_layers", num_layers)
-        if num_layers < 2:
-            raise ValueError(f"num_layers: a depth gate connects two layers, so expected >= 2, "
-                             f"got {num_layers}")
-        self._bottom = LSTMMath(hidden_size, peepholes=peepholes)
-        self._upper = DepthGatedMath(hidden_size, peepholes=peepholes)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
-                         zoneout_cell=zoneout_cell, engine=engine)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._bottom if layer == 0 else self._upper

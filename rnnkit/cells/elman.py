@@ -8,7 +8,6 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.checks import check_size
-from rnnkit.layers import RecurrentLayer
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -22,6 +21,8 @@ def check_nonlinearity(nonlinearity: object) -> str:
 
 class ElmanMath(CellMath):
     """The Elman step h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+
+    fused_kernel = "elman"
 
     def __init__(self, hidden_size: int, *, nonlinearity: str = "tanh") -> None:
         super().__init__(hidden_size)
@@ -46,7 +47,7 @@ class ElmanMath(CellMath):
         return (hidden,), ({"h": hidden} if traces else None)
 
 
-_ELMAN_DOC = r"""
+ELMAN_EQUATIONS = r"""
     Equation (seed 003: :math:`h_t = \tanh(W_{hh} h_{t-1} + W_{xh} x_t)`, with torch's biases):
 
     .. math::
@@ -57,7 +58,7 @@ _ELMAN_DOC = r"""
 
 class RNNCell(RecurrentCell):
     __doc__ = r"""One Elman RNN step, a drop-in for ``torch.nn.RNNCell``.
-    """ + _ELMAN_DOC + r"""
+    """ + ELMAN_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H), bias_ih (H),
     bias_hh (H); all from U(-k, k), k = 1/sqrt(H).
 
@@ -87,49 +88,3 @@ class RNNCell(RecurrentCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         return self._step(input, hx)
-
-
-class RNN(RecurrentLayer):
-    __doc__ = r"""A multi-layer Elman RNN, a drop-in for ``torch.nn.RNN``.
-    """ + _ELMAN_DOC + r"""
-    Arguments, inputs and outputs as ``torch.nn.RNN`` (``nonlinearity`` is the fourth argument
-    there too; see ``rnnkit.LSTM`` for ``lengths``, ``learn_initial_state``, ``weight_dropout``,
-    ``zoneout_hidden`` (on the reference loop), ``engine`` and traces). Traces per layer and
-    direction: ``h``.
-
-    Example::
-
-        >>> rnn = rnnkit.RNN(10, 20, num_layers=2, nonlinearity="relu")
-        >>> output, h_n = rnn(torch.randn(5, 3, 10))
-        >>> output.shape, h_n.shape
-        (torch.Size([5, 3, 20]), torch.Size([2, 3, 20]))
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        learn_initial_state: bool = False,
-        weight_dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-        engine: str | None = None,
-    ) -> None:
-        check_size("hidden_size", hidden_size)
-        self._math = ElmanMath(hidden_size, nonlinearity=nonlinearity)
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
-                         engine=engine)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._math

@@ -8,11 +8,12 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.checks import check_size
-from rnnkit.layers import RecurrentLayer
 
 
 class GRUMath(CellMath):
     """The GRU step; see :class:`GRU` for the equations. Blocks in torch's order r, z, n."""
+
+    fused_kernel = "gru"
 
     trace_names = ("r", "z", "n", "h")
 
@@ -60,7 +61,7 @@ class GRUMath(CellMath):
         return (new_hidden,), {"r": reset, "z": update, "n": candidate, "h": new_hidden}
 
 
-_GRU_DOC = r"""
+GRU_EQUATIONS = r"""
     Equations (:math:`\sigma` the logistic sigmoid, :math:`\odot` elementwise):
 
     .. math::
@@ -80,7 +81,7 @@ _GRU_DOC = r"""
 
 class GRUCell(RecurrentCell):
     __doc__ = r"""One GRU step, a drop-in for ``torch.nn.GRUCell``.
-    """ + _GRU_DOC + r"""
+    """ + GRU_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (3H, input_size), weight_hh (3H, H), bias_ih (3H),
     bias_hh (3H), blocks in the order r, z, n; all from U(-k, k), k = 1/sqrt(H).
 
@@ -110,49 +111,3 @@ class GRUCell(RecurrentCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         return self._step(input, hx)
-
-
-class GRU(RecurrentLayer):
-    __doc__ = r"""A multi-layer GRU, a drop-in for ``torch.nn.GRU``.
-    """ + _GRU_DOC + r"""
-    Arguments, inputs and outputs as ``torch.nn.GRU`` (see ``rnnkit.LSTM`` for ``lengths``,
-    ``learn_initial_state``, ``weight_dropout``, ``zoneout_hidden`` (on the reference loop),
-    ``engine`` and traces), plus keyword
-    ``reset_after`` (default True).
-    Traces per layer and direction: ``r, z, n, h``.
-
-    Example::
-
-        >>> gru = rnnkit.GRU(10, 20, num_layers=2, batch_first=True)
-        >>> output, h_n = gru(torch.randn(3, 5, 10))
-        >>> output.shape, h_n.shape
-        (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]))
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        reset_after: bool = True,
-        learn_initial_state: bool = False,
-        weight_dropout: float = 0.0,
-        zoneout_hidden: float = 0.0,
-        engine: str | None = None,
-    ) -> None:
-        check_size("hidden_size", hidden_size)
-        self._math = GRUMath(hidden_size, reset_after=reset_after)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, learn_initial_state=learn_initial_state,
-                         weight_dropout=weight_dropout, zoneout_hidden=zoneout_hidden,
-                         engine=engine)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._math

@@ -9,7 +9,6 @@ from torch import Tensor
 
 from rnnkit.cells.base import CellMath, Params, RecurrentCell, State, Traces
 from rnnkit.checks import check_size
-from rnnkit.layers import RecurrentLayer
 
 
 def positive(x: Tensor) -> Tensor:
@@ -24,6 +23,8 @@ def log_positive(x: Tensor) -> Tensor:
 
 class MinGRUMath(CellMath):
     """h_t = (1 - z_t) h_{t-1} + z_t g(W_h x_t + b_h); see :class:`MinGRU`."""
+
+    fused_kernel = "mingru"
 
     trace_names = ("z", "h_tilde", "h")
     parallel_scan = True
@@ -58,6 +59,8 @@ class MinGRUMath(CellMath):
 
 class MinLSTMMath(CellMath):
     """h_t = f'_t h_{t-1} + i'_t g(W_h x_t + b_h) with normalised gates; see :class:`MinLSTM`."""
+
+    fused_kernel = "minlstm"
 
     trace_names = ("f", "i", "h_tilde", "h")
     parallel_scan = True
@@ -100,7 +103,7 @@ class MinLSTMMath(CellMath):
         return log_forget, log_input + log_positive(pre_h), recorded
 
 
-_MINGRU_DOC = r"""
+MINGRU_EQUATIONS = r"""
     Equations (the paper's log-space form, :math:`g(x) = x + \tfrac12` for :math:`x \ge 0`,
     :math:`\sigma(x)` otherwise, so :math:`\tilde{h}_t > 0`):
 
@@ -114,7 +117,7 @@ _MINGRU_DOC = r"""
     the cell) gives the same result and serves generation.
 """
 
-_MINLSTM_DOC = r"""
+MINLSTM_EQUATIONS = r"""
     Equations (:math:`g` as in ``rnnkit.MinGRU``):
 
     .. math::
@@ -130,7 +133,7 @@ _MINLSTM_DOC = r"""
 
 class MinGRUCell(RecurrentCell):
     __doc__ = r"""One minGRU step, for generation.
-    """ + _MINGRU_DOC + r"""
+    """ + MINGRU_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (2H, input_size) and bias_ih (2H), blocks z, h; from
     U(-k, k), k = 1/sqrt(H).
 
@@ -158,7 +161,7 @@ class MinGRUCell(RecurrentCell):
 
 class MinLSTMCell(RecurrentCell):
     __doc__ = r"""One minLSTM step, for generation.
-    """ + _MINLSTM_DOC + r"""
+    """ + MINLSTM_EQUATIONS + r"""
     Parameters (H = hidden_size): weight_ih (3H, input_size) and bias_ih (3H), blocks f, i, h;
     from U(-k, k), k = 1/sqrt(H).
 
@@ -182,48 +185,3 @@ class MinLSTMCell(RecurrentCell):
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         return self._step(input, hx)
-
-
-class MinGRU(RecurrentLayer):
-    __doc__ = r"""A multi-layer minGRU with the ``torch.nn.GRU`` contract.
-    """ + _MINGRU_DOC + r"""
-    Arguments, inputs and outputs as ``rnnkit.GRU``. Traces: ``z, h_tilde, h``.
-
-    Example::
-
-        >>> model = rnnkit.MinGRU(10, 20, num_layers=2, batch_first=True)
-        >>> output, h_n = model(torch.randn(3, 100, 10))
-        >>> output.shape, h_n.shape
-        (torch.Size([3, 100, 20]), torch.Size([2, 3, 20]))
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, *args, **kwargs) -> None:
-        check_size("hidden_size", hidden_size)
-        self._math = MinGRUMath(hidden_size)
-        super().__init__(input_size, hidden_size, *args, **kwargs)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._math
-
-
-class MinLSTM(RecurrentLayer):
-    __doc__ = r"""A multi-layer minLSTM with the ``torch.nn.GRU`` contract (state ``h`` only).
-    """ + _MINLSTM_DOC + r"""
-    Arguments, inputs and outputs as ``rnnkit.GRU``. Traces: ``f, i, h_tilde, h`` (f, i are the
-    normalised gates).
-
-    Example::
-
-        >>> model = rnnkit.MinLSTM(10, 20)
-        >>> output, h_n = model(torch.randn(100, 3, 10))
-        >>> h_n.shape
-        torch.Size([1, 3, 20])
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, *args, **kwargs) -> None:
-        check_size("hidden_size", hidden_size)
-        self._math = MinLSTMMath(hidden_size)
-        super().__init__(input_size, hidden_size, *args, **kwargs)
-
-    def layer_math(self, layer: int) -> CellMath:
-        return self._math

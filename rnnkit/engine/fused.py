@@ -53,7 +53,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
-from rnnkit.engine.reference import Zoneout, run_reference, step_mask
+from rnnkit.cells.minimal import positive
+from rnnkit.engine.reference import Zoneout, step_mask
 
 _SOURCES = ("pointwise.cpp", "gemm.cpp", "amx.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp",
             "elman.cpp", "minimal.cpp", "bindings.cpp")
@@ -104,36 +105,26 @@ def _first_error(error: Exception) -> str:
     return f"{type(error).__name__}: {(errors or lines)[0][:200]}"
 
 
-def _family(cell_math: CellMath) -> str | None:
-    """Which C++ kernel runs this cell: ``"lstm"``, ``"gru"`` (Cho et al.'s), ``"gru_after"``
-    (torch's, reset_after=True), ``"elman"``, ``"mingru"``, ``"minlstm"``, or ``None``."""
-    from rnnkit.cells.clockwork import ClockworkMath
-    from rnnkit.cells.depth_gated import DepthGatedMath
-    from rnnkit.cells.elman import ElmanMath
-    from rnnkit.cells.gru import GRUMath
-    from rnnkit.cells.lstm import LSTMMath
-    from rnnkit.cells.minimal import MinGRUMath, MinLSTMMath
-
-    # Exact types: a subclass may change the step, which the kernels would not know about.
-    kind = type(cell_math)
-    if kind in (LSTMMath, DepthGatedMath):
-        return "lstm"
-    if kind is GRUMath:
-        return "gru_after" if cell_math.reset_after else "gru"
-    if kind in (ElmanMath, ClockworkMath):
-        return "elman"
-    if kind is MinGRUMath:
-        return "mingru"
-    if kind is MinLSTMMath:
-        return "minlstm"
-    return None
+def _kernel(cell_math: CellMath) -> str | None:
+    """The kernel that runs this cell (:attr:`CellMath.fused_kernel`), with the GRU's two
+    forms told apart: ``"gru"`` (Cho et al.'s) or ``"gru_after"`` (torch's, reset_after)."""
+    kernel = cell_math.fused_kernel
+    if kernel == "gru" and cell_math.reset_after:
+        return "gru_after"
+    return kernel
 
 
-def fused_supports(cell_math: CellMath, zoneout: bool = False) -> bool:
-    """Whether the fused engine has a kernel for this cell (with ``zoneout``: one that applies
-    zoneout, the LSTM family's)."""
-    family = _family(cell_math)
-    return family == "lstm" if zoneout else family is not None
+# Kernels that apply W_ih themselves: they cannot take inputs already projected (token tables).
+_WEIGHTED_INPUT = ("mingru", "minlstm")
+
+
+def fused_supports(cell_math: CellMath, zoneout: bool = False, projected: bool = False) -> bool:
+    """Whether a fused kernel computes this cell (with ``zoneout``: one that applies zoneout,
+    the LSTM family's; with ``projected``: one that takes inputs already multiplied by W_ih)."""
+    kernel = cell_math.fused_kernel
+    if kernel is None or (zoneout and kernel != "lstm"):
+        return False
+    return not (projected and kernel in _WEIGHTED_INPUT)
 
 
 @cache
@@ -342,9 +333,6 @@ def _minimal_tensors(cell_math, params: Params, state: State, lower_cells: Tenso
     return (), {"hidden0": state[0]}
 
 
-# Families whose kernels need weight_ih: projected inputs run on the reference loop there.
-_WEIGHTED_INPUT = ("mingru", "minlstm")
-
 _FAMILY_TENSORS = {"lstm": _lstm_tensors, "gru": _gru_tensors, "gru_after": _gru_tensors,
                    "elman": _elman_tensors, "mingru": _minimal_tensors,
                    "minlstm": _minimal_tensors}
@@ -359,8 +347,6 @@ def _blocks(gates: Tensor, names: str | tuple[str, ...], hidden_size: int) -> Tr
 def _traces(family: str, cell_math, results: dict[str, Tensor], mask: Tensor | None) -> Traces:
     """The cell's traces from the kernel's results; ``mask`` (T, B, 1) zeroes padded steps of
     the traces computed here (the kernels already zero theirs)."""
-    from rnnkit.cells.minimal import positive
-
     hidden_size = cell_math.hidden_size
     traces: Traces = {}
     derived = []  # traces computed here from the kernel's results
@@ -428,24 +414,22 @@ def run_fused(
     Returns:
         outputs (T, B, output_size) with zeros after each sequence's end, the state at each
         sequence's last step, and (if asked) traces: name -> (T, B, size), zero after the end.
-        Falls back to the reference loop for tensors the kernels do not take (not on the CPU,
-        or neither float32 nor float64) and when the extension cannot be built. ``params``
+        The caller (see :func:`rnnkit.engine.select.choose_engine`) has checked that
+        :func:`fused_supports` the cell and :func:`fused_runs` the inputs. ``params``
         without ``weight_ih`` mean that the inputs are already projected (W_ih x + b_ih, see
         ``CellMath.project_input``); the MinGRU and MinLSTM kernels do not take those.
         tokens: (T, B) int64 token ids, with ``inputs`` a table (V, rows) of projected inputs
         (and no ``weight_ih`` in ``params``): step t of sequence b reads row tokens[t, b]. The
         LSTM kernels gather the rows step by step; the others get the gathered sequence.
         zoneout: keep weights for h and c (see ``rnnkit.engine.reference.Zoneout``), or None;
-            the LSTM kernels apply them, the other families run on the reference loop.
+            only the LSTM kernels apply them.
     """
-    family = _family(cell_math)
-    if tokens is not None and not (family == "lstm" and fused_runs(inputs)):
-        inputs, tokens = F.embedding(tokens, inputs), None
+    family = _kernel(cell_math)
     projected = "weight_ih" not in params  # the inputs are W_ih x + b_ih (see project_input)
-    if (family is None or not fused_runs(inputs) or (projected and family in _WEIGHTED_INPUT)
-            or (zoneout is not None and family != "lstm")):
-        return run_reference(cell_math, params, inputs, state, lengths, lower_cells,
-                             want_traces, start_step, zoneout)
+    if not fused_supports(cell_math, zoneout is not None, projected):
+        raise ValueError(f"no fused kernel for {type(cell_math).__name__} with these options")
+    if tokens is not None and family != "lstm":  # only the LSTM kernels gather rows themselves
+        inputs, tokens = F.embedding(tokens, inputs), None
     params = cell_math.prepare(params)
     steps, batch = (tokens if tokens is not None else inputs).shape[:2]
     last_step = None if lengths is None else lengths.to("cpu", torch.int64) - 1

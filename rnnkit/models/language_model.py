@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
-from rnnkit.models.dropout import Dropout
 from rnnkit.models.state import State
 
 
@@ -114,7 +113,7 @@ class LanguageModel(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             **config.switches,
         )
-        self.dropout = Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.penalty: Tensor | None = None
 
@@ -126,7 +125,7 @@ class LanguageModel(nn.Module):
         computed once (in float32, also under autocast) and the steps read its rows (the
         ``tokens`` of :meth:`rnnkit.layers.RecurrentLayer.forward`), in place of a matrix
         product over all B * T positions and its gradients."""
-        if self.layer.engine_for(self.embedding.weight) == "fused":
+        if self.layer.reads_token_table(self.embedding.weight):
             with torch.autocast(ids.device.type, enabled=False):
                 table = self.layer.project_input(self.embedding.weight)
             outputs, state = self.layer(table, state, tokens=ids)
