@@ -111,8 +111,9 @@ CLOCKWORK_EQUATIONS = r"""
 class ClockworkRNNCell(RecurrentCell):
     __doc__ = r"""One Clockwork RNN step; the caller passes the step index ``t``.
     """ + CLOCKWORK_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H) (masked), bias_ih
-    (H), bias_hh (H); all from U(-k, k), k = 1/sqrt(H), then masked.
+    Parameters (H = hidden_size), all from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(H, input_size)``, ``weight_hh`` ``(H, H)`` (masked by :math:`M`), ``bias_ih`` and
+    ``bias_hh`` ``(H,)``.
 
     Inputs: ``input`` (B, input_size) or (input_size,), ``hx`` (B, H) or (H,), ``t`` (int).
     Output: the new ``h``.

@@ -59,9 +59,10 @@ DEPTH_EQUATIONS = r"""
 class DepthGatedLSTMCell(RecurrentCell):
     __doc__ = r"""One Depth-Gated LSTM step of an upper layer, given the lower layer's cell.
     """ + DEPTH_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (5H, input_size) and bias_ih (5H) with blocks
-    i, f, g, o, d; weight_hh (4H, H) and bias_hh (4H) with blocks i, f, g, o; weight_cd (H) and
-    weight_ld (H) (:math:`w_{cd}, w_{ld}`); all from U(-k, k), k = 1/sqrt(H).
+    Parameters (H = hidden_size), all from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(5*H, input_size)`` and ``bias_ih`` ``(5*H,)`` with blocks i, f, g, o, d; ``weight_hh``
+    ``(4*H, H)`` and ``bias_hh`` ``(4*H,)`` with blocks i, f, g, o; ``weight_cd`` and
+    ``weight_ld`` ``(H,)`` (:math:`w_{cd}, w_{ld}`).
 
     Inputs: ``input`` (B, input_size) or (input_size,), ``hx = (h, c)``, and ``lower_cell``, the
     (B, H) cell state of the layer below at this step. Output: the new ``(h, c)``.

@@ -48,7 +48,7 @@ class ElmanMath(CellMath):
 
 
 ELMAN_EQUATIONS = r"""
-    Equation (seed 003: :math:`h_t = \tanh(W_{hh} h_{t-1} + W_{xh} x_t)`, with torch's biases):
+    Equation (Elman 1990, in torch's form with an input and a recurrent bias):
 
     .. math::
         h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \quad
@@ -59,8 +59,8 @@ ELMAN_EQUATIONS = r"""
 class RNNCell(RecurrentCell):
     __doc__ = r"""One Elman RNN step, a drop-in for ``torch.nn.RNNCell``.
     """ + ELMAN_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (H, input_size), weight_hh (H, H), bias_ih (H),
-    bias_hh (H); all from U(-k, k), k = 1/sqrt(H).
+    Parameters (H = hidden_size), all from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(H, input_size)``, ``weight_hh`` ``(H, H)``, ``bias_ih`` and ``bias_hh`` ``(H,)``.
 
     Inputs: ``input`` (B, input_size) or (input_size,), ``hx`` (B, H) or (H,), zeros if omitted.
     Output: the new ``h``.

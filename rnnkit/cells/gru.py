@@ -70,11 +70,11 @@ GRU_EQUATIONS = r"""
         n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
               \quad \text{(reset\_after=True, torch / cuDNN)} \\
         n_t &= \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn})
-              \quad \text{(reset\_after=False, Cho et al. 2014, seeds 002 and 004)} \\
+              \quad \text{(reset\_after=False, Cho et al. 2014)} \\
         h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
 
-    :math:`n_t` is the seeds' :math:`\tilde{h}_t`. As in Cho et al. and torch, :math:`z_t` is the
-    share of the old state kept; seed 004 writes the same unit with :math:`z_t` and
+    :math:`n_t` is Cho et al.'s :math:`\tilde{h}_t`. As in Cho et al. and torch, :math:`z_t` is
+    the share of the old state kept; Chung et al. 2014 write the same unit with :math:`z_t` and
     :math:`1 - z_t` swapped.
 """
 
@@ -82,8 +82,9 @@ GRU_EQUATIONS = r"""
 class GRUCell(RecurrentCell):
     __doc__ = r"""One GRU step, a drop-in for ``torch.nn.GRUCell``.
     """ + GRU_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (3H, input_size), weight_hh (3H, H), bias_ih (3H),
-    bias_hh (3H), blocks in the order r, z, n; all from U(-k, k), k = 1/sqrt(H).
+    Parameters (H = hidden_size), all from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(3*H, input_size)``, ``weight_hh`` ``(3*H, H)``, ``bias_ih`` and ``bias_hh`` ``(3*H,)``,
+    blocks in the order r, z, n.
 
     Inputs: ``input`` (B, input_size) or (input_size,), ``hx`` (B, H) or (H,), zeros if omitted.
     Output: the new ``h``.

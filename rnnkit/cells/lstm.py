@@ -171,7 +171,7 @@ class LSTMMath(CellMath):
 
 
 SWITCHES_EQUATIONS = r"""
-    Equations (seed notation; :math:`\sigma` the logistic sigmoid, :math:`\odot` elementwise):
+    Equations (torch's notation; :math:`\sigma` the logistic sigmoid, :math:`\odot` elementwise):
 
     .. math::
         i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi} + w_{ci} \odot c_{t-1}) \\
@@ -182,14 +182,15 @@ SWITCHES_EQUATIONS = r"""
         h_t &= o_t \odot \tanh(c_t) \quad (\text{then } h_t = W_{hr} h_t \text{ if proj\_size} > 0)
 
     The peephole terms :math:`w_{c\cdot} \odot c` exist only for the gates named in ``peepholes``
-    (forget and input gates look at :math:`c_{t-1}`, the output gate at :math:`c_t`, seed 004).
+    (forget and input gates look at :math:`c_{t-1}`, the output gate at :math:`c_t`, as in Gers &
+    Schmidhuber 2000 and Greff et al. 2017).
     Switches (keyword-only, combinable where the maths allows; Greff et al. 2017 names in
     brackets):
 
     - ``peepholes``: ``False``, ``True`` (every gate present) or a subset of ``"fio"`` [V / NP].
     - ``coupled=True``: :math:`i_t = 1 - f_t` [CIFG].
     - ``forget_gate=False``: :math:`f_t \equiv 1`, so :math:`c_t = c_{t-1} + i_t g_t`, the
-      original 1997 form (seed 002: :math:`s_t = I_t a_t + s_{t-1}`) [NFG].
+      original form of Hochreiter & Schmidhuber 1997, whose cell only accumulates [NFG].
     - ``input_gate=False``: :math:`i_t \equiv 1` [NIG]; ``output_gate=False``:
       :math:`o_t \equiv 1` [NOG].
     - ``input_activation=False``: :math:`g_t` without tanh [NIAF];
@@ -204,11 +205,14 @@ SWITCHES_EQUATIONS = r"""
 class LSTMCell(RecurrentCell):
     __doc__ = r"""One LSTM step, a drop-in for ``torch.nn.LSTMCell`` (with every variant switch).
     """ + SWITCHES_EQUATIONS + r"""
-    Parameters (H = hidden_size, P = proj_size or H, G = number of blocks among i, f, g, o):
-        weight_ih (G*H, input_size), weight_hh (G*H, P), bias_ih (G*H), bias_hh (G*H),
-        weight_hr (P, H) with proj_size, weight_ci / weight_cf / weight_co (H) with peepholes,
-        weight_gr (n*H, n*H) with full_gate_recurrence (n gates present).
-        All from U(-k, k), k = 1/sqrt(H), as torch.
+    Parameters (H = hidden_size, P = proj_size or H, G = number of blocks among i, f, g, o,
+    n = number of gates among i, f, o), all from U(-k, k), k = 1/sqrt(H), as torch:
+
+    - ``weight_ih`` ``(G*H, input_size)``, ``weight_hh`` ``(G*H, P)``, ``bias_ih`` and
+      ``bias_hh`` ``(G*H,)``, blocks in torch's order i, f, g, o (a removed gate has none);
+    - ``weight_hr`` ``(P, H)`` with ``proj_size``;
+    - ``weight_ci``, ``weight_cf``, ``weight_co`` ``(H,)`` with ``peepholes``;
+    - ``weight_gr`` ``(n*H, n*H)`` with ``full_gate_recurrence``.
 
     Inputs: ``input`` (B, input_size) or (input_size,); ``hx`` = ``(h, c)`` (or ``(h, c, a)``),
     each (B, size) or unbatched, zeros if omitted. Output: the new ``(h, c)`` (or ``(h, c, a)``).

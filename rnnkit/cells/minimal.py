@@ -112,9 +112,10 @@ MINGRU_EQUATIONS = r"""
         \tilde{h}_t &= g(W_h x_t + b_h) \\
         h_t &= (1 - z_t) \odot h_{t-1} + z_t \odot \tilde{h}_t
 
-    No gate reads :math:`h_{t-1}`, so a whole sequence is computed at once by a parallel scan in
-    log space (``engine="scan"``, the default); the step-by-step form (``engine="reference"``, and
-    the cell) gives the same result and serves generation.
+    No gate reads :math:`h_{t-1}`, so a whole sequence can be computed at once by a parallel scan
+    in log space (``engine="scan"``, which ``"auto"`` picks where the fused kernels do not run,
+    e.g. on CUDA); the fused kernels and the step-by-step form (``engine="reference"``, and the
+    cell) give the same result, and the cell serves generation.
 """
 
 MINLSTM_EQUATIONS = r"""
@@ -126,16 +127,17 @@ MINLSTM_EQUATIONS = r"""
         \tilde{h}_t &= g(W_h x_t + b_h) \\
         h_t &= f'_t \odot h_{t-1} + i'_t \odot \tilde{h}_t
 
-    The normalised gates are computed in log space. Whole sequences run as a parallel scan
-    (``engine="scan"``, the default) or step by step (``engine="reference"``, and the cell).
+    The normalised gates are computed in log space. Whole sequences run on the fused kernels, as
+    a parallel scan (``engine="scan"``, which ``"auto"`` picks where the fused kernels do not
+    run) or step by step (``engine="reference"``, and the cell).
 """
 
 
 class MinGRUCell(RecurrentCell):
     __doc__ = r"""One minGRU step, for generation.
     """ + MINGRU_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (2H, input_size) and bias_ih (2H), blocks z, h; from
-    U(-k, k), k = 1/sqrt(H).
+    Parameters (H = hidden_size), from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(2*H, input_size)`` and ``bias_ih`` ``(2*H,)``, blocks z, h.
 
     Example::
 
@@ -162,8 +164,8 @@ class MinGRUCell(RecurrentCell):
 class MinLSTMCell(RecurrentCell):
     __doc__ = r"""One minLSTM step, for generation.
     """ + MINLSTM_EQUATIONS + r"""
-    Parameters (H = hidden_size): weight_ih (3H, input_size) and bias_ih (3H), blocks f, i, h;
-    from U(-k, k), k = 1/sqrt(H).
+    Parameters (H = hidden_size), from U(-k, k), k = 1/sqrt(H): ``weight_ih``
+    ``(3*H, input_size)`` and ``bias_ih`` ``(3*H,)``, blocks f, i, h.
 
     Example::
 

@@ -22,12 +22,15 @@ class LSTM(RecurrentLayer):
     Bernoulli(1 - p) / (1 - p) entries; torch's kernels still run, on the dropped weights),
     ``zoneout_hidden=0.0`` and ``zoneout_cell=0.0`` (zoneout, Krueger et al. 2017: in training
     each unit keeps its previous state with that probability at each step,
-    c_t = k c_{t-1} + (1 - k) c~_t and h_t = k' h_{t-1} + (1 - k') o_t tanh(c~_t) with 0/1 masks
-    k, k' and c~_t = f_t c_{t-1} + i_t g_t; in evaluation k = zoneout_cell, k' = zoneout_hidden,
-    the expectation; the fused kernels run it, torch's do not; ``zoneout_hidden`` not with
-    ``proj_size``) and ``engine`` (``"auto"``: torch's fused kernel when the configuration is
-    exactly torch's; ``"reference"``: the plain loop; the environment variable
-    ``RNNKIT_ENGINE`` sets the default).
+    :math:`c_t = k \odot c_{t-1} + (1 - k) \odot \tilde{c}_t` and
+    :math:`h_t = k' \odot h_{t-1} + (1 - k') \odot o_t \odot \tanh(\tilde{c}_t)` with 0/1 masks
+    :math:`k, k'` and :math:`\tilde{c}_t = f_t \odot c_{t-1} + i_t \odot g_t`; in evaluation
+    :math:`k` = ``zoneout_cell`` and :math:`k'` = ``zoneout_hidden``, the expectation; the fused
+    kernels run it, torch's do not; ``zoneout_hidden`` not with ``proj_size``) and ``engine``
+    (``"auto"``: the fastest engine that runs this configuration; ``"native"``, ``"fused"``,
+    ``"scan"``, ``"reference"``: that engine, or a ValueError saying why it cannot run; the
+    environment variable ``RNNKIT_ENGINE`` or :func:`rnnkit.set_default_engine` sets the
+    default; see :func:`rnnkit.engine.select.choose_engine`).
 
     Inputs: ``input`` (T, B, input_size), (B, T, input_size) with ``batch_first``, unbatched
     (T, input_size), or a ``PackedSequence``; ``hx = (h_0, c_0)`` of shapes (num_layers * D, B, P)
