@@ -108,3 +108,11 @@ def test_tasks_reference_is_built_once_the_package_exists():
         "rnnkit.tasks exists: enable docs/api/tasks.md in mkdocs.yml (remove it from "
         "exclude_docs and uncomment its nav entry)")
     assert not re.search(r"^\s+api/tasks.md$", config, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", [README, DOCS / "getting-started.md"],
+                         ids=lambda page: page.name)
+def test_quick_start_code_runs(page):
+    blocks = re.findall(r"```python\n(.+?)```", page.read_text(), flags=re.DOTALL)
+    assert blocks
+    exec(compile("\n".join(blocks), str(page), "exec"), {})  # noqa: S102 -- our own docs
