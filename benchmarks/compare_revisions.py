@@ -75,7 +75,8 @@ def worktree(revision: str) -> Path:
 
 
 def run_child(tree: Path, args: argparse.Namespace) -> dict[str, float]:
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tree / ".torch_extensions")}
+    extensions = Path(tempfile.gettempdir()) / f"torch-extensions-{tree.name}"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)}
     done = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(args.threads), args.cells,
                            args.shapes, str(args.repeats)], env=env, check=True,
                           capture_output=True, text=True)
