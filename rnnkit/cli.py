@@ -21,22 +21,20 @@ import torch
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
 from rnnkit.experiments import add_experiment_arguments, experiment_command
+from rnnkit.inspection import inspect_run
 from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
+from rnnkit.tasks.handwriting import recognize_image
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import OPTIMIZERS, PRECISIONS, TrainConfig
 from rnnkit.training.errors import RunError
 from rnnkit.training.run_dir import RunDirectory
-from rnnkit.training.tasks import (
-    EVALUATION_SETTINGS,
-    TASK_DEFAULTS,
-    TASKS,
-    build_model,
-    build_task,
-)
+from rnnkit.training.task import build_model
 from rnnkit.training.trainer import train
 
-DEFAULTS = TrainConfig()
+DEFAULTS = task_config("lm")
+"""The settings of ``rnnkit train`` with no options (the lm task's), shown in its help."""
 LM_ONLY = ("activation_penalty", "temporal_penalty")
 
 # Options a resumed run may change; everything else is fixed by the run's config.json.
@@ -297,13 +295,13 @@ def train_command(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, **given)
         run_path = Path(resume)
     else:
-        task = given.get("task", DEFAULTS.task)
+        task = given.pop("task", DEFAULTS.task)
         for name in LM_ONLY:
             if given.get(name) and task != "lm":
                 flag = name.replace("_", "-")
                 raise RunError(f"--{flag}: only --task lm takes it, got --task {task}; "
                                f"drop --{flag}")
-        config = dataclasses.replace(DEFAULTS, **{**TASK_DEFAULTS.get(task, {}), **given})
+        config = task_config(task, **given)
         run_path = None if out is None else Path(out)
 
     ranks = distributed.start(config.device)
@@ -311,7 +309,7 @@ def train_command(args: argparse.Namespace) -> int:
         if run_path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_path = Path(ranks.share(f"runs/{stamp}-{config.task}-{config.cell}"))
-        result = train(config, run_path, ranks, resume=bool(resume), force=force)
+        result = train(config, run_path, ranks, build_task, resume=bool(resume), force=force)
     except BaseException:
         distributed.stop(ranks, wait=False)
         raise
@@ -399,22 +397,18 @@ def list_command(args: argparse.Namespace) -> int:
     for name, description in describe_cells().items():
         print(f"  {name:<18} {description}")
     print("tasks (--task):")
-    for name, (_, description) in TASKS.items():
-        print(f"  {name:<18} {description}")
+    for name, task in TASKS.items():
+        print(f"  {name:<18} {task.description}")
     return 0
 
 
 def inspect_command(args: argparse.Namespace) -> int:
     """``rnnkit inspect``: see :mod:`rnnkit.inspection`."""
-    from rnnkit.inspection import inspect_run
-
     return inspect_run(args)
 
 
 def recognize_command(args: argparse.Namespace) -> int:
     """``rnnkit recognize``: print the digits a handwriting run reads in an image."""
-    from rnnkit.handwriting import recognize_image
-
     print(recognize_image(args.run, args.image, beam_size=args.beam))
     return 0
 

@@ -10,8 +10,8 @@
   Fei-Fei 2015). Writes ``gates_layer<N>.png``, ``saturation.png``, ``gate_saturation.csv`` and
   ``gate_traces.csv``.
 * ``--ctc IMAGE`` -- a handwriting run's per-step label probabilities under a line image, or
-  under test line N when IMAGE is a number (:func:`rnnkit.handwriting.plot_ctc`). Writes
-  ``ctc.png``.
+  under test line N when IMAGE is a number (:func:`inspect_ctc`, drawn by
+  :func:`rnnkit.diagnostics.plot_ctc`). Writes ``ctc.png``.
 
 Every problem (a missing run, a flag that does not apply to the run's task, no flag at all) is a
 :class:`~rnnkit.training.errors.RunError` with a one-line message.
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data import CharVocab
@@ -40,6 +41,7 @@ from rnnkit.diagnostics import (
     GradientFlow,
     gate_saturation,
     gradient_flow,
+    plot_ctc,
     plot_gate_traces,
     plot_gradient_flow,
     plot_saturation,
@@ -47,11 +49,17 @@ from rnnkit.diagnostics import (
     write_csv,
 )
 from rnnkit.layers import RecurrentLayer
+from rnnkit.models import evaluation_mode
+from rnnkit.models.ctc import greedy_decode
+from rnnkit.tasks import build_task
+from rnnkit.tasks.handwriting import TASK as HANDWRITING
+from rnnkit.tasks.handwriting import digits_text, figure_line, load_recognizer
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.distributed import pick_device
 from rnnkit.training.errors import RunError
 from rnnkit.training.run_dir import RunDirectory
-from rnnkit.training.tasks import Task, build_task
+from rnnkit.training.task import Task
 
 GRADIENT_ROWS = 16
 """At most this many rows of the run's first training batch are used for ``--gradients``."""
@@ -116,11 +124,14 @@ def _rows(value, rows: int):
     return value[:rows] if isinstance(value, Tensor) else value
 
 
-def _final_step(outputs, targets):
-    """Outputs and targets of the last step only, when both have a time axis (B, T, ...)."""
+def final_step_loss(outputs, targets) -> Tensor | None:
+    """The cross-entropy of the last step alone, for a model that scores a class at every
+    step (logits (B, T, K) for class indices (B, T): a language model, copy memory); else
+    None."""
     if (isinstance(outputs, Tensor) and isinstance(targets, Tensor) and outputs.dim() == 3
-            and targets.dim() >= 2 and outputs.shape[:2] == targets.shape[:2]):
-        return outputs[:, -1:], targets[:, -1:]
+            and targets.dim() == 2 and not targets.is_floating_point()
+            and outputs.shape[:2] == targets.shape[:2]):
+        return F.cross_entropy(outputs[:, -1].float(), targets[:, -1])
     return None
 
 
@@ -128,9 +139,11 @@ def model_gradient_flow(model: nn.Module, task: Task, batch_step: int = 0,
                         rows: int = GRADIENT_ROWS, jacobian: bool = True) -> GradientFlow:
     """Gradient flow through the model's recurrent layer on batch ``batch_step`` of the task.
 
-    The loss is the task's loss on the first ``rows`` rows of the batch, from a zero state. When
-    the model scores every step (a language model), the final step's loss alone is measured too
-    (:attr:`GradientFlow.final_loss_gradient`): each h_k reaches it only through time.
+    The loss is the model's loss on the first ``rows`` rows of the batch, from a zero state (in
+    eval mode, so without dropout or a training-only penalty). When the model scores a class at
+    every step (a language model), the final step's loss alone is measured too
+    (:func:`final_step_loss`, :attr:`GradientFlow.final_loss_gradient`): each h_k reaches it
+    only through time.
 
     Raises:
         RunError: the layer cannot be unrolled (bidirectional, or the model passes lengths).
@@ -140,10 +153,9 @@ def model_gradient_flow(model: nn.Module, task: Task, batch_step: int = 0,
     inputs, targets = _rows(batch.inputs, rows), _rows(batch.targets, rows)
 
     def compute_loss():
-        outputs, _ = model(inputs, None)
-        loss = task.loss(outputs, targets)
-        final = _final_step(outputs, targets)
-        return loss if final is None else (loss, task.loss(*final))
+        outputs, _, loss = model(inputs, None, targets)
+        final = final_step_loss(outputs, targets)
+        return loss if final is None else (loss, final)
 
     try:
         return gradient_flow(layer, compute_loss, jacobian=jacobian)
@@ -267,16 +279,7 @@ def inspect_gates(run_dir: str | os.PathLike[str], text: str, out_dir: str | os.
     if not text:
         raise RunError("--text must not be empty; give the characters to read")
     loaded = load_run(run_dir, device)
-    model = loaded.trained
-    vocab = CharVocab.from_dict(loaded.saved["vocab"])
-    unknown = next((char for char in text if char not in vocab), None)
-    if unknown is not None:
-        raise RunError(f"--text: character {unknown!r} (U+{ord(unknown):04X}) is not in the "
-                       f"model's vocabulary of {len(vocab)} characters")
-    ids = vocab.encode(text).unsqueeze(0).to(torch.device(device))
-    layer = recurrent_layer(model, "--gates")
-    with torch.no_grad():
-        _, _, traces = layer(model.embedding(ids), return_traces=True)
+    traces = _text_traces(loaded, text, torch.device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = list(text)
@@ -290,15 +293,7 @@ def inspect_gates(run_dir: str | os.PathLike[str], text: str, out_dir: str | os.
         stats[index] = gate_saturation(one)
         for gate, values in stats[index].items():
             saturation_rows.append({"layer": index, "gate": gate, **values})
-        for name, value in one.items():
-            if name not in GATE_NAMES:
-                continue
-            for t, char in enumerate(labels):
-                step = value[t]
-                step_rows.append({"layer": index, "step": t, "char": char, "gate": name,
-                                  "mean": float(step.mean()),
-                                  "below_0.1": float((step < 0.1).float().mean()),
-                                  "above_0.9": float((step > 0.9).float().mean())})
+        step_rows += _gate_step_rows(index, one, labels)
     if not saturation_rows:
         raise RunError(f"--gates: a {config.cell} cell has no gates (its traces are "
                        f"{', '.join(traces[0])}); inspect a gated cell's run")
@@ -310,24 +305,61 @@ def inspect_gates(run_dir: str | os.PathLike[str], text: str, out_dir: str | os.
     return stats
 
 
+def _text_traces(loaded: LoadedRun, text: str, device: torch.device) -> list[dict[str, Tensor]]:
+    """The traces of every layer of a language model's recurrent layer over ``text`` (one
+    sequence); a character the model never saw raises RunError."""
+    model = loaded.trained
+    vocab = CharVocab.from_dict(loaded.saved["vocab"])
+    unknown = next((char for char in text if char not in vocab), None)
+    if unknown is not None:
+        raise RunError(f"--text: character {unknown!r} (U+{ord(unknown):04X}) is not in the "
+                       f"model's vocabulary of {len(vocab)} characters")
+    ids = vocab.encode(text).unsqueeze(0).to(device)
+    layer = recurrent_layer(model, "--gates")
+    with torch.no_grad():
+        _, _, traces = layer(model.embedding(ids), return_traces=True)
+    return traces
+
+
+def _gate_step_rows(layer: int, traces: dict[str, Tensor], labels: list[str]
+                    ) -> list[dict[str, object]]:
+    """CSV rows of ``gate_traces.csv``: per gate and step of one layer, the character read,
+    the mean activation and the fractions of units below 0.1 and above 0.9."""
+    rows: list[dict[str, object]] = []
+    for name, value in traces.items():
+        if name not in GATE_NAMES:
+            continue
+        for t, char in enumerate(labels):
+            step = value[t]
+            rows.append({"layer": layer, "step": t, "char": char, "gate": name,
+                         "mean": float(step.mean()),
+                         "below_0.1": float((step < 0.1).float().mean()),
+                         "above_0.9": float((step > 0.9).float().mean())})
+    return rows
+
+
 def inspect_ctc(run_dir: str | os.PathLike[str], source: str,
                 out_dir: str | os.PathLike[str]) -> Path:
     """``ctc.png`` of a handwriting run for an image file, or test line N if ``source`` is
-    all digits (:func:`rnnkit.handwriting.plot_ctc`)."""
+    all digits: the line and, under it, the model's probability of each digit and of the blank
+    at every column (:func:`rnnkit.diagnostics.plot_ctc`). Returns the path written."""
     run = RunDirectory.open(run_dir)
     config = run.read_config()
-    if config.task != "handwriting":
+    if config.task != HANDWRITING:
         raise RunError(f"--ctc needs a handwriting run (rnnkit train --task handwriting); "
                        f"{run.path} is a {config.task!r} run")
-    line: str | int = int(source) if source.isdigit() else source
-    if isinstance(line, str) and not Path(line).is_file():
+    line_source: str | int = int(source) if source.isdigit() else source
+    if isinstance(line_source, str) and not Path(line_source).is_file():
         raise RunError(f"--ctc {source}: no such image file; give a PNG or the number of a "
                        "test line")
-    from rnnkit.handwriting import plot_ctc
-
+    model, _ = load_recognizer(run.path)
+    line, title = figure_line(line_source, model.config.line_height)
+    with evaluation_mode(model):
+        log_probs = model(torch.from_numpy(line.T).unsqueeze(0)).outputs[0]
+    title += f"read {digits_text(greedy_decode(log_probs)[0])}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return Path(plot_ctc(run.path, line, out / "ctc.png"))
+    return plot_ctc(line, log_probs.exp().numpy(), out / "ctc.png", title=title)
 
 
 def inspect_run(args: argparse.Namespace) -> int:
@@ -352,8 +384,6 @@ def inspect_run(args: argparse.Namespace) -> int:
         raise RunError("--gates and --ctc read one run; several RUNs are for --gradients")
     run = runs[0]
     out = Path(args.out) if getattr(args, "out", None) else run.path / "inspect"
-    from rnnkit.training.distributed import pick_device
-
     device = pick_device(getattr(args, "device", "cpu") or "cpu")
     if ctc:
         print(f"ctc: {inspect_ctc(run.path, ctc, out)}")
@@ -382,6 +412,6 @@ def inspect_run(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "LoadedRun", "compare_gradients", "inspect_ctc", "inspect_gates", "inspect_gradients",
-    "inspect_run", "load_run", "model_gradient_flow", "recurrent_layer",
+    "LoadedRun", "compare_gradients", "final_step_loss", "inspect_ctc", "inspect_gates",
+    "inspect_gradients", "inspect_run", "load_run", "model_gradient_flow", "recurrent_layer",
 ]

@@ -23,17 +23,17 @@ from PIL import Image
 from rnnkit.cli import main
 from rnnkit.data import load_mnist5000
 from rnnkit.data.handwriting import LINE_HEIGHT, digit_split
-from rnnkit.handwriting import (
+from rnnkit.inspection import inspect_ctc
+from rnnkit.tasks import TASKS, build_task, task_config
+from rnnkit.tasks.handwriting import (
     HandwritingError,
     handwriting_task,
-    plot_ctc,
     read_line_image,
     recognize_image,
 )
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
 from rnnkit.training.run_dir import RunDirectory
-from rnnkit.training.tasks import TASK_DEFAULTS, build_task
 
 HELD_OUT_DIGITS = [3, 0, 7]
 TINY = ["--data", "digit-lines-3", "--hidden-size", "16", "--embedding-size", "16",
@@ -79,10 +79,10 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_task_defaults_are_a_bidirectional_lstm_within_the_time_limit() -> None:
-    defaults = TASK_DEFAULTS["handwriting"]
+    defaults = TASKS["handwriting"].defaults
     assert defaults["bidirectional"] is True and defaults["data"] == "digit-lines"
-    assert TrainConfig(**defaults).cell == "lstm"
-    assert defaults["time_limit"] <= 540
+    config = task_config("handwriting")
+    assert config.cell == "lstm" and config.time_limit <= 540
 
 
 def test_train_writes_a_run_with_checkpoints_metrics_and_test_scores(tiny_run) -> None:
@@ -98,8 +98,7 @@ def test_train_writes_a_run_with_checkpoints_metrics_and_test_scores(tiny_run) -
 
 
 def test_batches_are_padded_lines_with_their_widths_and_labels() -> None:
-    config = TrainConfig(task="handwriting", **{**TASK_DEFAULTS["handwriting"], "batch_size": 4})
-    task = build_task(config, torch.device("cpu"))
+    task = build_task(task_config("handwriting", batch_size=4), torch.device("cpu"))
     batch = task.batch_at(7)
     (columns, lengths), (labels, label_lengths) = batch.inputs, batch.targets
     assert columns.shape[0] == 4 and columns.shape[2] == LINE_HEIGHT
@@ -108,9 +107,8 @@ def test_batches_are_padded_lines_with_their_widths_and_labels() -> None:
     assert int(labels.max()) <= 10 and batch.starts_sequences
     again = task.batch_at(7)  # the same step always reads the same lines (exact resume)
     assert torch.equal(again.inputs[0], columns) and torch.equal(again.targets[0], labels)
-    (log_probs, out_lengths), state = task.model(batch.inputs, None)
+    log_probs, state, loss = task.model(batch.inputs, None, batch.targets)
     assert state is None and log_probs.shape == (*columns.shape[:2], 11)
-    loss = task.loss((log_probs, out_lengths), batch.targets)
     assert loss.dim() == 0 and torch.isfinite(loss)
 
 
@@ -170,11 +168,16 @@ def test_recognize_prints_the_digits_the_model_reads(tiny_run, line_png, capsys)
         assert reading == recognize_image(tiny_run, line_png, beam_size=extra and 4 or None)
 
 
-def test_plot_ctc_draws_a_test_line_and_a_picture(tiny_run, line_png, tmp_path) -> None:
-    for source in (3, "5", line_png):
-        out = plot_ctc(tiny_run, source, tmp_path / "figures" / "ctc.png")
+def test_the_ctc_figure_draws_a_test_line_and_a_picture(tiny_run, line_png, tmp_path,
+                                                         capsys) -> None:
+    for source in ("3", str(line_png)):
+        out = inspect_ctc(tiny_run, source, tmp_path / "figures")
+        assert out == tmp_path / "figures" / "ctc.png"
         with Image.open(out) as picture:
             assert picture.format == "PNG" and picture.width > 400
+    code, out, err = run_cli(capsys, "inspect", str(tiny_run), "--ctc", "500",
+                             "--out", str(tmp_path / "none"))
+    assert code == 1 and "test line 500 does not exist" in err and err.count("\n") == 1
 
 
 def test_a_trained_run_reads_the_held_out_picture(tmp_path) -> None:

@@ -29,8 +29,8 @@ def _classifier(cell, **kwargs):
 @pytest.mark.parametrize("cell", CELLS)
 def test_logits_have_one_row_per_sequence_for_every_cell(cell, bidirectional):
     model = _classifier(cell, bidirectional=bidirectional)
-    logits = model(torch.randn(5, 7, 3), lengths=[7, 6, 3, 1, 7])
-    assert logits.shape == (5, 4)
+    logits, state, loss = model(torch.randn(5, 7, 3), lengths=[7, 6, 3, 1, 7])
+    assert logits.shape == (5, 4) and state is None and loss is None
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])
@@ -41,9 +41,9 @@ def test_ragged_batch_gives_the_logits_of_each_sequence_alone(cell, bidirectiona
     lengths = [7, 4, 1]
     # Padding is random, not zero, so that reading it would change the logits.
     inputs = torch.randn(3, 7, 3)
-    batched = model(inputs, lengths=torch.tensor(lengths))
+    batched = model(inputs, lengths=torch.tensor(lengths)).outputs
     for row, length in enumerate(lengths):
-        alone = model(inputs[row : row + 1, :length])
+        alone = model(inputs[row : row + 1, :length]).outputs
         torch.testing.assert_close(batched[row : row + 1], alone, rtol=1e-5, atol=1e-5)
 
 
@@ -54,8 +54,8 @@ def test_one_step_sequences_are_the_one_to_one_case(bidirectional):
     mean.load_state_dict(last.state_dict())
     inputs = torch.randn(6, 1, 3)
     # With one step, the final state of each direction is the only output.
-    torch.testing.assert_close(last(inputs), mean(inputs))
-    assert last(inputs).shape == (6, 4)
+    torch.testing.assert_close(last(inputs).outputs, mean(inputs).outputs)
+    assert last(inputs).outputs.shape == (6, 4)
 
 
 def _sign_of_mean_batch(size, generator):
@@ -73,13 +73,13 @@ def test_learns_the_sign_of_a_ragged_sequences_mean(one_thread):
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(40):
         inputs, lengths, labels = _sign_of_mean_batch(64, generator)
-        loss = F.cross_entropy(model(inputs, lengths), labels)
+        loss = model(inputs, lengths, targets=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     inputs, lengths, labels = _sign_of_mean_batch(500, torch.Generator().manual_seed(1))
     with torch.no_grad():
-        accuracy = (model(inputs, lengths).argmax(dim=1) == labels).float().mean()
+        accuracy = (model(inputs, lengths).outputs.argmax(dim=1) == labels).float().mean()
     assert accuracy >= 0.9
 
 
@@ -90,15 +90,25 @@ def test_regression_outputs_fit_a_sequences_mean(one_thread):
     for _ in range(60):
         inputs, lengths, _ = _sign_of_mean_batch(64, generator)
         targets = inputs.sum(dim=1) / lengths.unsqueeze(1)
-        loss = F.mse_loss(model(inputs, lengths), targets)
+        loss = model(inputs, lengths, targets=targets).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     inputs, lengths, _ = _sign_of_mean_batch(500, torch.Generator().manual_seed(1))
     targets = inputs.sum(dim=1) / lengths.unsqueeze(1)
     with torch.no_grad():
-        error = F.mse_loss(model(inputs, lengths), targets)
+        error = F.mse_loss(model(inputs, lengths).outputs, targets)
     assert error < 0.2 * targets.var()
+
+
+def test_the_loss_is_cross_entropy_for_classes_and_squared_error_for_values():
+    model = _classifier("gru")
+    inputs, lengths = torch.randn(3, 5, 3), [5, 2, 4]
+    labels, values = torch.tensor([0, 3, 1]), torch.randn(3, 4)
+    scores, _, loss = model(inputs, lengths, targets=labels)
+    torch.testing.assert_close(loss, F.cross_entropy(scores, labels))
+    scores, _, loss = model(inputs, lengths, targets=values)
+    torch.testing.assert_close(loss, F.mse_loss(scores, values))
 
 
 def test_unknown_pooling_is_refused():

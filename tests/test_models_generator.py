@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rnnkit.models.generator import ConditionalGenerator
 from rnnkit.models.state import state_tensors
@@ -19,7 +20,10 @@ def _generator(cell="lstm", **kwargs):
 def test_generated_tokens_and_teacher_forced_logits_have_the_documented_shapes(cell):
     model = _generator(cell, tokens=True)
     condition = torch.randn(3, 4)
-    assert model(condition, torch.randint(3, 7, (3, 5))).shape == (3, 5, 7)
+    targets = torch.randint(3, 7, (3, 5))
+    logits, state, loss = model(condition, targets)
+    assert logits.shape == (3, 5, 7) and state is None
+    torch.testing.assert_close(loss, F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
     generated = model.generate(condition, 6)
     assert generated.shape == (3, 6) and generated.dtype == torch.long
 
@@ -28,7 +32,10 @@ def test_generated_tokens_and_teacher_forced_logits_have_the_documented_shapes(c
 def test_generated_vectors_and_teacher_forced_predictions_have_the_documented_shapes(cell):
     model = _generator(cell)
     condition = torch.randn(3, 4)
-    assert model(condition, torch.randn(3, 5, 7)).shape == (3, 5, 7)
+    targets = torch.randn(3, 5, 7)
+    predictions, _, loss = model(condition, targets)
+    assert predictions.shape == (3, 5, 7)
+    torch.testing.assert_close(loss, F.mse_loss(predictions, targets))
     assert model.generate(condition, 6).shape == (3, 6, 7)
 
 
@@ -58,14 +65,15 @@ def test_fed_back_vectors_are_the_teacher_forced_predictions(cell):
     condition = torch.randn(3, 4)
     generated = model.generate(condition, 9)
     # Teacher forcing on the generated sequence reads exactly what generation fed back.
-    torch.testing.assert_close(model(condition, generated), generated, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model(condition, generated).outputs, generated, rtol=1e-5,
+                               atol=1e-5)
 
 
 def test_greedy_tokens_are_the_teacher_forced_choices():
     model = _generator("gru", tokens=True)
     condition = torch.randn(3, 4)
     generated = model.generate(condition, 9, temperature=0)
-    torch.testing.assert_close(model(condition, generated).argmax(dim=-1), generated)
+    torch.testing.assert_close(model(condition, generated).outputs.argmax(dim=-1), generated)
 
 
 @pytest.mark.parametrize(("cell", "tensors"), [("lstm", 2), ("gru", 1), ("fgr-lstm", 3)])

@@ -26,17 +26,17 @@ def tiny_model(cell: str = "lstm", layers: int = 1, vocab_size: int = 11) -> Lan
 
 def test_forward_returns_logits_for_every_position():
     model = tiny_model(layers=2)
-    logits, (h, c) = model(torch.randint(0, 11, (3, 5)))
-    assert logits.shape == (3, 5, 11)
+    logits, (h, c), loss = model(torch.randint(0, 11, (3, 5)))
+    assert logits.shape == (3, 5, 11) and loss is None
     assert h.shape == c.shape == (2, 3, 8)
 
 
 def test_carrying_the_state_across_chunks_equals_one_long_pass():
     model = tiny_model()
     ids = torch.randint(0, 11, (2, 10))
-    whole, _ = model(ids)
-    first, state = model(ids[:, :4])
-    second, _ = model(ids[:, 4:], state)
+    whole = model(ids).outputs
+    first, state, _ = model(ids[:, :4])
+    second = model(ids[:, 4:], state).outputs
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
 
 
@@ -58,9 +58,9 @@ def test_dropout_drops_layer_outputs_but_not_embeddings():
 def test_every_cell_trains_and_samples(cell):
     model = tiny_model(cell, layers=2)
     ids = torch.randint(0, 11, (2, 6))
-    logits, state = model(ids[:, :-1])
-    logits, _ = model(ids[:, -1:], detach_state(state))
-    logits.sum().backward()
+    _, state, _ = model(ids[:, :-1])
+    _, _, loss = model(ids[:, -1:], detach_state(state), targets=ids[:, :1])
+    loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     sample = model.generate(torch.tensor([1, 2]), 4, generator=torch.Generator().manual_seed(0))
     assert sample.shape == (4,) and 0 <= int(sample.min()) and int(sample.max()) < 11
@@ -79,7 +79,7 @@ def test_generate_at_temperature_zero_follows_the_most_likely_token():
     sample = model.generate(torch.tensor([5]), 6, temperature=0.0)
     ids, expected = torch.tensor([5]), []
     for _ in range(6):
-        logits, _ = model(ids.unsqueeze(0))
+        logits = model(ids.unsqueeze(0)).outputs
         expected.append(int(logits[0, -1].argmax()))
         ids = torch.cat([ids, torch.tensor(expected[-1:])])
     assert sample.tolist() == expected
@@ -157,24 +157,30 @@ def test_output_penalty_gradcheck(steps, activation, temporal):
         (time_major, dropped))
 
 
-def test_the_model_leaves_its_output_penalty_in_training_only():
+def test_the_loss_adds_the_output_penalty_in_training_only():
     torch.manual_seed(0)
     model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=6, hidden_size=8,
                                               dropout=0.5, activation_penalty=2.0,
                                               temporal_penalty=1.0)).train()
     seen = {}
     model.head.register_forward_hook(lambda _, args, out: seen.update(head=args[0]))
-    ids = torch.randint(0, 11, (4, 16))
-    model(ids)
-    outputs, _ = model.layer(model.embedding(ids))
-    expected = output_penalty(outputs, seen["head"], 2.0, 1.0)
-    assert expected > 0
-    torch.testing.assert_close(model.penalty, expected)
-    model.penalty.backward()  # the penalty reaches the weights
+    ids = torch.randint(0, 11, (4, 17))
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    logits, _, loss = model(inputs, targets=targets)
+    outputs, _ = model.layer(model.embedding(inputs))
+    penalty = output_penalty(outputs, seen["head"], 2.0, 1.0)
+    assert penalty > 0
+    nats = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    torch.testing.assert_close(loss, nats + penalty)
+    loss.backward()  # the penalty reaches the weights
     assert next(model.layer.parameters()).grad.abs().sum() > 0
     model.eval()
-    model(ids)
-    assert model.penalty is None
+    logits, _, loss = model(inputs, targets=targets)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                                       targets.flatten()))
+    assert model(inputs).loss is None  # no targets, no loss
     plain = tiny_model().train()  # no penalties configured
-    plain(ids)
-    assert plain.penalty is None
+    logits, _, loss = plain(inputs, targets=targets)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                                       targets.flatten()))
+    assert not hasattr(plain, "penalty")

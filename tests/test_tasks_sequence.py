@@ -2,6 +2,7 @@
 trained, evaluated and resumed from the command line on tiny settings."""
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -9,21 +10,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rnnkit.cli import main
 from rnnkit.data import bundled_path
+from rnnkit.models import ModelOutput
+from rnnkit.tasks import TASKS, task_config
+from rnnkit.tasks.classify import ClassifierAdapter, framed
+from rnnkit.tasks.forecast import ForecasterAdapter, forecasting_task
+from rnnkit.tasks.g2p import Seq2SeqAdapter
+from rnnkit.tasks.synthetic import RegressorAdapter, TokenTaggerAdapter
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.sequence_tasks import (
-    ClassifierAdapter,
-    ForecasterAdapter,
-    RegressorAdapter,
-    Seq2SeqAdapter,
-    TokenTaggerAdapter,
-    forecasting_task,
-    framed,
-    shuffled_rows,
-)
-from rnnkit.training.tasks import TASK_DEFAULTS, TASKS
+from rnnkit.training.task import shuffled_rows
 
 # A constant learning rate, so that 4 steps resumed to 6 follow the schedule of 6 steps.
 TINY = ["--hidden-size", "8", "--embedding-size", "8", "--batch-size", "4", "--warmup", "0",
@@ -97,12 +95,48 @@ def runs(tmp_path_factory):
 
 def test_every_task_is_registered_with_defaults_and_listed(capsys):
     assert {"lm", "classify", "forecast", "seq2seq", "adding", "copy"} <= set(TASKS)
-    for task, defaults in TASK_DEFAULTS.items():
-        TrainConfig(task=task, **defaults).check()
+    for task in TASKS:
+        task_config(task).check()
     code, out, _ = cli(capsys, "list")
     assert code == 0
     for task in ("classify", "forecast", "seq2seq", "adding", "copy"):
         assert any(line.split()[:1] == [task] for line in out.splitlines())
+
+
+# Each task's settings where they differ from TrainConfig's own defaults: those every run of
+# the task has had, so that a task's default run, and its results, stay the same.
+TASK_SETTINGS = {
+    "lm": {"data": "shakespeare", "hidden_size": 640, "dropout": 0.35,
+           "activation_penalty": 2.0, "temporal_penalty": 1.0, "lr": 0.02,
+           "weight_decay": 0.1, "ema": 0.999, "time_limit": 580.0, "precision": "auto"},
+    "classify": {"data": "GunPoint", "hidden_size": 64, "dropout": 0.1, "batch_size": 16,
+                 "warmup": 20, "steps": 600, "time_limit": 300.0, "eval_every": 25},
+    "forecast": {"data": "sunspots", "hidden_size": 32, "bptt": 33, "warmup": 20,
+                 "steps": 600, "time_limit": 300.0, "eval_every": 25},
+    "seq2seq": {"data": "cmudict", "hidden_size": 256, "bidirectional": True, "dropout": 0.1,
+                "batch_size": 128, "time_limit": 780.0},
+    "adding": {"data": "100", "batch_size": 64, "steps": 4000, "eval_every": 250},
+    "copy": {"data": "20", "batch_size": 64, "steps": 8000},
+    "handwriting": {"data": "digit-lines", "hidden_size": 96, "bidirectional": True,
+                    "dropout": 0.25, "weight_decay": 0.1},
+}
+NEUTRAL = {"cell": "lstm", "embedding_size": 64, "hidden_size": 128, "layers": 1,
+           "dropout": 0.0, "batch_size": 32, "bptt": 64, "lr": 3e-3, "warmup": 100,
+           "weight_decay": 0.0, "ema": None, "clip": 1.0, "steps": None,
+           "time_limit": 540.0, "eval_every": 500, "precision": "fp32",
+           "activation_penalty": 0.0, "temporal_penalty": 0.0}
+
+
+def test_each_task_keeps_its_own_settings_over_task_neutral_defaults():
+    neutral = TrainConfig()
+    assert {name: getattr(neutral, name) for name in NEUTRAL} == NEUTRAL
+    assert set(TASK_SETTINGS) == set(TASKS)
+    for task, settings in TASK_SETTINGS.items():
+        config = task_config(task)
+        differs = {name: value for name, value in dataclasses.asdict(config).items()
+                   if value != getattr(neutral, name) and name != "task"}
+        assert differs == settings, task
+        assert task_config(task, hidden_size=7).hidden_size == 7  # the user's settings win
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -110,23 +144,32 @@ def test_adapters_map_inputs_and_state_to_outputs_and_no_state(cell):
     common = {"cell": cell, "hidden_size": 6, "num_layers": 1, "bidirectional": True,
               "dropout": 0.0}
     series, lengths = torch.randn(3, 7, 2), torch.tensor([7, 5, 1])
-    scores, state = ClassifierAdapter({**common, "input_size": 2, "num_outputs": 4,
-                                       "pooling": "last"})((series, lengths), None)
+    labels = torch.tensor([0, 3, 1])
+    scores, state, loss = ClassifierAdapter({**common, "input_size": 2, "num_outputs": 4,
+                                             "pooling": "last"})((series, lengths), None, labels)
     assert scores.shape == (3, 4) and state is None
-    values, state = RegressorAdapter({**common, "input_size": 2, "num_outputs": 1,
-                                      "pooling": "last"})(series)
+    torch.testing.assert_close(loss, F.cross_entropy(scores, labels))
+    sums = torch.randn(3)
+    values, state, loss = RegressorAdapter({**common, "input_size": 2, "num_outputs": 1,
+                                            "pooling": "last"})(series, None, sums)
     assert values.shape == (3,) and state is None
-    forecast, state = ForecasterAdapter({**common, "horizon": 5, "input_size": 1})(
-        torch.randn(3, 9, 1))
+    torch.testing.assert_close(loss, F.mse_loss(values, sums))
+    ahead = torch.randn(3, 5)
+    forecast, state, loss = ForecasterAdapter({**common, "horizon": 5, "input_size": 1})(
+        torch.randn(3, 9, 1), None, ahead)
     assert forecast.shape == (3, 5) and state is None
+    torch.testing.assert_close(loss, F.mse_loss(forecast, ahead))
     source, target = torch.randint(3, 10, (3, 6)), torch.randint(3, 12, (3, 4))
-    logits, state = Seq2SeqAdapter({**common, "source_vocab_size": 10, "target_vocab_size": 12,
-                                    "embedding_size": 5, "attention": "general"})(
-        (source, torch.tensor([6, 3, 1]), target))
-    assert logits.shape == (3, 4, 12) and state is None
-    logits, state = TokenTaggerAdapter({**common, "input_size": 10, "num_outputs": 10})(
-        torch.randint(0, 10, (3, 8)))
+    logits, state, loss = Seq2SeqAdapter({**common, "source_vocab_size": 10,
+                                          "target_vocab_size": 12, "embedding_size": 5,
+                                          "attention": "general"})(
+        (source, torch.tensor([6, 3, 1]), target), None, target)
+    assert logits.shape == (3, 4, 12) and state is None and loss.dim() == 0
+    tokens = torch.randint(0, 10, (3, 8))
+    logits, state, loss = TokenTaggerAdapter({**common, "input_size": 10, "num_outputs": 10})(
+        tokens, None, tokens)
     assert logits.shape == (3, 8, 10) and state is None
+    torch.testing.assert_close(loss, F.cross_entropy(logits.flatten(0, 1), tokens.flatten()))
 
 
 def test_classifier_ignores_steps_after_each_series_end():
@@ -184,7 +227,8 @@ def test_forecast_metrics_score_the_held_out_points_against_baselines():
     assert test["seasonal_naive_rmse_h10"] == pytest.approx(
         math.sqrt(np.mean((values[-41:-11] - last30) ** 2)))
     # A forecaster that outputs the window's last value is the last-value forecast.
-    task.model.forward = lambda window, state=None: (window[:, -1:, 0].expand(-1, 10), None)
+    task.model.forward = lambda window, state=None, targets=None: ModelOutput(
+        window[:, -1:, 0].expand(-1, 10))
     test = task.evaluate("test")
     assert test["rmse_h1"] == pytest.approx(test["last_value_rmse_h1"], rel=1e-4)
     assert test["rmse_h10"] == pytest.approx(test["last_value_rmse_h10"], rel=1e-4)

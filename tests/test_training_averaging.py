@@ -7,11 +7,10 @@ import torch
 from conftest import write_word_corpus
 from torch import nn
 
+from rnnkit.tasks import build_task, task_config
 from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import load_checkpoint
-from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
-from rnnkit.training.tasks import build_task
 from rnnkit.training.trainer import make_optimizer, restore, train
 
 ONE_RANK = Ranks(rank=0, world_size=1, device=torch.device("cpu"))
@@ -77,13 +76,13 @@ def corpus(tmp_path):
 
 def tiny(corpus, ema):
     # One validation, at the last step: the best checkpoint is that step's.
-    return TrainConfig(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8,
+    return task_config("lm", data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8,
                        bptt=16, steps=10, eval_every=10, warmup=2, time_limit=None,
                        device="cpu", threads=1, ema=ema, lr=0.05)
 
 
 def run_once(corpus, path, ema):
-    result = train(tiny(corpus, ema), path, ONE_RANK)
+    result = train(tiny(corpus, ema), path, ONE_RANK, build_task)
     last = load_checkpoint(path / "checkpoints" / "last.safetensors")
     best = load_checkpoint(path / "checkpoints" / "best.safetensors")
     return result, last, best

@@ -25,8 +25,9 @@ def trained_model(hidden_size: int = 8, seed: int = 0):
     model = LanguageModel(LanguageModelConfig(vocab_size=7, embedding_size=4,
                                               hidden_size=hidden_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    logits, state = model(torch.randint(0, 7, (2, 5)))
-    logits.sum().backward()
+    ids = torch.randint(0, 7, (2, 6))
+    _, state, loss = model(ids[:, :-1], targets=ids[:, 1:])
+    loss.backward()
     optimizer.step()
     return model, optimizer, state
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from rnnkit.training.config import TrainConfig
+from rnnkit.tasks import build_task, task_config
 from rnnkit.training.distributed import Ranks
 from rnnkit.training.trainer import train
 
@@ -32,7 +32,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(TrainConfig(**options), tmp_path / "one", Ranks(0, 1, torch.device("cpu")))
+        train(task_config("lm", **options), tmp_path / "one", Ranks(0, 1, torch.device("cpu")),
+              build_task)
     finally:
         torch.set_num_threads(threads)
 

@@ -11,17 +11,17 @@ import torch
 from conftest import write_word_corpus
 
 from rnnkit.layers import RecurrentLayer
+from rnnkit.models import ModelOutput
+from rnnkit.tasks import build_task, task_config
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
 from rnnkit.training.errors import RunError
-from rnnkit.training.tasks import build_task
 from rnnkit.training.trainer import (
     clip_gradients,
     learning_rate,
     make_optimizer,
-    train,
     uses_bf16,
 )
 
@@ -44,10 +44,16 @@ def corpus(tmp_path):
 
 
 def tiny_config(corpus, **changes) -> TrainConfig:
+    """The language model task's settings, made tiny."""
     settings = dict(data=str(corpus), embedding_size=8, hidden_size=16, batch_size=8, bptt=16,
                     steps=12, eval_every=4, warmup=2, time_limit=None, device="cpu",
                     threads=1)
-    return TrainConfig(**{**settings, **changes})
+    return task_config("lm", **{**settings, **changes})
+
+
+def train(config, run_path, ranks, build=build_task, **options):
+    """:func:`rnnkit.training.train` of the registered tasks (or of ``build``)."""
+    return trainer.train(config, run_path, ranks, build, **options)
 
 
 def losses(run_path) -> list[float]:
@@ -62,10 +68,9 @@ def validations(run_path) -> dict[int, float]:
                 for row in csv.DictReader(file) if row["val_cross_entropy"]}
 
 
-def patch_task(monkeypatch, change):
-    """Make train() use the real task as modified by ``change(task) -> task``."""
-    real = trainer.build_task
-    monkeypatch.setattr(trainer, "build_task", lambda *args: change(real(*args)))
+def changed_tasks(change):
+    """A task builder that gives the real task as modified by ``change(task) -> task``."""
+    return lambda *args: change(build_task(*args))
 
 
 def test_a_run_writes_config_metrics_checkpoints_and_report(corpus, tmp_path):
@@ -122,16 +127,13 @@ def press_ctrl_c_before(step_index: int):
 
 
 @pytest.mark.parametrize(("optimizer", "precision"), [("adamw", "bf16"), ("sgd", "fp32")])
-def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, optimizer,
-                                               precision):
+def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, optimizer, precision):
     # Dropout (of outputs and of recurrent weights) and zoneout make the random generators
     # matter; 12 steps cross the end of a pass (8 chunks).
     config = tiny_config(corpus, dropout=0.2, weight_dropout=0.3, zoneout_hidden=0.1,
                          zoneout_cell=0.3, optimizer=optimizer, precision=precision)
     train(config, tmp_path / "whole", ONE_RANK)
-    with monkeypatch.context() as patch:
-        patch_task(patch, press_ctrl_c_before(5))
-        first = train(config, tmp_path / "split", ONE_RANK)
+    first = train(config, tmp_path / "split", ONE_RANK, changed_tasks(press_ctrl_c_before(5)))
     assert first.stop_reason == "interrupted" and first.steps == 6
     assert "--resume" in first.message
     second = train(config, tmp_path / "split", ONE_RANK, resume=True)
@@ -141,7 +143,7 @@ def test_resume_after_ctrl_c_continues_exactly(corpus, tmp_path, monkeypatch, op
     assert validations(tmp_path / "split").items() >= validations(tmp_path / "whole").items()
 
 
-def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_path, monkeypatch):
+def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_path):
     config = tiny_config(corpus)
     train(config, tmp_path / "whole", ONE_RANK)
 
@@ -155,10 +157,8 @@ def test_resume_after_a_crash_drops_the_rows_after_the_checkpoint(corpus, tmp_pa
 
         return dataclasses.replace(task, batch_at=batch)
 
-    with monkeypatch.context() as patch:
-        patch_task(patch, crash_at_step_10)
-        with pytest.raises(RuntimeError, match="power cut"):
-            train(config, tmp_path / "crashed", ONE_RANK)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(config, tmp_path / "crashed", ONE_RANK, changed_tasks(crash_at_step_10))
     assert len(losses(tmp_path / "crashed")) == 9  # the last checkpoint is at step 8
     train(config, tmp_path / "crashed", ONE_RANK, resume=True)
     assert losses(tmp_path / "crashed") == losses(tmp_path / "whole")
@@ -171,22 +171,21 @@ def test_resuming_a_finished_run_asks_for_more_steps(corpus, tmp_path):
         train(tiny_config(corpus, steps=4), tmp_path / "run", ONE_RANK, resume=True)
 
 
-def test_the_state_is_carried_between_chunks_and_reset_where_a_pass_restarts(corpus, tmp_path,
-                                                                              monkeypatch):
+def test_the_state_is_carried_between_chunks_and_reset_where_a_pass_restarts(corpus, tmp_path):
     received = []
 
     def record_states(task):
         forward = task.model.forward
 
-        def recording_forward(ids, state=None):
+        def recording_forward(ids, state=None, targets=None):
             received.append(state)
-            return forward(ids, state)
+            return forward(ids, state, targets)
 
         task.model.forward = recording_forward
         return task
 
-    patch_task(monkeypatch, record_states)
-    train(tiny_config(corpus, steps=10, eval_every=100), tmp_path / "run", ONE_RANK)
+    train(tiny_config(corpus, steps=10, eval_every=100), tmp_path / "run", ONE_RANK,
+          changed_tasks(record_states))
     training_calls = [s for s in received if s is None or s[0].shape[1] == 8][:10]
     assert [s is None for s in training_calls] == [i % 8 == 0 for i in range(10)]
     assert all(not part.requires_grad for s in training_calls if s is not None for part in s)
@@ -199,28 +198,33 @@ def test_the_time_limit_stops_with_a_checkpoint(corpus, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors").info["step"] == 1
 
 
-def test_early_stopping_after_patience_validations_without_improvement(corpus, tmp_path,
-                                                                       monkeypatch):
-    patch_task(monkeypatch, lambda task: dataclasses.replace(
+def test_early_stopping_after_patience_validations_without_improvement(corpus, tmp_path):
+    constant = changed_tasks(lambda task: dataclasses.replace(
         task, evaluate=lambda split: {"cross_entropy": 2.0, "bits_per_char": 2.0 / math.log(2)}))
-    result = train(tiny_config(corpus, patience=2, steps=40), tmp_path / "run", ONE_RANK)
+    result = train(tiny_config(corpus, patience=2, steps=40), tmp_path / "run", ONE_RANK,
+                   constant)
     assert result.stop_reason == "early_stopping"
     assert result.steps == 12 and result.best_step == 4
 
 
-def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
     calls = []
 
     def nan_from_step_7(task):
-        def loss(outputs, targets):
+        forward = task.model.forward
+
+        def losing_forward(ids, state=None, targets=None):
+            out = forward(ids, state, targets)
+            if targets is None:  # evaluation
+                return out
             calls.append(1)
-            value = task.loss(outputs, targets)
-            return value * math.nan if len(calls) >= 7 else value
+            return out._replace(loss=out.loss * math.nan) if len(calls) >= 7 else out
 
-        return dataclasses.replace(task, loss=loss)
+        task.model.forward = losing_forward
+        return task
 
-    patch_task(monkeypatch, nan_from_step_7)
-    result = train(tiny_config(corpus), tmp_path / "run", ONE_RANK)
+    result = train(tiny_config(corpus), tmp_path / "run", ONE_RANK,
+                   changed_tasks(nan_from_step_7))
     assert result.stop_reason == "nan" and result.steps == 6
     assert "\n" not in result.message and "nan" in result.message
     assert "step 4" in result.message
@@ -281,12 +285,9 @@ def test_precision_names_choose_autocast():
     assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
 
 
-def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corpus, tmp_path,
-                                                                             monkeypatch):
+def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corpus, tmp_path):
     config = tiny_config(corpus, steps=None, time_limit=5.0, eval_every=10**6)
-    with monkeypatch.context() as patch:
-        patch_task(patch, press_ctrl_c_before(79))
-        first = train(config, tmp_path / "run", ONE_RANK)
+    first = train(config, tmp_path / "run", ONE_RANK, changed_tasks(press_ctrl_c_before(79)))
     assert first.stop_reason == "interrupted" and first.steps == 80
     assert first.total_steps > 80
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
@@ -329,8 +330,7 @@ def test_an_auto_length_run_sets_its_length_again_at_each_validation(corpus, tmp
 
     monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
     monkeypatch.setattr(trainer, "fit_length", recorded_fit)
-    patch_task(monkeypatch, slow_batches)
-    result = train(config, tmp_path / "run", ONE_RANK)
+    result = train(config, tmp_path / "run", ONE_RANK, changed_tasks(slow_batches))
     assert len(lengths) >= 2 and lengths[1] < lengths[0]
     assert result.stop_reason == "finished" and result.steps == lengths[-1]
     assert clock["now"] <= config.time_limit
@@ -354,10 +354,10 @@ def test_weight_dropout_reaches_every_recurrent_layer_of_the_model(corpus):
     task.model.train()
     batch = task.batch_at(0)
     torch.manual_seed(0)
-    dropped = task.loss(task.model(batch.inputs)[0], batch.targets)
+    dropped = task.model(batch.inputs, None, batch.targets).loss
     layers[0].weight_dropout = 0.0
     torch.manual_seed(0)
-    assert task.loss(task.model(batch.inputs)[0], batch.targets) != dropped
+    assert task.model(batch.inputs, None, batch.targets).loss != dropped
 
 
 def test_zoneout_reaches_every_recurrent_layer_of_the_model(corpus):
@@ -368,27 +368,31 @@ def test_zoneout_reaches_every_recurrent_layer_of_the_model(corpus):
                           and layer.zoneout_cell == 0.5 for layer in layers)
     batch = task.batch_at(0)
     task.model.eval()
-    zoned = task.loss(task.model(batch.inputs)[0], batch.targets)
+    zoned = task.model(batch.inputs, None, batch.targets).loss
     for layer in layers:
         layer.zoneout_hidden = layer.zoneout_cell = 0.0
-    assert task.loss(task.model(batch.inputs)[0], batch.targets) != zoned
+    assert task.model(batch.inputs, None, batch.targets).loss != zoned
 
 
-def test_the_language_models_loss_adds_its_output_penalties(corpus):
-    task = build_task(tiny_config(corpus, activation_penalty=2.0, temporal_penalty=1.0),
-                      torch.device("cpu"))
-    batch = task.batch_at(0)
-    task.model.train()
-    torch.manual_seed(0)
-    logits, _ = task.model(batch.inputs)
-    penalised = task.loss(logits, batch.targets)
-    assert task.model.penalty > 0
-    nats = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten())
-    torch.testing.assert_close(penalised, nats + task.model.penalty)
-    task.model.eval()
-    logits, _ = task.model(batch.inputs)
-    torch.testing.assert_close(task.loss(logits, batch.targets), torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1), batch.targets.flatten()))
+def test_the_trainer_minimises_the_loss_the_model_returns(corpus, tmp_path):
+    # A model whose loss is doubled logs twice the loss of the same run: the trainer adds
+    # nothing of its own (the language model's AR and TAR are in its returned loss).
+    config = tiny_config(corpus, steps=2, eval_every=2, activation_penalty=2.0,
+                         temporal_penalty=1.0)
+    train(config, tmp_path / "plain", ONE_RANK)
+
+    def doubled(task):
+        forward = task.model.forward
+
+        def doubling_forward(ids, state=None, targets=None):
+            out = forward(ids, state, targets)
+            return out if out.loss is None else ModelOutput(out.outputs, out.state, 2 * out.loss)
+
+        task.model.forward = doubling_forward
+        return task
+
+    train(config, tmp_path / "doubled", ONE_RANK, changed_tasks(doubled))
+    assert losses(tmp_path / "doubled")[0] == pytest.approx(2 * losses(tmp_path / "plain")[0])
 
 
 def test_a_config_saved_before_the_output_penalties_continues_without_them(corpus):
@@ -398,3 +402,21 @@ def test_a_config_saved_before_the_output_penalties_continues_without_them(corpu
     assert config.activation_penalty == config.temporal_penalty == 0.0
     assert TrainConfig.from_dict(tiny_config(corpus, temporal_penalty=3.0).to_dict()
                                  ).temporal_penalty == 3.0
+
+
+def test_a_config_saved_by_the_first_version_loads_as_it_was(corpus):
+    # The settings of the first saved runs: every later setting takes its "off" value, and
+    # the language model's settings stay those in the file whatever TrainConfig's defaults.
+    first = {"task": "lm", "data": str(corpus), "cell": "lstm", "embedding_size": 64,
+             "hidden_size": 512, "layers": 1, "bidirectional": False, "dropout": 0.2,
+             "batch_size": 32, "bptt": 64, "optimizer": "adamw", "lr": 0.01,
+             "min_lr_ratio": 0.05, "warmup": 100, "weight_decay": 0.1, "momentum": 0.9,
+             "clip": 1.0, "clip_value": None, "steps": None, "epochs": None,
+             "time_limit": 570.0, "eval_every": 500, "patience": None, "seed": 0,
+             "device": "auto", "threads": None, "precision": "auto"}
+    config = TrainConfig.from_dict(first)
+    assert {name: getattr(config, name) for name in first} == first
+    assert config.ema is None and config.weight_dropout == config.zoneout_cell == 0.0
+    assert config.column is None and config.horizon == 10
+    with pytest.raises(RunError, match="unknown settings in the run's config: colour"):
+        TrainConfig.from_dict({**first, "colour": "red"})

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.diagnostics.plots import plt, save_figure
 from rnnkit.layers import RecurrentLayer
 
 
@@ -180,8 +181,6 @@ def plot_gradient_flow(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    from rnnkit.diagnostics.plots import plt, save_figure
-
     jacobians = any(flow.state_jacobian is not None for flow in flows.values())
     figure, axes = plt.subplots(1, 2 if jacobians else 1, figsize=(11 if jacobians else 6.5, 4),
                                 dpi=110, squeeze=False)

@@ -1,9 +1,8 @@
-"""What the experiments share: the model around a recurrent layer, initialisation, gradient
-clipping that records the norm, seed summaries and the Markdown report."""
+"""What the experiments share: the model around a recurrent layer, initialisation, seed
+summaries, worker processes and the Markdown report."""
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import statistics
@@ -71,12 +70,6 @@ def set_forget_bias(layer: RecurrentLayer, value: float) -> None:
             with torch.no_grad():
                 params["bias_ih"][rows] = value
                 params["bias_hh"][rows] = 0.0
-
-
-def clip_and_measure(parameters: Sequence[Tensor], max_norm: float | None) -> float:
-    """The global gradient norm before clipping; clips to ``max_norm`` unless it is None."""
-    limit = math.inf if max_norm is None else max_norm
-    return float(nn.utils.clip_grad_norm_(parameters, limit))
 
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
+from rnnkit.models.base import ModelOutput, prediction_loss
 from rnnkit.models.state import State, state_tensors
 
 POOLINGS = ("last", "mean")
@@ -56,8 +57,11 @@ def mean_over_steps(outputs: Tensor, lengths: Tensor | Sequence[int] | None) -> 
 class SequenceClassifier(nn.Module):
     """Scores a whole sequence: padded inputs (B, T, C) and lengths (B,) -> outputs (B, K).
 
-    The outputs are unnormalised: logits for K classes (train with cross-entropy) or K real
-    values for regression (train with a squared error). ``pooling="last"`` summarises each
+    ``forward(inputs, lengths, targets) -> ModelOutput(outputs, None, loss)``
+    (:class:`~rnnkit.models.ModelOutput`; sequences are independent, so no state). The
+    outputs are unnormalised: logits for K classes or K real values for regression; the loss
+    follows the targets (:func:`~rnnkit.models.base.prediction_loss`): cross-entropy for class
+    indices (B,), mean squared error for values (B, K). ``pooling="last"`` summarises each
     sequence by the top layer's final state at its own last step (both directions
     concatenated when ``bidirectional``); ``pooling="mean"`` by the mean of the top layer's
     outputs over its valid steps. T = 1 is the one-to-one case. Dropout applies between
@@ -67,8 +71,10 @@ class SequenceClassifier(nn.Module):
 
         >>> from rnnkit.models.classifier import SequenceClassifier
         >>> model = SequenceClassifier(3, 4, cell="gru", hidden_size=16, bidirectional=True)
-        >>> model(torch.randn(2, 10, 3), lengths=[10, 6]).shape
-        torch.Size([2, 4])
+        >>> scores, _, loss = model(torch.randn(2, 10, 3), lengths=[10, 6],
+        ...                         targets=torch.tensor([0, 3]))
+        >>> scores.shape, loss.dim()
+        (torch.Size([2, 4]), 0)
     """
 
     def __init__(
@@ -95,11 +101,15 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(layer_output_size(self.layer), num_outputs)
 
-    def forward(self, inputs: Tensor, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
-        """Outputs (B, K) for inputs (B, T, C); ``lengths`` (B,) marks ragged sequences' ends."""
+    def forward(self, inputs: Tensor, lengths: Tensor | Sequence[int] | None = None,
+                targets: Tensor | None = None) -> ModelOutput:
+        """Outputs (B, K) for inputs (B, T, C), and their loss against ``targets`` if given;
+        ``lengths`` (B,) marks ragged sequences' ends."""
         outputs, state = self.layer(inputs, lengths=lengths)
         if self.pooling == "last":
             summary = final_hidden(state, self.layer.num_directions)
         else:
             summary = mean_over_steps(outputs, lengths)
-        return self.head(self.dropout(summary))
+        scores = self.head(self.dropout(summary))
+        return ModelOutput(scores, None, None if targets is None
+                           else prediction_loss(scores, targets))

@@ -25,17 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
+from rnnkit.models.base import ModelOutput, valid_steps
 from rnnkit.models.classifier import layer_output_size
 
 BLANK = 0
 """The class index of the CTC blank."""
 INITIAL_BLANK_BIAS = 3.0
-
-
-def _step_mask(lengths: Tensor | Sequence[int], steps: int, device: torch.device) -> Tensor:
-    """(B, T) bool: True at each sequence's valid steps."""
-    lengths = torch.as_tensor(lengths, device=device)
-    return torch.arange(steps, device=device) < lengths.unsqueeze(1)
 
 
 def ctc_loss(log_probs: Tensor, lengths: Tensor | Sequence[int], targets: Tensor,
@@ -161,37 +156,6 @@ def beam_decode(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None
     return [prefix_beam_search(row, beam_size)[0][0] for row in _valid_rows(log_probs, lengths)]
 
 
-def edit_distance(reference: Sequence[Any], hypothesis: Sequence[Any]) -> int:
-    """Levenshtein distance: fewest insertions, deletions and substitutions turning one into
-    the other.
-
-    Example::
-
-        >>> edit_distance("4071", "471")
-        1
-    """
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_item in enumerate(reference, start=1):
-        current = [i]
-        for j, hyp_item in enumerate(hypothesis, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ref_item != hyp_item)))
-        previous = current
-    return previous[-1]
-
-
-def character_error_rate(references: Sequence[Sequence[Any]],
-                         hypotheses: Sequence[Sequence[Any]]) -> float:
-    """Total edit distance over a set divided by the total length of the references."""
-    if len(references) != len(hypotheses):
-        raise ValueError(f"got {len(references)} references but {len(hypotheses)} hypotheses")
-    characters = sum(len(reference) for reference in references)
-    if characters == 0:
-        raise ValueError("the references hold no characters; the error rate is undefined")
-    errors = sum(edit_distance(r, h) for r, h in zip(references, hypotheses))
-    return errors / characters
-
-
 def line_accuracy(references: Sequence[Sequence[Any]],
                   hypotheses: Sequence[Sequence[Any]]) -> float:
     """The share of sequences read exactly right."""
@@ -239,17 +203,20 @@ def reverse_within(sequences: Tensor, lengths: Tensor | Sequence[int] | None) ->
 class LineRecognizer(nn.Module):
     """Reads a line image column by column into per-column CTC class log-probabilities.
 
-    columns (B, T, line_height) in [0, 1] and lengths (B,) -> log_probs (B, T, num_classes).
-    A small feature layer (a 1-D convolution over ``feature_width`` neighbouring columns, then
-    tanh) turns each column into ``feature_size`` features; the recurrent layer (``cell``)
-    reads them left to right and, when ``bidirectional``, a second one reads them right to
-    left from each line's own last column; a linear head on both directions' outputs (its
-    blank bias raised by :data:`INITIAL_BLANK_BIAS`) and log-softmax give the class
-    log-probabilities. With ``num_layers`` > 1 each direction is a stack of its own, the two
-    meeting at the head. Padded steps after a sequence's end are a certain blank
-    (log-probability 0 for the blank, -inf for the rest), which leaves every labelling's
-    probability unchanged. Dropout applies to the features, the layer's output and between
-    stacked layers.
+    ``forward(columns, lengths, targets) -> ModelOutput(log_probs, None, loss)``
+    (:class:`~rnnkit.models.ModelOutput`): columns (B, T, line_height) in [0, 1] and lengths
+    (B,) give log_probs (B, T, num_classes); given ``targets`` = (labels (B, S), label lengths
+    (B,)), the loss is the batch's CTC loss in nats per label, comparable between batches of
+    short and long lines. A small feature layer (a 1-D convolution over ``feature_width``
+    neighbouring columns, then tanh) turns each column into ``feature_size`` features; the
+    recurrent layer (``cell``) reads them left to right and, when ``bidirectional``, a second
+    one reads them right to left from each line's own last column; a linear head on both
+    directions' outputs (its blank bias raised by :data:`INITIAL_BLANK_BIAS`) and
+    log-softmax give the class log-probabilities. With ``num_layers`` > 1 each direction is
+    a stack of its own, the two meeting at the head. Padded steps after a sequence's end are
+    a certain blank (log-probability 0 for the blank, -inf for the rest), which leaves every
+    labelling's probability unchanged. Dropout applies to the features, the layer's output
+    and between stacked layers.
 
     Every direction runs over the whole padded batch without ``lengths`` (so torch's fused
     kernels serve the standard cells); this is exact because each direction is causal in its
@@ -259,8 +226,11 @@ class LineRecognizer(nn.Module):
 
         >>> from rnnkit.models.ctc import LineRecognizer, LineRecognizerConfig
         >>> model = LineRecognizer(LineRecognizerConfig(hidden_size=16))
-        >>> model(torch.rand(2, 50, 32), lengths=[50, 30]).shape
-        torch.Size([2, 50, 11])
+        >>> labels, label_lengths = torch.tensor([[5, 1], [8, 0]]), torch.tensor([2, 1])
+        >>> log_probs, _, loss = model(torch.rand(2, 50, 32), lengths=[50, 30],
+        ...                            targets=(labels, label_lengths))
+        >>> log_probs.shape, loss.dim()
+        (torch.Size([2, 50, 11]), 0)
     """
 
     def __init__(self, config: LineRecognizerConfig) -> None:
@@ -290,8 +260,10 @@ class LineRecognizer(nn.Module):
             # phase of learning the blank and starts on the labels at once.
             self.head.bias[BLANK] += INITIAL_BLANK_BIAS
 
-    def forward(self, columns: Tensor, lengths: Tensor | Sequence[int] | None = None) -> Tensor:
-        """Class log-probabilities (B, T, num_classes) for columns (B, T, line_height)."""
+    def forward(self, columns: Tensor, lengths: Tensor | Sequence[int] | None = None,
+                targets: tuple[Tensor, Tensor] | None = None) -> ModelOutput:
+        """Class log-probabilities (B, T, num_classes) for columns (B, T, line_height), and
+        their CTC loss per label against ``targets`` = (labels (B, S), label lengths (B,))."""
         if columns.dim() != 3 or columns.shape[-1] != self.config.line_height:
             raise ValueError(f"columns must be (B, T, {self.config.line_height}), got "
                              f"{tuple(columns.shape)}")
@@ -304,9 +276,15 @@ class LineRecognizer(nn.Module):
             backward, _ = self.directions[1](reverse_within(features, lengths))
             outputs.append(reverse_within(backward, lengths))
         log_probs = F.log_softmax(self.head(self.dropout(torch.cat(outputs, -1))), dim=-1)
+        if lengths is not None:
+            valid = valid_steps(lengths, columns.shape[1], columns.device).unsqueeze(-1)
+            certain_blank = torch.full_like(log_probs, -math.inf)
+            certain_blank[..., BLANK] = 0.0
+            log_probs = torch.where(valid, log_probs, certain_blank)
+        if targets is None:
+            return ModelOutput(log_probs)
+        labels, label_lengths = targets
         if lengths is None:
-            return log_probs
-        valid = _step_mask(lengths, columns.shape[1], columns.device).unsqueeze(-1)
-        certain_blank = torch.full_like(log_probs, -math.inf)
-        certain_blank[..., BLANK] = 0.0
-        return torch.where(valid, log_probs, certain_blank)
+            lengths = [columns.shape[1]] * columns.shape[0]
+        per_line = ctc_loss(log_probs.float(), lengths, labels, label_lengths)
+        return ModelOutput(log_probs, None, per_line * len(label_lengths) / label_lengths.sum())

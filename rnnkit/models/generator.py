@@ -14,28 +14,9 @@ from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
 from rnnkit.data.cmudict import BOS
+from rnnkit.models.base import ModelOutput, evaluation_mode, prediction_loss, sample_token
 from rnnkit.models.classifier import layer_output_size, layer_state_sizes
 from rnnkit.models.state import State, state_from_tensors
-
-
-def sample_token(
-    logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
-) -> Tensor:
-    """One token id per row of ``logits`` (B, V) -> (B,).
-
-    ``temperature`` divides the logits (0 takes the most likely token); ``top_k`` keeps only
-    the k most likely; ``generator`` (on any device) makes the draw repeatable.
-    """
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth_largest = logits.topk(top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth_largest, -torch.inf)
-    probs = logits.float().softmax(dim=-1)
-    if generator is not None:
-        probs = probs.to(generator.device)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
 
 
 class ConditionalGenerator(nn.Module):
@@ -44,19 +25,21 @@ class ConditionalGenerator(nn.Module):
     ``tokens=True``: outputs are ids over ``output_size`` symbols; step 0 reads BOS, step t
     the token of step t - 1 (embedded). ``tokens=False``: outputs are vectors of
     ``output_size`` values; step 0 reads zeros, step t the vector of step t - 1.
-    :meth:`forward` is teacher-forced: ``forward(condition, targets)`` gives at step t the
-    prediction of ``targets[:, t]`` from the targets before it -- logits (B, T, V) for
-    tokens (cross-entropy), values (B, T, F) for vectors (squared error).
-    :meth:`generate` feeds its own outputs back instead. ``switches`` go to
-    :func:`rnnkit.build_layer`.
+    :meth:`forward` is teacher-forced: ``forward(condition, targets) ->
+    ModelOutput(predictions, None, loss)`` (:class:`~rnnkit.models.ModelOutput`) gives at
+    step t the prediction of ``targets[:, t]`` from the targets before it -- logits (B, T, V)
+    for tokens, with their cross-entropy as the loss; values (B, T, F) for vectors, with
+    their mean squared error. :meth:`generate` feeds its own outputs back instead.
+    ``switches`` go to :func:`rnnkit.build_layer`.
 
     Example::
 
         >>> from rnnkit.models.generator import ConditionalGenerator
         >>> model = ConditionalGenerator(4, 20, cell="gru", hidden_size=32, tokens=True)
         >>> condition = torch.randn(3, 4)
-        >>> model(condition, torch.randint(3, 20, (3, 6))).shape
-        torch.Size([3, 6, 20])
+        >>> logits, _, loss = model(condition, torch.randint(3, 20, (3, 6)))
+        >>> logits.shape, loss.dim()
+        (torch.Size([3, 6, 20]), 0)
         >>> model.generate(condition, 8, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([3, 8])
     """
@@ -107,14 +90,14 @@ class ConditionalGenerator(nn.Module):
         outputs, state = self.layer(self.dropout(inputs), state, start_step=start_step)
         return self.head(self.dropout(outputs)), state
 
-    def forward(self, condition: Tensor, targets: Tensor) -> Tensor:
-        """Teacher-forced predictions of ``targets`` (B, T) or (B, T, F) -> (B, T, output_size)."""
+    def forward(self, condition: Tensor, targets: Tensor) -> ModelOutput:
+        """Teacher-forced predictions of ``targets`` (B, T) or (B, T, F) -> (B, T, output_size),
+        and their loss."""
         first = self._first_input(condition.shape[0], targets)
         previous = torch.cat([first, targets[:, :-1]], dim=1)
         predictions, _ = self.predict_next(previous, self.start_state(condition))
-        return predictions
+        return ModelOutput(predictions, None, prediction_loss(predictions, targets))
 
-    @torch.no_grad()
     def generate(
         self,
         condition: Tensor,
@@ -135,19 +118,18 @@ class ConditionalGenerator(nn.Module):
             raise ValueError(f"temperature: expected >= 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k: expected >= 1, got {top_k}")
-        was_training = self.training
-        self.eval()
-        state = self.start_state(condition)
-        previous = self._first_input(condition.shape[0], condition)
         outputs = []
-        for step in range(length):
-            predictions, state = self.predict_next(previous, state, start_step=step)
-            if self.tokens:
-                previous = sample_token(predictions[:, -1], temperature, top_k, generator)[:, None]
-            else:
-                previous = predictions
-            outputs.append(previous)
-        self.train(was_training)
+        with evaluation_mode(self):
+            state = self.start_state(condition)
+            previous = self._first_input(condition.shape[0], condition)
+            for step in range(length):
+                predictions, state = self.predict_next(previous, state, start_step=step)
+                if self.tokens:
+                    previous = sample_token(predictions[:, -1], temperature, top_k,
+                                            generator)[:, None]
+                else:
+                    previous = predictions
+                outputs.append(previous)
         return torch.cat(outputs, dim=1)
 
     def _first_input(self, batch: int, like: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
+from rnnkit.models.base import ModelOutput, evaluation_mode, prediction_loss, sample_token
 from rnnkit.models.state import State
 
 
@@ -43,8 +44,9 @@ def output_penalty(outputs: Tensor, dropped: Tensor, activation: float,
 
     over all batch rows, steps and units (``dropped`` = ``dropout(outputs)``), in float32 or
     the outputs' wider dtype. The first term keeps the outputs small, the second keeps them
-    from changing fast from step to step. Forward and backward take a few passes over the
-    time-major memory the layers write (a third of the time of the same in autograd's ops)."""
+    from changing fast from step to step. It is one autograd function, not a chain of
+    autograd's ops, so that forward and backward take a few passes over the time-major memory
+    the layers write and keep only what the backward needs."""
     dtype = torch.promote_types(outputs.dtype, torch.float32)
     # (T, B, H) views: contiguous where the layer wrote its outputs time-major.
     return _OutputPenalty.apply(outputs.movedim(1, 0).to(dtype), dropped.movedim(1, 0).to(dtype),
@@ -89,14 +91,24 @@ class _OutputPenalty(torch.autograd.Function):
 class LanguageModel(nn.Module):
     """Predicts the next token of a sequence from the tokens before it.
 
-    ``forward(ids (B, T), state) -> (logits (B, T, vocab_size), state)``; ``state`` is the
-    layer's recurrent state (a tensor or a tuple of tensors, each (num_layers, B, hidden_size)),
-    or None for a zero state. Dropout (``config.dropout``) applies between stacked layers and
-    to the layer's output, not to the embeddings: on the bundled corpus, dropping embedding
-    units as well cost 0.012 nats/char of validation cross-entropy at the same step count.
-    In training mode with ``config.activation_penalty`` or ``config.temporal_penalty`` set,
-    each forward leaves :func:`output_penalty` of its outputs in ``self.penalty`` (else None),
-    for the training loss to add.
+    ``forward(ids (B, T), state, targets (B, T)) -> ModelOutput(logits (B, T, vocab_size),
+    state, loss)`` (:class:`~rnnkit.models.ModelOutput`): ``state`` is the layer's recurrent
+    state (a tensor or a tuple of tensors, each (num_layers, B, hidden_size)), None for a zero
+    state; pass the returned one to the next call to read on (truncated BPTT). The loss, given
+    ``targets``, is the mean cross-entropy of the logits, plus in training mode the
+    :func:`output_penalty` of the layer's outputs when ``config.activation_penalty`` or
+    ``config.temporal_penalty`` is set. Dropout (``config.dropout``) applies between stacked
+    layers and to the layer's output, not to the embeddings, which did worse on the bundled
+    corpus at the same step count.
+
+    Example::
+
+        >>> from rnnkit.models import LanguageModel, LanguageModelConfig
+        >>> model = LanguageModel(LanguageModelConfig(vocab_size=20, hidden_size=16))
+        >>> ids = torch.randint(0, 20, (2, 7))
+        >>> logits, state, loss = model(ids[:, :-1], targets=ids[:, 1:])
+        >>> logits.shape, state[0].shape, loss.dim()
+        (torch.Size([2, 6, 20]), torch.Size([1, 2, 16]), 0)
     """
 
     def __init__(self, config: LanguageModelConfig) -> None:
@@ -115,10 +127,11 @@ class LanguageModel(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
-        self.penalty: Tensor | None = None
 
-    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Score the next token after each position: ids (B, T) -> logits (B, T, vocab_size).
+    def forward(self, ids: Tensor, state: State | None = None,
+                targets: Tensor | None = None) -> ModelOutput:
+        """Score the next token after each position: ids (B, T) -> logits (B, T, vocab_size),
+        the state after the last position, and the loss against ``targets`` (B, T) if given.
 
         Where the layer runs on the fused kernels, the embedding and the first layer's input
         weights are applied together: each vocabulary entry's projection ``W_ih e + b_ih`` is
@@ -132,14 +145,16 @@ class LanguageModel(nn.Module):
         else:
             outputs, state = self.layer(self.embedding(ids), state)
         dropped = self.dropout(outputs)
+        logits = self.head(dropped)
+        if targets is None:
+            return ModelOutput(logits, state)
+        loss = prediction_loss(logits, targets)
         config = self.config
-        self.penalty = (output_penalty(outputs, dropped, config.activation_penalty,
-                                       config.temporal_penalty)
-                        if self.training and (config.activation_penalty or config.temporal_penalty)
-                        else None)
-        return self.head(dropped), state
+        if self.training and (config.activation_penalty or config.temporal_penalty):
+            loss = loss + output_penalty(outputs, dropped, config.activation_penalty,
+                                         config.temporal_penalty)
+        return ModelOutput(logits, state, loss)
 
-    @torch.no_grad()
     def generate(
         self,
         prompt_ids: Tensor,
@@ -165,27 +180,16 @@ class LanguageModel(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        was_training = self.training
-        self.eval()
         device = self.head.weight.device
-        logits, state = self(prompt_ids.to(device).unsqueeze(0))
         sampled = torch.empty(length, dtype=torch.long)
-        for i in range(length):
-            next_logits = logits[0, -1]
-            if not torch.isfinite(next_logits).all():
-                self.train(was_training)
-                raise ValueError("cannot sample: the model's next-token scores are not finite "
-                                 "(the model has diverged)")
-            if temperature == 0:
-                token = next_logits.argmax()
-            else:
-                next_logits = next_logits / temperature
-                if top_k is not None and top_k < next_logits.numel():
-                    kth_largest = torch.topk(next_logits, top_k).values[-1]
-                    next_logits = next_logits.masked_fill(next_logits < kth_largest, -torch.inf)
-                probs = torch.softmax(next_logits.float(), dim=-1).cpu()
-                token = torch.multinomial(probs, 1, generator=generator)[0]
-            sampled[i] = token
-            logits, state = self(token.view(1, 1).to(device), state)
-        self.train(was_training)
+        with evaluation_mode(self):
+            logits, state, _ = self(prompt_ids.to(device).unsqueeze(0))
+            for i in range(length):
+                next_logits = logits[:, -1]
+                if not torch.isfinite(next_logits).all():
+                    raise ValueError("cannot sample: the model's next-token scores are not "
+                                     "finite (the model has diverged)")
+                token = sample_token(next_logits, temperature, top_k, generator)
+                sampled[i] = token[0]
+                logits, state, _ = self(token.view(1, 1).to(device), state)
         return sampled

@@ -5,9 +5,8 @@ final state -- every tensor of it, so LSTM (h, c) pairs and one-tensor states al
 decoder's initial state; the decoder reads BOS and the target tokens one step behind and scores
 the next target token at each step, optionally attending to the encoder's outputs (Luong et
 al. 2015). Token ids follow :class:`rnnkit.data.SymbolVocab`: PAD = 0, BOS = 1, EOS = 2.
-
-:func:`edit_distance` and :func:`error_rate` score decoded sequences (e.g. the phoneme error
-rate of grapheme-to-phoneme conversion).
+:mod:`rnnkit.models.metrics` scores decoded sequences (e.g. the phoneme error rate of
+grapheme-to-phoneme conversion).
 """
 
 from __future__ import annotations
@@ -17,60 +16,27 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.catalog import build_layer
 from rnnkit.data.cmudict import BOS, EOS, PAD
+from rnnkit.models.base import ModelOutput, evaluation_mode, valid_steps
 from rnnkit.models.classifier import layer_output_size, layer_state_sizes
 from rnnkit.models.state import State, map_state, state_from_tensors, state_tensors
 
 ATTENTIONS = ("dot", "general")
 
 
-def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """Levenshtein distance: the fewest insertions, deletions and substitutions turning a into b.
-
-    Example::
-
-        >>> from rnnkit.models.seq2seq import edit_distance
-        >>> edit_distance("kitten", "sitting")
-        3
-    """
-    previous = list(range(len(b) + 1))
-    for i, item in enumerate(a, start=1):
-        current = [i]
-        for j, other in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (item != other)))
-        previous = current
-    return previous[-1]
-
-
-def error_rate(predictions: Sequence[Sequence[Any]], references: Sequence[Sequence[Any]]) -> float:
-    """Total edit distance over total reference length (phoneme, character or word error rate).
-
-    Example::
-
-        >>> from rnnkit.models.seq2seq import error_rate
-        >>> error_rate([["K", "AE", "T"], ["D", "AO"]], [["K", "AE", "T"], ["D", "AO", "G"]])
-        0.16666666666666666
-    """
-    if len(predictions) != len(references):
-        raise ValueError(f"predictions: expected one per reference ({len(references)}), got "
-                         f"{len(predictions)}")
-    total = sum(len(reference) for reference in references)
-    if total == 0:
-        raise ValueError("references: expected at least one symbol in all, got none")
-    return sum(edit_distance(p, r) for p, r in zip(predictions, references)) / total
-
-
 class Seq2Seq(nn.Module):
     """Encoder-decoder: source ids (B, S) and lengths (B,), target input (B, T) -> logits (B, T, V).
 
-    ``target_input`` is BOS followed by the target tokens (teacher forcing, as
-    :func:`rnnkit.data.make_g2p_batch` builds it); the logits at step t score target token t
-    (the last one being EOS). Logits at PAD positions of ``target_input`` are meaningless:
-    leave them out of the loss (``ignore_index=PAD``).
+    ``forward(source, source_lengths, target_input, targets) -> ModelOutput(logits, None,
+    loss)`` (:class:`~rnnkit.models.ModelOutput`). ``target_input`` is BOS followed by the
+    target tokens (teacher forcing, as :func:`rnnkit.data.make_g2p_batch` builds it); the
+    logits at step t score target token t (the last one being EOS). The loss, given the
+    ``targets`` (B, T) (the target tokens, then EOS, padded with PAD), is the mean
+    cross-entropy over the non-PAD targets.
 
     Both layers are ``cell`` with ``hidden_size`` and ``num_layers``; only the encoder can be
     ``bidirectional``. ``attention`` is None, ``"dot"`` (score h . m, which needs encoder
@@ -89,7 +55,7 @@ class Seq2Seq(nn.Module):
         >>> model = Seq2Seq(30, 40, cell="gru", hidden_size=32, bidirectional=True,
         ...                 attention="general")
         >>> source, lengths = torch.randint(3, 30, (2, 7)), torch.tensor([7, 4])
-        >>> model(source, lengths, torch.randint(3, 40, (2, 5))).shape
+        >>> model(source, lengths, torch.randint(3, 40, (2, 5))).outputs.shape
         torch.Size([2, 5, 40])
         >>> len(model.beam_decode(source, lengths, beam_size=3, max_length=6))
         2
@@ -138,12 +104,19 @@ class Seq2Seq(nn.Module):
         self.head = nn.Linear(decoder_size, target_vocab_size)
 
     def forward(
-        self, source: Tensor, source_lengths: Tensor | Sequence[int], target_input: Tensor
-    ) -> Tensor:
-        """Teacher-forced logits (B, T, V) for each step of ``target_input`` (B, T)."""
+        self, source: Tensor, source_lengths: Tensor | Sequence[int], target_input: Tensor,
+        targets: Tensor | None = None,
+    ) -> ModelOutput:
+        """Teacher-forced logits (B, T, V) for each step of ``target_input`` (B, T), and
+        their loss against ``targets`` (B, T) if given."""
         memory, mask, state = self.encode(source, source_lengths)
         logits, _ = self.decode(target_input, state, memory, mask)
-        return logits
+        if targets is None:
+            return ModelOutput(logits)
+        scores = logits.float()  # float32 softmax, also under autocast
+        loss = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), targets.reshape(-1),
+                               ignore_index=PAD)
+        return ModelOutput(logits, None, loss)
 
     def encode(
         self, source: Tensor, source_lengths: Tensor | Sequence[int]
@@ -152,8 +125,7 @@ class Seq2Seq(nn.Module):
         decoder's initial state."""
         memory, final = self.encoder(self.dropout(self.source_embedding(source)),
                                      lengths=source_lengths)
-        lengths = torch.as_tensor(source_lengths, device=source.device)
-        mask = torch.arange(source.shape[1], device=source.device) < lengths.unsqueeze(1)
+        mask = valid_steps(source_lengths, source.shape[1], source.device)
         layers, directions = self.encoder.num_layers, self.encoder.num_directions
         bridged = []
         for part, linear in zip(state_tensors(final), self.bridge):
@@ -198,49 +170,44 @@ class Seq2Seq(nn.Module):
 
         Append EOS to a sequence to score it as finished. In eval mode, as decoding is.
         """
-        was_training = self.training
-        self.eval()
         lengths = torch.tensor([len(tokens) for tokens in sequences], device=source.device)
         targets = torch.full((len(sequences), max(1, int(lengths.max()))), PAD,
                              dtype=torch.long, device=source.device)
         for row, tokens in enumerate(sequences):
             targets[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         target_input = torch.cat([torch.full_like(targets[:, :1], BOS), targets[:, :-1]], dim=1)
-        log_probs = self.output_log_probs(self(source, source_lengths, target_input))
-        chosen = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        valid = torch.arange(targets.shape[1], device=source.device) < lengths.unsqueeze(1)
-        self.train(was_training)
+        with evaluation_mode(self):
+            logits = self(source, source_lengths, target_input).outputs
+        chosen = self.output_log_probs(logits).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        valid = valid_steps(lengths, targets.shape[1], source.device)
         return chosen.masked_fill(~valid, 0.0).sum(dim=1)
 
-    @torch.no_grad()
     def greedy_decode(
         self, source: Tensor, source_lengths: Tensor | Sequence[int], max_length: int
     ) -> list[list[int]]:
         """The most likely token at each step, for each source: B lists of ids, EOS excluded.
 
-        A sequence stops at EOS or after ``max_length`` tokens. In eval mode; the model
-        returns to its previous mode afterwards.
+        A sequence stops at EOS or after ``max_length`` tokens. In eval mode (see
+        :func:`~rnnkit.models.base.evaluation_mode`).
         """
         if max_length < 1:
             raise ValueError(f"max_length: expected >= 1, got {max_length}")
-        was_training = self.training
-        self.eval()
-        memory, mask, state = self.encode(source, source_lengths)
-        tokens = torch.full((source.shape[0], 1), BOS, dtype=torch.long, device=source.device)
-        ended = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
-        emitted = []
-        for step in range(max_length):
-            logits, state = self.decode(tokens, state, memory, mask, start_step=step)
-            tokens = self.output_log_probs(logits[:, -1]).argmax(dim=-1, keepdim=True)
-            emitted.append(tokens)
-            ended |= tokens[:, 0] == EOS
-            if bool(ended.all()):
-                break
-        self.train(was_training)
+        with evaluation_mode(self):
+            memory, mask, state = self.encode(source, source_lengths)
+            tokens = torch.full((source.shape[0], 1), BOS, dtype=torch.long,
+                                device=source.device)
+            ended = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
+            emitted = []
+            for step in range(max_length):
+                logits, state = self.decode(tokens, state, memory, mask, start_step=step)
+                tokens = self.output_log_probs(logits[:, -1]).argmax(dim=-1, keepdim=True)
+                emitted.append(tokens)
+                ended |= tokens[:, 0] == EOS
+                if bool(ended.all()):
+                    break
         rows = torch.cat(emitted, dim=1).tolist()
         return [row[: row.index(EOS)] if EOS in row else row for row in rows]
 
-    @torch.no_grad()
     def beam_decode(
         self,
         source: Tensor,
@@ -263,12 +230,18 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"beam_size: expected >= 1, got {beam_size}")
         if max_length < 1:
             raise ValueError(f"max_length: expected >= 1, got {max_length}")
+        with evaluation_mode(self):
+            return self._beam_search(source, source_lengths, beam_size, max_length,
+                                     length_penalty)
+
+    def _beam_search(self, source: Tensor, source_lengths: Tensor | Sequence[int],
+                     beam_size: int, max_length: int, length_penalty: float
+                     ) -> list[list[int]]:
+        """:meth:`beam_decode` with checked arguments, the model already in eval mode."""
 
         def penalty(length: int) -> float:
             return ((5 + length) / 6) ** length_penalty
 
-        was_training = self.training
-        self.eval()
         device, batch, beams = source.device, source.shape[0], beam_size
         memory, mask, state = self.encode(source, source_lengths)
         memory = memory.repeat_interleave(beams, dim=0)
@@ -330,5 +303,4 @@ class Seq2Seq(nn.Module):
                 for beam, score in enumerate(scores[row].tolist()):
                     if score / penalty(max_length) > best[row][0]:
                         best[row] = (score / penalty(max_length), history[row, beam].tolist())
-        self.train(was_training)
         return [tokens for _, tokens in best]

@@ -1,7 +1,8 @@
-"""How a model is trained: the loop, checkpoints, run directories, tasks and distribution.
+"""How a model is trained: the loop, checkpoints, run directories and distribution, for any task.
 
 * :mod:`~rnnkit.training.trainer` -- :func:`train`, the loop every task shares.
-* :mod:`~rnnkit.training.tasks` -- the tasks (data + model + loss + metrics) by name.
+* :mod:`~rnnkit.training.task` -- :class:`Task` and :class:`Batch`, what a task gives the
+  trainer (the tasks themselves are in :mod:`rnnkit.tasks`).
 * :mod:`~rnnkit.training.config` -- :class:`TrainConfig`, every setting of a run.
 * :mod:`~rnnkit.training.checkpoint` -- atomic safetensors checkpoints.
 * :mod:`~rnnkit.training.run_dir` -- the run directory and its metrics log.
@@ -14,11 +15,11 @@ from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
 from rnnkit.training.errors import CheckpointError, RunError
 from rnnkit.training.run_dir import MetricsLog, RunDirectory
-from rnnkit.training.tasks import TASKS, Batch, Task, build_task
+from rnnkit.training.task import Batch, Task, TaskBuilder
 from rnnkit.training.trainer import TrainResult, learning_rate, train
 
 __all__ = [
-    "TASKS", "Batch", "Checkpoint", "CheckpointError", "MetricsLog", "Ranks", "RunDirectory",
-    "RunError", "Task", "TrainConfig", "TrainResult", "build_task", "learning_rate",
+    "Batch", "Checkpoint", "CheckpointError", "MetricsLog", "Ranks", "RunDirectory",
+    "RunError", "Task", "TaskBuilder", "TrainConfig", "TrainResult", "learning_rate",
     "load_checkpoint", "save_checkpoint", "train",
 ]

@@ -7,7 +7,7 @@ Training updates the raw weights; after every optimizer step the average moves t
 (t = 0, 1, ... counts the optimizer steps, so the first steps are averaged over fewer steps and
 the start-up weights are soon forgotten). Validation, the best checkpoint, test metrics and
 samples use the averaged weights. At a high learning rate they are much better than the raw
-ones, and they smooth the noise of the last steps (the README's language-model trials).
+ones, and they smooth the noise of the last steps.
 """
 
 from __future__ import annotations

@@ -12,13 +12,17 @@ from rnnkit.training.errors import RunError
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. The defaults are the ``rnnkit train`` default run:
-    a character-level LSTM language model on the bundled Shakespeare corpus that trains in
-    under ten minutes on two CPU cores."""
+    """Every setting of a training run.
+
+    The defaults here are the same for every task; each task of :mod:`rnnkit.tasks` has its
+    own for what it needs otherwise (its data, sizes, learning rate, run length), which
+    ``rnnkit train`` and :func:`rnnkit.tasks.task_config` apply unless the user gives them.
+    """
 
     # What to learn from.
     task: str = "lm"
-    data: str = "shakespeare"
+    data: str | None = None
+    """A bundled name or a path; None: the task's own data set."""
     column: str | None = None
     """forecast: the CSV column to forecast (None: the file's single numeric column)."""
     horizon: int = 10
@@ -26,35 +30,35 @@ class TrainConfig:
     # The model.
     cell: str = "lstm"
     embedding_size: int = 64
-    hidden_size: int = 640
+    hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.35
+    dropout: float = 0.0
     weight_dropout: float = 0.0
-    activation_penalty: float = 2.0
-    temporal_penalty: float = 1.0
+    """DropConnect on the recurrent weights of every recurrent layer (``weight_dropout`` of
+    :class:`rnnkit.layers.RecurrentLayer`), a training setting: evaluation never drops."""
+    activation_penalty: float = 0.0
+    temporal_penalty: float = 0.0
     """lm: AR and TAR of the recurrent layer's outputs in the training loss
     (``activation_penalty`` and ``temporal_penalty`` of
-    :class:`rnnkit.models.LanguageModelConfig`); the other tasks' models take none (their
-    TASK_DEFAULTS set 0, and ``rnnkit train`` refuses them there)."""
+    :class:`rnnkit.models.LanguageModelConfig`); the other tasks' models take none, and
+    ``rnnkit train`` refuses them there."""
     zoneout_hidden: float = 0.0
     zoneout_cell: float = 0.0
     """Zoneout on every recurrent layer's hidden state h and (LSTM family) cell state c
     (``zoneout_hidden`` / ``zoneout_cell`` of :class:`rnnkit.layers.RecurrentLayer`)."""
-    """DropConnect on the recurrent weights of every recurrent layer (``weight_dropout`` of
-    :class:`rnnkit.layers.RecurrentLayer`), a training setting: evaluation never drops."""
     # Batches: batch_size parallel streams cut into chunks of bptt steps (truncated BPTT).
     batch_size: int = 32
     bptt: int = 64
     # Optimisation: linear warm-up to lr over `warmup` steps (at most a tenth of the run),
     # then cosine decay to lr * min_lr_ratio at the last step.
     optimizer: str = "adamw"
-    lr: float = 2e-2
+    lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup: int = 100
-    weight_decay: float = 0.1
+    weight_decay: float = 0.0
     momentum: float = 0.9
-    ema: float | None = 0.999
+    ema: float | None = None
     """Decay of the moving average of the weights that validation, the best checkpoint and
     the final results use (None: no average, the raw weights)."""
     clip: float | None = 1.0
@@ -64,7 +68,7 @@ class TrainConfig:
     # many steps as fit in the time limit, judged from the speed of the first steps.
     steps: int | None = None
     epochs: float | None = None
-    time_limit: float | None = 580.0
+    time_limit: float | None = 540.0
     # Validation every eval_every steps (also when a checkpoint is written); stop early after
     # `patience` validations without improvement (None: never).
     eval_every: int = 500
@@ -74,9 +78,11 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     """CPU threads per process; None: pick the faster of 1 and all cores as training goes."""
-    precision: str = "auto"
+    precision: str = "fp32"
     """Training arithmetic: "fp32", "bf16" (autocast; weights stay float32), or "auto": bf16
-    where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16)."""
+    where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16).
+    Small models gain little time from bf16 and can lose accuracy, so only tasks that
+    measured a gain choose "auto"."""
 
     def total_steps(self, steps_per_epoch: int) -> int | None:
         """Length of the run in optimizer steps: ``epochs`` passes if set, else ``steps``
@@ -140,9 +146,13 @@ class TrainConfig:
         return cls(**values)
 
 
-ADDED_SETTINGS: dict[str, Any] = {"activation_penalty": 0.0, "temporal_penalty": 0.0}
+ADDED_SETTINGS: dict[str, Any] = {
+    "column": None, "horizon": 10, "ema": None, "weight_dropout": 0.0, "zoneout_hidden": 0.0,
+    "zoneout_cell": 0.0, "activation_penalty": 0.0, "temporal_penalty": 0.0,
+}
 """Settings added after runs were first saved, with the values that continue such a run as
-it was (a config.json without them)."""
+it was (a config.json without them): each setting off. Every other setting is in every saved
+config.json, so a change of the defaults above never changes how a saved run goes on."""
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -38,7 +38,7 @@ from rnnkit.training.distributed import Ranks
 from rnnkit.training.errors import RunError
 from rnnkit.training.progress import Progress, format_seconds
 from rnnkit.training.run_dir import MetricsLog, RunDirectory
-from rnnkit.training.tasks import Task, build_task
+from rnnkit.training.task import Task, TaskBuilder
 from rnnkit.training.threads import ThreadTuner
 
 
@@ -131,8 +131,8 @@ def fit_length(step: int, since: tuple[int, float], started: float, config: Trai
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """AdamW (betas 0.9, 0.99) or SGD with ``config.momentum``, as ``config.optimizer`` says.
 
-    Both run torch's fused kernels: one pass over each parameter, no dispatch per operation
-    (for the language model's step, see ``benchmarks/bf16.py``)."""
+    Both run torch's fused kernels: one pass over each parameter, no dispatch per
+    operation."""
     if config.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.99),
                                  weight_decay=config.weight_decay, fused=True)
@@ -164,13 +164,16 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
 
 
 def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
-          resume: bool = False, force: bool = False) -> TrainResult:
+          build_task: TaskBuilder, resume: bool = False, force: bool = False) -> TrainResult:
     """Train as ``config`` says, writing the run directory ``run_path`` (on rank 0 only).
 
-    A new run refuses an existing non-empty ``run_path`` unless ``force``; with ``resume``
-    it continues from ``run_path``'s last checkpoint instead. The directory is created only
-    once the data and model are ready, so bad settings leave nothing behind. Raises RunError
-    (one line) for unusable settings, data, run directories or checkpoints.
+    ``build_task(config, device, saved)`` gives the task (data, model, metrics), e.g.
+    :func:`rnnkit.tasks.build_task`; it is called after seeding, so the same seed gives the
+    same initial weights. A new run refuses an existing non-empty ``run_path`` unless
+    ``force``; with ``resume`` it continues from ``run_path``'s last checkpoint instead. The
+    directory is created only once the data and model are ready, so bad settings leave
+    nothing behind. Raises RunError (one line) for unusable settings, data, run directories
+    or checkpoints.
     """
     started = time.monotonic()
     config.check()
@@ -241,8 +244,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
-                outputs, state = trained(ranks.shard(batch.inputs), state)
-                loss = task.loss(outputs, ranks.shard(batch.targets))
+                _, state, loss = trained(ranks.shard(batch.inputs), state,
+                                         ranks.shard(batch.targets))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = clip_gradients(model.parameters(), config.clip, config.clip_value)

@@ -1,0 +1,200 @@
+"""``rnnkit train --task classify``: the class of whole series of a UCR/UEA ``.ts`` data set.
+
+``--data`` is GunPoint, JapaneseVowels, ItalyPowerDemand or a NAME_TRAIN.ts path with
+NAME_TEST.ts beside it. The model reads the per-channel standardised series (statistics of the
+training part) in frames of a few steps and scores the classes from the top layer's final
+state. Validation: a stratified 20% of the TRAIN file (a fixed split); test: the TEST file.
+Metrics: error rate (1 - accuracy) and cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnkit.data import (
+    DataError,
+    Normalizer,
+    TimeSeriesDataset,
+    fit_channel_normalizer,
+    load_ucr,
+    pad_series,
+    stratified_validation_split,
+)
+from rnnkit.models import ModelOutput, SequenceClassifier, evaluation_mode
+from rnnkit.models.state import State
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.errors import RunError
+from rnnkit.training.task import (
+    Batch,
+    HeadAdapter,
+    Task,
+    build_model,
+    data_error,
+    head_settings,
+    in_chunks,
+    shuffled_rows,
+)
+
+DESCRIPTION = "classify whole series of a UCR/UEA .ts data set (GunPoint, JapaneseVowels)"
+
+DEFAULTS: dict[str, Any] = {
+    "data": "GunPoint", "hidden_size": 64, "batch_size": 16, "dropout": 0.1, "steps": 600,
+    "warmup": 20, "eval_every": 25, "time_limit": 300.0,
+}
+"""A small data set (GunPoint: 50 training series) trains in a few hundred steps, validated
+often to keep the best of them."""
+
+FRAMED_STEPS = 20
+"""The classifier reads frames of k consecutive steps (all channels side by side), k chosen so
+that the longest training series takes at most this many frames: a recurrent layer learns far
+more easily from 20 steps than from the 150 of a GunPoint series."""
+
+EXPECTED = "a UCR/UEA .ts data set: GunPoint, JapaneseVowels, ItalyPowerDemand or a path"
+
+Part = tuple[Tensor, Tensor, Tensor]
+"""A split as (framed series (N, T, F), lengths (N,), labels (N,))."""
+
+
+class ClassifierAdapter(HeadAdapter):
+    """:class:`SequenceClassifier` as a task's model: ((series (B, T, C), lengths (B,)),
+    state, labels (B,)) -> (scores (B, K), None, cross-entropy). Lengths that all equal T are
+    not passed on (no masking needed)."""
+
+    head_class = SequenceClassifier
+
+    def forward(self, inputs: tuple[Tensor, Tensor], state: State | None = None,
+                targets: Tensor | None = None) -> ModelOutput:
+        """Class scores of a padded batch of series, and their loss against ``targets``."""
+        series, lengths = inputs
+        full = bool((lengths == series.shape[1]).all())
+        return self.net(series, None if full else lengths, targets=targets)
+
+
+def classification_task(config: TrainConfig, device: torch.device,
+                        saved: dict[str, Any] | None = None) -> Task:
+    """The classification task of ``config`` (see the module's docstring); ``saved`` (from a
+    checkpoint) fixes the classes, the normaliser, the frame length and the model's sizes."""
+    train, test = load_series(config)
+    classes = saved["classes"] if saved else train.class_names
+    check_classes(config, train, test, classes, saved is not None)
+    train, val = hold_out_validation(config, train)
+    normalizer = (Normalizer.from_dict(saved["normalizer"]) if saved
+                  else fit_channel_normalizer(train))
+    frame = saved["frame"] if saved else math.ceil(int(train.lengths.max()) / FRAMED_STEPS)
+    settings = head_settings(config, saved, input_size=train.n_channels * frame,
+                             num_outputs=len(classes), pooling="last")
+    if train.n_channels * frame != settings["input_size"]:
+        raise RunError(f"--data {config.data}: series with {train.n_channels} channel(s), but "
+                       f"the model reads {settings['input_size'] // frame}")
+    model = build_model(ClassifierAdapter, settings).to(device)
+    parts = {name: (*framed(part.normalized(normalizer).series, frame),
+                    torch.as_tensor(part.labels, dtype=torch.long))
+             for name, part in (("train", train), ("val", val), ("test", test))}
+    series, lengths, labels = parts["train"]
+
+    def batch_at(step: int) -> Batch:
+        rows = shuffled_rows(len(labels), config.batch_size, step, config.seed)
+        length = int(lengths[rows].max())
+        return Batch((series[rows, :length].to(device), lengths[rows].to(device)),
+                     labels[rows].to(device), starts_sequences=True)
+
+    return Task(
+        model=model, batch_at=batch_at,
+        steps_per_epoch=math.ceil(len(labels) / config.batch_size),
+        evaluate=lambda split: classification_metrics(*scores_of(model, parts, split, device)),
+        metric="error_rate", metric_names=("error_rate", "cross_entropy"),
+        saved={"model": settings, "classes": list(classes), "normalizer": normalizer.to_dict(),
+               "frame": frame},
+        showcase=lambda: confusion_table(classes, *scores_of(model, parts, "val", device)),
+    )
+
+
+def load_series(config: TrainConfig) -> tuple[TimeSeriesDataset, TimeSeriesDataset]:
+    """The TRAIN and TEST files of ``--data``; they must hold labelled series."""
+    try:
+        train = load_ucr(config.data, "train")
+        test = load_ucr(config.data, "test")
+    except DataError as err:
+        raise data_error(config, err, EXPECTED) from None
+    if not train.class_names or (train.labels < 0).any():
+        raise RunError(f"--data {config.data}: its series have no class labels "
+                       "(@classLabel false); classify needs labelled series")
+    return train, test
+
+
+def check_classes(config: TrainConfig, train: TimeSeriesDataset, test: TimeSeriesDataset,
+                  classes: Sequence[str], from_checkpoint: bool) -> None:
+    """A new model needs at least two classes in the training series; the TEST file (and a
+    checkpoint's model) must name the same classes as the TRAIN file."""
+    present = sorted(set(train.labels.tolist()))
+    if not from_checkpoint and len(present) < 2:
+        found = ", ".join(train.class_names[i] for i in present)
+        raise RunError(f"--data {config.data}: a classifier needs at least 2 classes in the "
+                       f"training series, found {len(present)} ({found})")
+    if test.class_names != train.class_names or train.class_names != classes:
+        raise RunError(f"--data {config.data}: class labels {test.class_names} differ from "
+                       f"the {'model' if from_checkpoint else 'training file'}'s {classes}; "
+                       "use a data set with the same classes")
+
+
+def hold_out_validation(config: TrainConfig, train: TimeSeriesDataset
+                        ) -> tuple[TimeSeriesDataset, TimeSeriesDataset]:
+    """The TRAIN file as (training part, stratified validation fifth), a fixed split."""
+    try:
+        return stratified_validation_split(train, 0.2, seed=0)
+    except ValueError as err:
+        raise RunError(f"--data {config.data}: cannot hold out a validation part: {err}; "
+                       "give more training series") from None
+
+
+def framed(series: Sequence[np.ndarray], frame: int) -> tuple[Tensor, Tensor]:
+    """Series (T_i, C) as frames (ceil(T_i / k), k*C), each series' last frame completed with
+    its last value: padded batch (N, T_max, k*C) float32 and lengths (N,)."""
+    frames = []
+    for values in series:
+        steps = math.ceil(len(values) / frame) * frame
+        values = np.concatenate([values, np.repeat(values[-1:], steps - len(values), axis=0)])
+        frames.append(values.reshape(steps // frame, frame * values.shape[1]))
+    return pad_series(frames)
+
+
+def scores_of(model: ClassifierAdapter, parts: dict[str, Part], split: str,
+              device: torch.device) -> tuple[Tensor, Tensor]:
+    """The model's class scores (N, K) of a split's series, in float32 on the CPU, and their
+    labels (N,); split "all" is train, val and test together."""
+    if split == "all":
+        chunks = [scores_of(model, parts, name, device) for name in ("train", "val", "test")]
+        return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+    inputs, lengths, targets = parts[split]
+    with evaluation_mode(model):
+        scores = torch.cat([
+            model((inputs[rows, :int(lengths[rows].max())].to(device),
+                   lengths[rows].to(device))).outputs.float().cpu()
+            for rows in in_chunks(len(targets), 256)])
+    return scores, targets
+
+
+def classification_metrics(scores: Tensor, targets: Tensor) -> dict[str, float]:
+    """Error rate (1 - accuracy) and cross-entropy of class scores (N, K) for labels (N,)."""
+    errors = (scores.argmax(dim=1) != targets).float().mean().item()
+    return {"error_rate": errors, "cross_entropy": F.cross_entropy(scores, targets).item()}
+
+
+def confusion_table(classes: Sequence[str], scores: Tensor, targets: Tensor) -> str:
+    """The validation confusion matrix as text: rows true classes, columns predicted ones."""
+    predicted = scores.argmax(dim=1)
+    width = max(len(name) for name in classes)
+    lines = [f"validation confusion (rows: true class, columns: predicted), "
+             f"{len(targets)} series:",
+             " " * (width + 2) + " ".join(f"{name:>{width}}" for name in classes)]
+    for k, name in enumerate(classes):
+        counts = [int(((targets == k) & (predicted == j)).sum()) for j in range(len(classes))]
+        lines.append(f"{name:>{width}}  " + " ".join(f"{c:>{width}}" for c in counts))
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""What a task gives the trainer (:class:`Task`, :class:`Batch`), and helpers for writing one.
+
+A task is a function ``(config, device, saved) -> Task`` that loads its data, builds its model
+and says how to batch and evaluate; the tasks ``rnnkit train --task`` knows are in
+:mod:`rnnkit.tasks`. The trainer only sees this module's types, so it trains any task given to
+it and never imports :mod:`rnnkit.tasks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.catalog import CELL_NAMES
+from rnnkit.models import ModelOutput
+from rnnkit.models.state import State
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.errors import RunError
+
+
+@dataclass
+class Batch:
+    """The data of one training step, batch-first.
+
+    ``inputs`` and ``targets`` are each a tensor or a tuple of tensors (e.g. padded sequences
+    and their lengths), every one with the batch's rows first: the trainer calls
+    ``model(inputs, state, targets)`` and splits each tensor's rows among distributed ranks.
+    ``starts_sequences`` is True when the rows begin new sequences (the first chunk of a pass
+    over a stream, or independent examples): the trainer then starts from a zero state
+    instead of carrying the previous chunk's state.
+    """
+
+    inputs: Tensor | tuple[Tensor, ...]
+    targets: Tensor | tuple[Tensor, ...]
+    starts_sequences: bool
+
+    @property
+    def size(self) -> int:
+        """Target elements in the batch (tokens for a language model, labels for a
+        classifier): what the progress bar counts per second."""
+        first = self.targets[0] if isinstance(self.targets, tuple) else self.targets
+        return first.numel()
+
+
+@dataclass
+class Task:
+    """What the trainer needs to know about a task.
+
+    * ``model`` -- ``forward(inputs, state, targets) -> ModelOutput(outputs, state, loss)``
+      (:class:`rnnkit.models.ModelOutput`): the loss is the mean training loss of the batch, a
+      scalar to minimise; the state is carried into the next batch unless it starts new
+      sequences (None: the model carries none).
+    * ``batch_at(step)`` -- the global batch of a step; the same step always gives the same
+      batch, which is what makes resuming exact. Rows are split among distributed ranks.
+    * ``steps_per_epoch`` -- steps in one pass over the training data.
+    * ``evaluate(split)`` -- metrics of the model on "val", "test" or "all" of the data; every
+      value is lower-is-better and ``metric`` names the one validation watches.
+    * ``saved`` -- JSON-ready facts kept in every checkpoint (model sizes, vocabulary).
+    * ``showcase()`` -- a short text shown when training ends (e.g. a generated sample).
+    """
+
+    model: nn.Module
+    batch_at: Callable[[int], Batch]
+    steps_per_epoch: int
+    evaluate: Callable[[str], dict[str, float]]
+    metric: str
+    metric_names: tuple[str, ...]
+    saved: dict[str, Any]
+    showcase: Callable[[], str]
+
+
+TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]
+"""``(config, device, saved) -> Task``; ``saved`` is the ``Task.saved`` of a checkpoint (the
+model is rebuilt to load its weights), or None for a new model."""
+
+
+def build_model(model_class: Callable[[Any], nn.Module], settings: Any) -> nn.Module:
+    """``model_class(settings)``, turning a bad cell name or size into a one-line RunError.
+
+    ``settings`` is a model's config dataclass or a dict, with the cell's name as ``cell``."""
+    cell = settings["cell"] if isinstance(settings, dict) else settings.cell
+    if cell not in CELL_NAMES:
+        raise RunError(f"--cell: unknown cell {cell!r}; `rnnkit list` shows the cells: "
+                       f"{', '.join(CELL_NAMES)}")
+    try:
+        return model_class(settings)
+    except (ValueError, TypeError) as err:
+        raise RunError(f"cannot build a {cell} model: {err}") from None
+
+
+class HeadAdapter(nn.Module):
+    """A head of :mod:`rnnkit.models` as a task's model: ``forward(inputs, state, targets) ->
+    ModelOutput``, for heads whose examples are independent (the state is always None).
+
+    Subclasses name the head's class in ``head_class`` and map a batch's ``inputs`` to its
+    arguments. The head is ``net``, built from ``settings`` (its constructor's keyword
+    arguments, which a checkpoint keeps to build it again).
+    """
+
+    head_class: Callable[..., nn.Module]
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """Build the head from ``settings``."""
+        super().__init__()
+        self.settings = dict(settings)
+        self.cell = settings["cell"]
+        self.net = self.head_class(**settings)
+
+    def forward(self, inputs: Any, state: State | None = None,
+                targets: Any = None) -> ModelOutput:
+        """The head's output for ``inputs`` (and its loss against ``targets``)."""
+        raise NotImplementedError
+
+
+def head_settings(config: TrainConfig, saved: dict[str, Any] | None, **sizes: Any
+                  ) -> dict[str, Any]:
+    """A head's constructor arguments: a checkpoint's, or the config's with ``sizes``."""
+    if saved is not None:
+        return dict(saved["model"])
+    return {"cell": config.cell, "hidden_size": config.hidden_size,
+            "num_layers": config.layers, "bidirectional": config.bidirectional,
+            "dropout": config.dropout, **sizes}
+
+
+def shuffled_rows(count: int, batch_size: int, step: int, seed: int) -> Tensor:
+    """Row indices of ``step``'s batch of ``batch_size`` rows out of ``count``.
+
+    The rows are read from an endless stream of seeded random permutations of
+    ``range(count)``, one per epoch, so a step always gets the same rows (exact resume) and
+    each epoch sees every row once, whatever ``batch_size`` is.
+    """
+    start = step * batch_size
+    first, last = start // count, (start + batch_size - 1) // count
+    stream = torch.cat([torch.randperm(count, generator=torch.Generator().manual_seed(
+        seed * 1_000_003 + epoch)) for epoch in range(first, last + 1)])
+    offset = start - first * count
+    return stream[offset:offset + batch_size]
+
+
+def in_chunks(count: int, size: int) -> list[slice]:
+    """Slices covering ``range(count)`` in pieces of at most ``size`` (evaluation batches)."""
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def data_error(config: TrainConfig, err: Exception, expected: str) -> RunError:
+    """A RunError naming --data, the task and what it expects, from a reader's error."""
+    return RunError(f"--data {config.data} for --task {config.task} (expected {expected}): "
+                    f"{err}")
