@@ -89,7 +89,7 @@ def train(mode: str, seed: int, plan: Plan) -> Run:
     for step in range(1, plan.steps + 1):
         inputs, targets = adding_problem(plan.batch_size, plan.length,
                                          seed=(seed + 1) * 1_000_003 + step)
-        loss = F.mse_loss(model(inputs)[0][:, -1, 0], targets)
+        loss = F.mse_loss(model(inputs).outputs[:, -1, 0], targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = clip_gradients(model.parameters(), MODES[mode], clip_value=None)
@@ -101,7 +101,7 @@ def train(mode: str, seed: int, plan: Plan) -> Run:
         optimizer.step()
     inputs, targets = adding_problem(plan.test_size, plan.length, seed=TEST_SEED)
     with torch.no_grad():
-        run.test_mse = F.mse_loss(model(inputs)[0][:, -1, 0], targets).item()
+        run.test_mse = F.mse_loss(model(inputs).outputs[:, -1, 0], targets).item()
     return run
 
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 import rnnkit
 from rnnkit.layers import RecurrentLayer
+from rnnkit.models import ModelOutput
 
 
 class SequenceModel(nn.Module):
@@ -44,12 +45,14 @@ class SequenceModel(nn.Module):
         self.layer = cell
         self.readout = nn.Linear(hidden_size, output_size)
 
-    def forward(self, inputs: Tensor, state=None):
-        """(B, T[, input_size]) -> read-out at every step (B, T, output_size), final state."""
+    def forward(self, inputs: Tensor, state=None) -> ModelOutput:
+        """(B, T[, input_size]) -> ``ModelOutput(read-out at every step (B, T, output_size),
+        final state)``, as every model returns (:class:`rnnkit.models.ModelOutput`); the loss
+        is None, since each experiment scores its own steps."""
         if self.one_hot:
             inputs = F.one_hot(inputs, self.input_size).float()
         outputs, state = self.layer(inputs, state)
-        return self.readout(outputs), state
+        return ModelOutput(self.readout(outputs), state)
 
 
 def set_forget_bias(layer: RecurrentLayer, value: float) -> None:

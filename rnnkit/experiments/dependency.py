@@ -76,14 +76,14 @@ def train(cell: str, max_gap: int, seed: int, plan: Plan) -> dict:
     for step in range(1, plan.steps + 1):
         inputs, keys = dependency_task(plan.batch_size, gaps.randint(0, max_gap), KEYS,
                                        DISTRACTORS, seed=(seed + 1) * 1_000_003 + step)
-        loss = F.cross_entropy(model(inputs)[0][:, -1], keys)
+        loss = F.cross_entropy(model(inputs).outputs[:, -1], keys)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), plan.clip_norm)
         optimizer.step()
         if step % plan.eval_every == 0 or step == plan.steps:
             with torch.no_grad():
-                predicted = model(test_inputs)[0][:, -1].argmax(-1)
+                predicted = model(test_inputs).outputs[:, -1].argmax(-1)
             accuracy = (predicted == test_keys).float().mean().item()
             if solved_step is None and accuracy >= SOLVED_ACCURACY:
                 solved_step = step

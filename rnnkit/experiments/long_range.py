@@ -107,13 +107,13 @@ class Run:
 
 def adding_loss(model: SequenceModel, inputs: torch.Tensor, targets: torch.Tensor):
     """Mean squared error of the read-out at the last step."""
-    outputs, _ = model(inputs)
+    outputs = model(inputs).outputs
     return F.mse_loss(outputs[:, -1, 0], targets)
 
 
 def copy_loss(model: SequenceModel, inputs: torch.Tensor, targets: torch.Tensor):
     """Cross-entropy per step over all T + 20 steps, as the baseline counts it; and the logits."""
-    logits, _ = model(inputs)
+    logits = model(inputs).outputs
     return F.cross_entropy(logits.reshape(-1, COPY_CLASSES), targets.reshape(-1)), logits
 
 

@@ -140,7 +140,7 @@ def evaluate(model: SequenceModel, stream: ReberStream, rows: int) -> dict[str, 
     logits, state = [], None
     with torch.no_grad():
         for chunk in inputs.split(100, dim=1):
-            output, state = model(chunk, state)
+            output, state, _ = model(chunk, state)
             logits.append(output)
     logits = torch.cat(logits, dim=1).reshape(-1, len(REBER_SYMBOLS))
     correct = logits.argmax(-1) == targets.reshape(-1)
@@ -167,7 +167,7 @@ def train(variant: str, seed: int, plan: Plan, test: ReberStream):
     state, curve, metrics = None, [], {}
     for step in range(1, plan.steps + 1):
         window = slice((step - 1) * plan.chunk_length, step * plan.chunk_length)
-        logits, state = model(inputs[:, window], state)
+        logits, state, _ = model(inputs[:, window], state)
         # Truncated BPTT: the state goes on into the next chunk, its history does not.
         state = tuple(s.detach() for s in state)
         loss = F.cross_entropy(logits.reshape(-1, len(REBER_SYMBOLS)),
