@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -314,11 +315,14 @@ def train_command(args: argparse.Namespace) -> int:
         distributed.stop(ranks, wait=False)
         raise
     distributed.stop(ranks)
+    # A run stopped by SIGINT or SIGTERM exits as the signal would have (130, 143), after
+    # its checkpoint; its message gives the command that continues it.
+    code = 128 + result.signal if result.signal else 1 if result.stop_reason == "nan" else 0
     if not ranks.is_main:
-        return 0 if result.stop_reason != "nan" else 1
+        return code
     if result.stop_reason == "nan":
         print(f"rnnkit train: error: {result.message}", file=sys.stderr)
-        return 1
+        return code
     print(result.message)
     if result.validation is not None:
         print(f"best checkpoint: step {result.best_step}")
@@ -328,7 +332,7 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"run directory: {run_path}")
     if result.sample:
         print(f"--- sample ---\n{result.sample}")
-    return 0
+    return code
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -414,7 +418,8 @@ def recognize_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failed, 2 usage error)."""
+    """Run the command line; returns the exit code (0 ok, 1 failed, 2 usage error, 130 or
+    143 stopped by SIGINT or SIGTERM)."""
     # torch's CPU allocator puts tensors of 2 MB and more on transparent huge pages (read at
     # its first such allocation): a training step's fresh buffers then fault in 512x fewer
     # pages, which on the project's virtual machines made the default run 12% faster.
@@ -428,9 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunError, DataError) as err:
         print(f"rnnkit {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM (Stopped) while stopping
         print(f"rnnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", signal.SIGINT)
     except BrokenPipeError:  # e.g. `rnnkit list | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -157,7 +157,9 @@ def save_checkpoint(
 def write_atomically(path: Path, data: bytes, what: str) -> None:
     """Replace ``path`` with ``data`` so that it is always either the old or the new file.
 
-    Raises CheckpointError (one line) on failure, with the temporary file removed.
+    Raises CheckpointError (one line) on failure, with the temporary file removed. The
+    temporary file is ``.<name>.<pid>.tmp`` next to ``path``; one a killed process left is
+    removed when its run is next locked (:meth:`rnnkit.training.run_dir.RunDirectory.lock`).
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -182,6 +184,9 @@ def write_atomically(path: Path, data: bytes, what: str) -> None:
             f"{path}: cannot write the {what} ({err.strerror}); "
             + kept.format(fix="fix the folder")
         ) from None
+    except BaseException:  # e.g. a second Ctrl-C: no temporary file left behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -9,6 +9,12 @@
       metrics.csv                 one row per step: step, loss, grad_norm, lr, tokens_per_s, val_*
       tensorboard/                the same curves as TensorBoard events (if tensorboard is there)
       report.json, report.md      the summary written when training ends
+      .rnnkit.lock                held (flock) by the process training in the run, its pid inside
+
+One process trains in a run at a time: :meth:`RunDirectory.lock` takes an OS lock on
+``.rnnkit.lock`` for the life of the process (the kernel releases it when the process ends,
+however it ends), so a second process is refused with the holder's pid, and a lock left by a
+dead process is simply taken over.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import io
 import json
 import math
 import os
-import shutil
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +33,20 @@ from rnnkit.training.checkpoint import write_atomically
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
 
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): runs are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".rnnkit.lock"
 _RUN_FILES = ("config.json", "metrics.csv", "report.json", "report.md")
-_RUN_FOLDERS = ("checkpoints", "tensorboard")
+_CHECKPOINT_FILES = ("last.safetensors", "best.safetensors")
+_TEMPORARY = re.compile(r"^\.(config\.json|metrics\.csv|report\.json|report\.md|"
+                        r"last\.safetensors|best\.safetensors)\.\d+\.tmp$")
+"""The temporary files of :func:`write_atomically` (``.<name>.<pid>.tmp``) for the files a
+run writes; one left behind by a killed process is removed when the run is next locked."""
+_CONFIG_KEYS = frozenset({"task", "cell", "hidden_size", "batch_size", "lr", "seed"})
+"""Settings every config.json that rnnkit ever wrote holds: what marks a folder as a run."""
 
 
 class RunDirectory:
@@ -45,31 +63,126 @@ class RunDirectory:
         self.tensorboard = self.path / "tensorboard"
         self.report_json = self.path / "report.json"
         self.report_md = self.path / "report.md"
+        self.lock_path = self.path / LOCK_NAME
+        self._lock_fd: int | None = None
+
+    def is_run(self) -> bool:
+        """Whether this folder is an rnnkit run: its config.json is a JSON object with the
+        settings every run's config holds (a user's own config.json is not)."""
+        try:
+            values = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(values, dict) and _CONFIG_KEYS <= values.keys()
+
+    def _has_content(self) -> bool:
+        """Whether the folder holds anything but what a run that stopped before writing its
+        config leaves (the lock file, empty checkpoints/ and tensorboard/ folders)."""
+        for item in self.path.iterdir():
+            if item.name == LOCK_NAME or _TEMPORARY.match(item.name):
+                continue
+            if (item.name in ("checkpoints", "tensorboard") and item.is_dir()
+                    and not any(item.iterdir())):
+                continue
+            return True
+        return False
 
     def check_new(self, force: bool = False) -> None:
         """Raise RunError unless :meth:`create` may use this path (see there)."""
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path}: exists and is not a folder; choose another --out")
-        if self.path.is_dir() and any(self.path.iterdir()) and not force:
+        if not self.path.is_dir() or not self._has_content():
+            return
+        if not self.is_run():
+            raise RunError(f"{self.path}: already exists and is not an rnnkit run (it has no "
+                           "config.json written by rnnkit), so --force will not replace "
+                           "anything in it; choose another --out")
+        if not force:
             raise RunError(f"{self.path}: already exists; continue it with --resume "
                            f"{self.path}, replace it with --force, or choose another --out")
 
     def create(self, force: bool = False) -> None:
-        """Make this run's folder, empty of run files.
+        """Make this run's folder, lock it, and remove the files of an earlier run there.
 
-        An existing non-empty folder is refused unless ``force``; then only the files a run
-        writes (config.json, metrics.csv, reports, checkpoints/, tensorboard/) are removed.
+        An existing non-empty folder is refused unless it is an rnnkit run and ``force``;
+        then only the files a run writes are removed: config.json, metrics.csv, the reports,
+        checkpoints/last.safetensors and best.safetensors, and the TensorBoard event files
+        (anything else, even inside checkpoints/ or tensorboard/, stays).
         """
         self.check_new(force)
         try:
-            for name in _RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
-            for name in _RUN_FOLDERS:
-                shutil.rmtree(self.path / name, ignore_errors=True)
-            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RunError(f"{self.path}: cannot create the run directory ({err.strerror}); "
                            "choose another --out") from None
+        self.lock()
+        self.check_new(force)  # again, now that no other process can write here
+        try:
+            for name in _RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            for name in _CHECKPOINT_FILES:
+                (self.checkpoints / name).unlink(missing_ok=True)
+            if self.tensorboard.is_dir():
+                for events in self.tensorboard.glob("events.out.tfevents.*"):
+                    events.unlink()
+                if not any(self.tensorboard.iterdir()):
+                    self.tensorboard.rmdir()
+            self.checkpoints.mkdir(exist_ok=True)
+        except OSError as err:
+            raise RunError(f"{self.path}: cannot create the run directory ({err.strerror}); "
+                           "choose another --out") from None
+
+    def lock(self) -> int | None:
+        """Take this run for this process until :meth:`unlock` or the process ends.
+
+        Raises RunError (one line, naming the holder's pid) while another process holds it.
+        Removes the temporary files that an interrupted write left behind. Returns the pid
+        of a process that held the lock and ended without releasing it (killed), else None.
+        Taking a lock this process holds already does nothing.
+        """
+        if self._lock_fd is not None or fcntl is None:
+            return None
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RunError(f"{self.lock_path}: cannot create the run's lock file "
+                           f"({err.strerror}); fix the folder's permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {holder}" if holder else "another process"
+            raise RunError(f"{self.path}: another rnnkit process ({who}) is training in this "
+                           "run; wait for it to end or stop it"
+                           + (f" (kill {holder})" if holder else "")
+                           + ", then try again") from None
+        previous = _read_pid(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self.remove_temporary_files()
+        return previous if previous and previous != os.getpid() else None
+
+    def unlock(self) -> None:
+        """Release the lock taken by :meth:`lock` (emptied first: a lock file that still
+        names a pid was left by a process that did not end normally)."""
+        if self._lock_fd is None:
+            return
+        fd, self._lock_fd = self._lock_fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)  # closing the only descriptor releases the flock
+
+    def remove_temporary_files(self) -> None:
+        """Delete the ``.<name>.<pid>.tmp`` files that a killed write left in the run."""
+        for folder in (self.path, self.checkpoints):
+            if folder.is_dir():
+                for item in folder.iterdir():
+                    if _TEMPORARY.match(item.name):
+                        item.unlink(missing_ok=True)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDirectory:
@@ -160,6 +273,15 @@ class MetricsLog:
         self._file.close()
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def _read_pid(fd: int) -> int | None:
+    """The pid written in a lock file, or None (empty or unreadable)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _open_tensorboard(folder: Path, resume_step: int | None) -> Any:

@@ -5,8 +5,10 @@ runs optimizer steps: truncated BPTT with the hidden state carried from chunk to
 (detached, reset where sequences start), optional bf16 autocast, gradient clipping by global
 norm and/or by value, linear warm-up then cosine decay of the learning rate, a moving average
 of the weights (which validation, the best checkpoint and the final results use), validation and
-checkpoints every ``eval_every`` steps, early stopping, a time limit, Ctrl-C, and a stop on a
-non-finite loss. Every step is logged to metrics.csv. Resuming from
+checkpoints every ``eval_every`` steps, early stopping, a time limit, SIGINT (Ctrl-C) and
+SIGTERM (both stop after the current step with a validation and a checkpoint), and a stop on
+a non-finite loss. Every step is logged to metrics.csv. The run directory is locked while the
+run trains in it (:meth:`RunDirectory.lock`). Resuming from
 ``checkpoints/last.safetensors`` restores the weights, their average, optimizer, random
 generators, carried state and data position, so the resumed loss curve is the one an
 uninterrupted run would have produced.
@@ -18,9 +20,10 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +38,7 @@ from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
-from rnnkit.training.errors import RunError
+from rnnkit.training.errors import CheckpointError, RunError
 from rnnkit.training.progress import Progress, format_seconds
 from rnnkit.training.run_dir import MetricsLog, RunDirectory
 from rnnkit.training.task import Task, TaskBuilder
@@ -48,7 +51,9 @@ class TrainResult:
 
     ``stop_reason`` is one of "finished", "time_limit", "early_stopping", "interrupted" or
     "nan"; ``message`` says it in one line. ``validation`` and ``test`` are the metrics of the
-    best checkpoint (None if none was written); ``sample`` is the task's showcase text.
+    best checkpoint (None if none was written; an interrupted run skips the test and the
+    sample, to exit promptly); ``sample`` is the task's showcase text. ``signal`` is the
+    signal that interrupted the run (SIGINT or SIGTERM), else None.
     """
 
     stop_reason: str
@@ -60,6 +65,19 @@ class TrainResult:
     validation: dict[str, float] | None = None
     test: dict[str, float] | None = None
     sample: str | None = None
+    signal: int | None = None
+
+
+class Stopped(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM while the run was already stopping: stop at once."""
+
+    def __init__(self, signum: int) -> None:
+        """Remember the signal, for the exit code (128 + signum)."""
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -169,25 +187,47 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
 
     ``build_task(config, device, saved)`` gives the task (data, model, metrics), e.g.
     :func:`rnnkit.tasks.build_task`; it is called after seeding, so the same seed gives the
-    same initial weights. A new run refuses an existing non-empty ``run_path`` unless
-    ``force``; with ``resume`` it continues from ``run_path``'s last checkpoint instead. The
-    directory is created only once the data and model are ready, so bad settings leave
-    nothing behind. Raises RunError (one line) for unusable settings, data, run directories
-    or checkpoints.
+    same initial weights. A new run refuses an existing non-empty ``run_path`` unless it is
+    an rnnkit run and ``force``; with ``resume`` it continues from ``run_path``'s last
+    checkpoint instead. The directory is created only once the data and model are ready, so
+    bad settings leave nothing behind. The run directory is locked (rank 0) from before
+    anything in it is read for resuming or replaced until training ends: a run another
+    process trains in raises RunError naming its pid. Raises RunError (one line) for
+    unusable settings, data, run directories or checkpoints.
     """
+    run = RunDirectory.open(run_path) if resume else RunDirectory(run_path)
+    try:
+        return _train(config, run, ranks, build_task, resume, force)
+    finally:
+        run.unlock()
+
+
+def _lock(run: RunDirectory) -> None:
+    """Lock ``run`` for this process; say so when a killed process's lock is taken over."""
+    dead = run.lock()
+    if dead is not None:
+        print(f"note: {run.path} was locked by pid {dead}, which ended without releasing it "
+              "(killed?); this process has taken the run over", file=sys.stderr)
+
+
+def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: TaskBuilder,
+           resume: bool, force: bool) -> TrainResult:
+    """:func:`train`, with ``run`` unlocked by the caller whatever happens."""
     started = time.monotonic()
     config.check()
     if config.batch_size % ranks.world_size:
         raise RunError(f"--batch-size {config.batch_size} must be divisible by the number of "
                        f"processes ({ranks.world_size})")
     if resume:
-        run = RunDirectory.open(run_path)
+        if ranks.is_main:
+            _lock(run)
         if not run.last_checkpoint.exists():
             raise RunError(f"{run.path}: has no checkpoint to resume from (it stopped before "
                            f"its first validation); start it again with --out {run.path} --force")
         checkpoint = load_checkpoint(run.last_checkpoint)
     else:
-        run = RunDirectory(run_path)
+        if ranks.is_main and run.is_run():
+            _lock(run)  # before anything else: a run in use is refused with its holder's pid
         run.check_new(force)
         checkpoint = None
 
@@ -204,6 +244,8 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
         step, state, best = restore(checkpoint, model, optimizer, ranks, config, average)
         if total_steps is None:  # an "auto" run keeps the length it chose
             total_steps = checkpoint.info.get("total_steps")
+        if ranks.is_main:
+            recover_best(run, checkpoint, model, average)
         if total_steps is not None and step >= total_steps:
             raise RunError(f"{run.path}: already trained for {step} of {total_steps} steps; "
                            "give a larger --steps (or --epochs) to train further")
@@ -229,11 +271,11 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
-    first_step, saved_step, stop_reason = step, step, None
+    first_step, saved_step, stop_reason, stop_signal = step, step, None, None
     auto_length = total_steps is None
     last_fit = (step, started)  # (step, time) the pace of an auto run is measured from
     session_tokens = 0
-    with stop_on_interrupt() as interrupted:
+    with stop_on_signals() as received:
         while stop_reason is None:
             threads.before_step()
             step_started = time.perf_counter()
@@ -284,8 +326,11 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
             else:
                 time_up = (config.time_limit is not None
                            and time.monotonic() - started >= config.time_limit)
-                stop_code = ranks.highest(2 if interrupted() else 1 if time_up else 0)
-                stop_reason = {0: None, 1: "time_limit", 2: "interrupted"}[stop_code]
+                signum = received()
+                stop_code = ranks.highest(signum + 2 if signum else 1 if time_up else 0)
+                stop_reason = (None if stop_code == 0 else "time_limit" if stop_code == 1
+                               else "interrupted")
+                stop_signal = stop_code - 2 if stop_code > 1 else None
 
             validation = None
             if step % config.eval_every == 0 or stop_reason is not None:
@@ -297,13 +342,17 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
                     progress.set_total(total_steps)
                 row.update({f"val_{k}": v for k, v in validation.items()})
                 improved = best.update(step, validation, task.metric)
+                # The row first: a kill before the checkpoint then resumes from the one
+                # before, whose resume drops this row; after it, the row is there.
+                if metrics is not None:
+                    metrics.write(step, row)
                 save(run, model, optimizer, average, state, ranks, config, task, step,
                      total_steps, best, improved)
                 saved_step = step
                 if (stop_reason is None and config.patience is not None
                         and best.evals_without_improvement >= config.patience):
                     stop_reason = "early_stopping"
-            if metrics is not None:
+            elif metrics is not None:
                 metrics.write(step, row)
             rate = session_tokens / max(time.monotonic() - started, 1e-9)
             progress.update(step, loss_value, rate, validation)
@@ -313,14 +362,16 @@ def train(config: TrainConfig, run_path: str | os.PathLike[str], ranks: Ranks,
         metrics.close()
     seconds = time.monotonic() - started
     message = stop_message(stop_reason, run, config, step, total_steps, best, saved_step,
-                           loss_value, grad_norm)
-    result = TrainResult(stop_reason, message, step, total_steps, seconds)
+                           loss_value, grad_norm, stop_signal)
+    result = TrainResult(stop_reason, message, step, total_steps, seconds, signal=stop_signal)
     if ranks.is_main and best.step is not None:
-        # The run's outcome is the best checkpoint: its validation, test metrics and sample.
-        load_checkpoint(run.best_checkpoint).restore_model(model)
+        # The run's outcome is the best checkpoint: its validation, test metrics and sample
+        # (not after a signal: a scheduler's SIGTERM leaves little time before SIGKILL).
         result.best_step, result.validation = best.step, best.metrics
-        result.test = task.evaluate("test")
-        result.sample = task.showcase()
+        if stop_reason != "interrupted":
+            load_checkpoint(run.best_checkpoint).restore_model(model)
+            result.test = task.evaluate("test")
+            result.sample = task.showcase()
     if ranks.is_main:
         tokens_per_s = session_tokens / max(seconds, 1e-9)
         write_report(run, config, result, steps_this_session=step - first_step,
@@ -388,6 +439,9 @@ def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
                  "evals_without_improvement": best.evals_without_improvement},
         "world_size": ranks.world_size,
     }
+    # last.safetensors first, best.safetensors after it: a kill between them leaves a best
+    # file one validation older than last's record says, which recover_best rebuilds from
+    # last (whose raw weights and average at this step are the new best's weights).
     save_checkpoint(run.last_checkpoint, model, info, optimizer, full_state, rng_states,
                     average.tensors if average is not None else None)
     if improved:
@@ -395,33 +449,60 @@ def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
             save_checkpoint(run.best_checkpoint, model, info)
 
 
-@contextmanager
-def stop_on_interrupt() -> Iterator[Any]:
-    """While active, Ctrl-C (SIGINT) asks the loop to stop after the current step and save.
+_LAST_ONLY = ("format", "version", "optimizer", "carried_state")
+"""Information of last.safetensors that best.safetensors does not hold."""
 
-    Yields a function that says whether Ctrl-C was pressed. A second Ctrl-C interrupts at
-    once. Outside the main thread this does nothing (signals cannot be caught there).
+
+def recover_best(run: RunDirectory, checkpoint: Checkpoint, model: nn.Module,
+                 average: WeightAverage | None) -> None:
+    """Rewrite best.safetensors from ``checkpoint`` (last.safetensors, restored into
+    ``model`` and ``average``) where a kill between the two writes of :func:`save` left it
+    older than the best step ``checkpoint`` records (that best is then the checkpoint's own
+    step)."""
+    best_step = (checkpoint.info.get("best") or {}).get("step")
+    if best_step is None or best_step != checkpoint.info["step"]:
+        return
+    try:
+        written = load_checkpoint(run.best_checkpoint).info.get("step")
+    except CheckpointError:
+        written = None
+    if written == best_step:
+        return
+    info = {k: v for k, v in checkpoint.info.items() if k not in _LAST_ONLY}
+    with averaged(average):
+        save_checkpoint(run.best_checkpoint, model, info)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], int | None]]:
+    """While active, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop after the current step
+    and save.
+
+    Yields a function that gives the signal received (its number), or None. A second signal
+    raises :class:`Stopped` at once. Outside the main thread this does nothing (signals
+    cannot be caught there).
     """
-    pressed = threading.Event()
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield pressed.is_set
+        yield lambda: None
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
+        if received:
+            raise Stopped(signum)
+        received.append(signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield pressed.is_set
+        yield lambda: received[0] if received else None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 def stop_message(reason: str, run: RunDirectory, config: TrainConfig, step: int,
                  total_steps: int | None, best: BestRecord, saved_step: int, loss: float,
-                 grad_norm: float) -> str:
+                 grad_norm: float, signum: int | None = None) -> str:
     """One line that says why training stopped and what to do next."""
     resume = f"continue with: rnnkit train --resume {run.path}"
     if reason == "finished":
@@ -430,7 +511,9 @@ def stop_message(reason: str, run: RunDirectory, config: TrainConfig, step: int,
         return (f"stopped at step {step} of {total_steps or 'auto'}: the time limit of "
                 f"{format_seconds(config.time_limit or 0)} was reached; {resume}")
     if reason == "interrupted":
-        return f"interrupted at step {step} of {total_steps or 'auto'}; {resume}"
+        by = f" by {signal.Signals(signum).name}" if signum else ""
+        return (f"interrupted{by} at step {step} of {total_steps or 'auto'}, checkpoint saved; "
+                f"{resume}")
     if reason == "early_stopping":
         return (f"stopped early at step {step}: validation has not improved for "
                 f"{config.patience} validations (best {best.value:.4f} at step {best.step})")
