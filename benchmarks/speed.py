@@ -27,6 +27,19 @@ or more to the system when freed (MALLOC_MMAP_THRESHOLD_), so the resident set f
 tensors, torch's and oneDNN's alike. Below about 1 MB the figures are within the resolution of
 the kernel's resident-set counters.
 
+Two cases change what is timed, each written to its own section of RESULTS.md:
+
+* ``--bf16``: every model under CPU bfloat16 autocast (the trainer's ``--precision bf16``).
+  Where oneDNN multiplies bfloat16 the fused kernels' products take bfloat16 operands and
+  ``auto`` runs the LSTM on them on CPUs that compute bfloat16 natively (this run shows whether
+  that pays: the rows ``lstm`` and ``lstm [native]``); elsewhere they compute in float32.
+* ``--tokens``: for the one-layer cells whose fused kernels take token inputs (all but minGRU
+  and minLSTM; the LSTM family's kernels read the rows step by step, the others get the
+  gathered sequence), a language model's first layer: an embedding of a 65-token vocabulary
+  (size H) followed by the layer, as ``name [embedded]``, against the same layer reading the
+  rows of the table ``W_ih e + b_ih`` by token id (``forward(table, tokens=ids)``, what
+  :class:`rnnkit.models.LanguageModel` does on the fused engine) as ``name [tokens]``.
+
 Usage::
 
     python benchmarks/speed.py                 # every cell, every shape; writes RESULTS.md
@@ -34,11 +47,16 @@ Usage::
     python benchmarks/speed.py --cells cifg-lstm,gru-cho --shapes 32x100x256,1x500x128
                                                # (these two: printed only, RESULTS.md untouched)
     python benchmarks/speed.py --threads 1     # its own section of RESULTS.md
+    python benchmarks/speed.py --bf16          # under bfloat16 autocast
+    python benchmarks/speed.py --tokens --shapes 32x64x640 --cells lstm,peephole-lstm
+    RNNKIT_PRODUCTS=library python benchmarks/speed.py --threads 1
+                                               # torch's products instead of rnnkit's own
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -60,7 +78,7 @@ from report import (
 )
 
 import rnnkit
-from rnnkit.engine.fused import fused_supports
+from rnnkit.engine import fused
 
 SHAPES = ((32, 100, 128), (32, 100, 256), (32, 100, 512), (8, 200, 256), (1, 500, 128))
 BASELINE = "torch.nn.LSTM"
@@ -77,6 +95,14 @@ def baseline_for(name: str) -> str:
     """The torch.nn.LSTM row a cell is compared with (same number of layers)."""
     return baseline_name(LAYERS.get(name, 1))
 TARGET_SHAPE, TARGET_RATIO, ANY_SHAPE_RATIO, MEMORY_RATIO = (32, 100, 256), 1.25, 1.5, 1.5
+VOCABULARY = 65  # the --tokens case: the default language model's characters
+# The cases of this run (--bf16, --tokens), also handed to the memory probes.
+CASES = {"bf16": False, "tokens": False}
+
+
+def autocast() -> contextlib.AbstractContextManager:
+    """CPU bfloat16 autocast for the --bf16 case, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=CASES["bf16"])
 TORCH_CELL_RATIO = 1.05  # rnnkit's LSTM, GRU and RNN against torch's own kernel for them
 
 
@@ -92,10 +118,11 @@ def engines_for(name: str) -> list[str]:
     another (or the fused kernels where ``auto`` runs torch's), and the parallel scan for the
     cells that have one."""
     layer = rnnkit.build_layer(name, 2, 2, LAYERS.get(name, 1))
-    engines = [layer.engine_for(torch.zeros(1, 1, 2))]
+    with autocast():
+        engines = [layer.engine_for(torch.zeros(1, 1, 2))]
     if engines[0] != "native" and is_torch_cell(name):
         engines.append("native")
-    elif engines[0] == "native" and all(fused_supports(m) for m in layer.layer_maths):
+    elif engines[0] == "native" and all(fused.fused_supports(m) for m in layer.layer_maths):
         engines.append("fused")
     if all(m.parallel_scan for m in layer.layer_maths):
         engines.append("scan")
@@ -111,6 +138,36 @@ class BatchFirst(torch.nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.module(inputs.transpose(0, 1)).transpose(0, 1), None
+
+
+class TokenInputs(torch.nn.Module):
+    """The --tokens case: an embedding of ``VOCABULARY`` tokens (size ``hidden``) and a fused
+    layer over a fixed (T, B) batch of token ids (the float inputs it is called with only give
+    their shape), either embedded first or read as rows of ``W_ih e + b_ih`` (``fold``)."""
+
+    def __init__(self, name: str, hidden: int, fold: bool) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(VOCABULARY, hidden)
+        self.layer = rnnkit.build_layer(name, hidden, hidden, engine="fused")
+        self.fold = fold
+        self.ids: torch.Tensor | None = None
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, object]:
+        if self.ids is None or self.ids.shape != inputs.shape[:2]:
+            self.ids = torch.randint(0, VOCABULARY, inputs.shape[:2])
+        if self.fold:
+            with torch.autocast("cpu", enabled=False):  # as the language model does
+                table = self.layer.project_input(self.embedding.weight)
+            return self.layer(table, tokens=self.ids)
+        return self.layer(self.embedding(self.ids))
+
+
+def reads_tokens(name: str) -> bool:
+    """Whether a one-layer ``name`` takes token inputs on the fused kernels."""
+    if LAYERS.get(name, 1) != 1:
+        return False
+    layer = rnnkit.build_layer(name, 2, 2, engine="fused")
+    return layer.reads_token_table(torch.zeros(3, 2 * 4))
 
 
 def build_peers(hidden: int) -> dict[str, tuple[str, torch.nn.Module]]:
@@ -147,9 +204,16 @@ def build_models(names: list[str], hidden: int) -> dict[str, torch.nn.Module]:
     for layers in sorted({LAYERS.get(name, 1) for name in names}):
         models[baseline_name(layers)] = torch.nn.LSTM(hidden, hidden, layers)
     for name in names:
+        if CASES["tokens"]:
+            if reads_tokens(name):
+                models[f"{name} [embedded]"] = TokenInputs(name, hidden, fold=False)
+                models[f"{name} [tokens]"] = TokenInputs(name, hidden, fold=True)
+            continue
         for engine in engines_for(name):
             models[label(name, engine)] = rnnkit.build_layer(
                 name, hidden, hidden, LAYERS.get(name, 1), engine=engine)
+    if CASES["tokens"]:
+        return models
     for peer, (cell, module) in build_peers(hidden).items():
         if cell in names:
             models[peer] = module
@@ -157,19 +221,23 @@ def build_models(names: list[str], hidden: int) -> dict[str, torch.nn.Module]:
 
 
 def forward_flops(model: torch.nn.Module, steps: int, batch: int) -> int:
-    """Matrix-product flops of one forward pass: 2 T B per entry of each weight matrix."""
-    return 2 * steps * batch * sum(p.numel() for p in model.parameters() if p.dim() == 2)
+    """Matrix-product flops of one forward pass: 2 T B per entry of each weight matrix (an
+    embedding table is looked up, not multiplied)."""
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return 2 * steps * batch * sum(p.numel() for p in model.parameters()
+                                   if p.dim() == 2 and id(p) not in tables)
 
 
 def inference(model: torch.nn.Module, inputs: torch.Tensor) -> None:
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         model(inputs)
 
 
 def training_step(model: torch.nn.Module, inputs: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
-    output, _ = model(inputs)
-    output.sum().backward()
+    with autocast():
+        output, _ = model(inputs)
+    output.float().sum().backward()
 
 
 def time_models(models: dict[str, torch.nn.Module], shape: tuple[int, int, int], repeats: int,
@@ -225,7 +293,8 @@ def peak_memory(names: list[str], rows: list[str],
     environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
     peaks = {}
     for row in rows:
-        command = [sys.executable, __file__, "--memory-probe", json.dumps([names, row, shape])]
+        probe = json.dumps([names, row, shape, CASES])
+        command = [sys.executable, __file__, "--memory-probe", probe]
         done = subprocess.run(command, env=environment, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"memory probe failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
@@ -245,6 +314,8 @@ def shape_rows(names: list[str], shape: tuple[int, int, int], repeats: int, warm
     for name, model in models.items():
         cell, _, engine = name.partition(" [")
         baseline = name if name.startswith(BASELINE) else baseline_for(cell)
+        if engine in ("embedded]", "tokens]"):
+            engine = "fused, " + engine
         base_inference, base_training = times[baseline]
         inference_time, training_time = times[name]
         flops = forward_flops(model, steps, batch)
@@ -328,12 +399,20 @@ def main() -> None:
     parser.add_argument("--shapes", help="comma-separated BxTxH, e.g. 32x100x256")
     parser.add_argument("--repeats", type=int, help="timed rounds per shape (default 7)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--bf16", action="store_true", help="under CPU bfloat16 autocast")
+    parser.add_argument("--tokens", action="store_true",
+                        help="token inputs against embedded ones (cells that read tokens)")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        names, row, shape = json.loads(args.memory_probe)
+        names, row, shape, cases = json.loads(args.memory_probe)
+        CASES.update(cases)
         print(peak_memory_probe(names, row, tuple(shape)))
         return
+    CASES.update(bf16=args.bf16, tokens=args.tokens)
+    if args.bf16 and not fused.onednn_multiplies_bf16():
+        parser.error("--bf16: oneDNN has no bfloat16 products on this CPU (torch's LSTM kernel "
+                     "fails under bfloat16 autocast here, and rnnkit's compute in float32)")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -358,13 +437,17 @@ def main() -> None:
         table += markdown_table(HEADER, rows) + [""]
         print("\n".join(table), flush=True)
         tables += table
-    targets = target_lines(all_ratios)
+    targets = [] if any(CASES.values()) else target_lines(all_ratios)  # targets: float32
     print("\n".join(targets))
     if args.quick or args.cells or args.shapes:
         print("(a quick run or a selection: RESULTS.md is left as it is)")
         return
     measured = ", ".join(f"{name} {value:.1f}" for name, value in peaks.items())
-    write_section(f"Speed, {threads_label()}", machine_lines(load_before) + [
+    case = "".join(f", {text}" for key, text in (("bf16", "bfloat16 autocast"),
+                                                  ("tokens", "token inputs")) if CASES[key])
+    products = os.environ.get("RNNKIT_PRODUCTS")
+    case += f", RNNKIT_PRODUCTS={products}" if products else ""
+    write_section(f"Speed{case}, {threads_label()}", machine_lines(load_before) + [
         f"- GEMM peak (2048^3 float32 product, same run; the best of {measured}): "
         f"{peak:.1f} GFLOP/s",
         f"- Median of {repeats} interleaved rounds after {warmup} warm-up; input size = H, "

@@ -420,10 +420,6 @@ def recognize_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed, 2 usage error, 130 or
     143 stopped by SIGINT or SIGTERM)."""
-    # torch's CPU allocator puts tensors of 2 MB and more on transparent huge pages (read at
-    # its first such allocation): a training step's fresh buffers then fault in 512x fewer
-    # pages, which on the project's virtual machines made the default run 12% faster.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -166,11 +166,14 @@ def _transparent_huge_pages() -> str:
 
 @pytest.mark.skipif("[madvise]" not in _transparent_huge_pages(),
                     reason="needs Linux transparent huge pages in madvise mode")
-@pytest.mark.parametrize(("setting", "huge"), [(None, True), ("0", False)])
-def test_commands_put_big_tensors_on_huge_pages_unless_the_user_says_no(setting, huge):
-    # Filling fresh 40 MB tensors faults in 10,240 pages of 4 KB each, or 20 huge pages.
-    code = ("import resource, rnnkit.cli, torch\n"
+@pytest.mark.parametrize(("setting", "huge"), [(None, False), ("1", True)])
+def test_commands_leave_the_allocator_settings_to_the_user(setting, huge):
+    # The CLI sets nothing of torch's allocator: fresh 40 MB tensors fault in 10,240 pages of
+    # 4 KB each, or 20 huge pages only where the user asked torch for them
+    # (THP_MEM_ALLOC_ENABLE=1).
+    code = ("import os, resource, rnnkit.cli, torch\n"
             "rnnkit.cli.main(['list'])\n"
+            "print(os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
             "def faults(): return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "before = faults()\n"
             "for _ in range(5): torch.ones(10 * 2**20)\n"
@@ -181,5 +184,6 @@ def test_commands_put_big_tensors_on_huge_pages_unless_the_user_says_no(setting,
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2] == str(setting)
     faults = float(done.stdout.splitlines()[-1])
     assert (faults < 10240 / 4) if huge else (faults > 10240 / 2), faults

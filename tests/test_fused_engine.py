@@ -157,11 +157,10 @@ def test_fused_equals_reference_over_several_backward_blocks(config):
 @pytest.mark.parametrize("config, input_size, hidden_size", [
     ("peepholes", 512, 512), ("fgr", 512, 512), ("depth-gated", 512, 512), ("gru", 600, 600),
     ("mingru", 1024, 512)])
-def test_fused_equals_reference_with_weights_large_enough_for_onednn(config, input_size,
-                                                                     hidden_size):
-    # Weights of 2^20 elements and more go through oneDNN where torch has it and rnnkit's own
-    # products do not run (step_product.cpp; see the RNNKIT_GEMM=blas test below): here W_hh
-    # (and W_ih) of the LSTM family and the GRU, W_ih of minGRU.
+def test_fused_equals_reference_with_large_weights(config, input_size, hidden_size):
+    # Weights of 2^20 elements and more (W_hh and W_ih of the LSTM family and the GRU, W_ih of
+    # minGRU): products whose library calls split the work differently from small ones (see the
+    # RNNKIT_PRODUCTS=library test below for the path through torch's products).
     reference, ours = _pair(config, input_size=input_size, hidden_size=hidden_size,
                             num_layers=2 if config == "depth-gated" else 1, bidirectional=True)
     x = torch.randn(5, 6, input_size)
@@ -313,18 +312,13 @@ def _relative(got, exact):
 # bfloat16 keeps 8 significant bits: each operand of a product is off by up to 2^-9 of itself.
 # Over the few steps and layers here, outputs and gradients stay within 8 such roundings.
 BF16_ROUNDING = 8 * 2.0**-9
+BF16_CONFIGS = ["lstm", "lstm-proj", "peepholes", "cifg", "nog", "fgr", "gru", "gru-cho", "rnn",
+                "clockwork", "depth-gated", "mingru", "minlstm"]
 
 
-@pytest.mark.parametrize("config", ["lstm", "lstm-proj", "peepholes", "cifg", "nog", "fgr", "gru",
-                                    "gru-cho", "rnn", "clockwork", "depth-gated", "mingru",
-                                    "minlstm"])
-def test_fused_kernels_multiply_in_bfloat16_under_cpu_bf16_autocast(config):
-    # Under bfloat16 autocast the kernels' matrix products take bfloat16 operands, while the
-    # gates, states and results stay float32: outputs and gradients are within bfloat16
-    # rounding of the exact ones (and not the float32 ones), and calls without autocast
-    # afterwards are float32 again.
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("bfloat16 products need torch with oneDNN")
+def _bf16_autocast_run(config):
+    """(layer, exact float64 copy, x, float32 output without autocast, output and x.grad under
+    CPU bfloat16 autocast); the exact copy has its gradients of the same loss."""
     name, options = CONFIGS[config]
     layers = 2 if name == "depth-gated-lstm" else 1
     reference = rnnkit.build_layer(name, 16, 32, layers, engine="reference", **options)
@@ -336,13 +330,29 @@ def test_fused_kernels_multiply_in_bfloat16_under_cpu_bf16_autocast(config):
     exact_out = exact_layer(exact_x)[0]
     _loss(exact_out, ()).backward()
     float32_before = layer(x)[0].detach()
-
     x_given = x.clone().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output = layer(x_given)[0]
     assert output.dtype == torch.float32
     _loss(output, ()).backward()
+    return layer, exact_layer, x, exact_x, exact_out, float32_before, output, x_given
 
+
+@pytest.mark.parametrize("where", ["this cpu", "forced"])
+@pytest.mark.parametrize("config", BF16_CONFIGS)
+def test_fused_kernels_multiply_in_bfloat16_under_cpu_bf16_autocast(config, where, monkeypatch):
+    # Where oneDNN multiplies bfloat16, the kernels' matrix products take bfloat16 operands under
+    # bfloat16 autocast, while the gates, states and results stay float32: outputs and gradients
+    # are within bfloat16 rounding of the exact ones (and not the float32 ones), and calls
+    # without autocast afterwards are float32 again. "forced" runs the same bfloat16 path on a
+    # CPU without them (torch's slower bfloat16 products), so that every CPU checks it.
+    if where == "this cpu" and not fused.onednn_multiplies_bf16():
+        pytest.skip("oneDNN has no bfloat16 products on this CPU (the float32 test covers it; "
+                    "the 'forced' case checks the bfloat16 path)")
+    if where == "forced":
+        monkeypatch.setattr(fused, "onednn_multiplies_bf16", lambda: True)
+    layer, exact_layer, x, exact_x, exact_out, float32_before, output, x_given = (
+        _bf16_autocast_run(config))
     assert 1e-4 < _relative(output, exact_out) < BF16_ROUNDING
     assert _relative(float32_before, exact_out) < 1e-5
     assert _relative(x_given.grad, exact_x.grad) < BF16_ROUNDING
@@ -350,6 +360,23 @@ def test_fused_kernels_multiply_in_bfloat16_under_cpu_bf16_autocast(config):
                                    strict=True):
         assert _relative(p.grad, exact_p.grad) < BF16_ROUNDING, name_
     torch.testing.assert_close(layer(x)[0], float32_before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("config", BF16_CONFIGS)
+def test_fused_kernels_stay_float32_under_bf16_autocast_where_onednn_has_no_bf16(config):
+    # On a CPU where oneDNN has no bfloat16 products (AVX2 without AVX-512) the kernels compute
+    # in float32 under bfloat16 autocast: the same outputs and gradients as without it.
+    if fused.onednn_multiplies_bf16():
+        pytest.skip("oneDNN multiplies bfloat16 on this CPU (the bfloat16 test covers it)")
+    layer, _, x, _, _, float32_before, output, x_given = _bf16_autocast_run(config)
+    torch.testing.assert_close(output.detach(), float32_before, rtol=0, atol=0)
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    x_float32 = x.clone().requires_grad_()
+    _loss(layer(x_float32)[0], ()).backward()
+    torch.testing.assert_close(x_given.grad, x_float32.grad, rtol=0, atol=0)
+    for n, p in layer.named_parameters():
+        torch.testing.assert_close(grads[n], p.grad, rtol=0, atol=0, msg=n)
 
 
 @pytest.mark.parametrize("config", ["gru", "lstm"])
@@ -363,64 +390,49 @@ def test_fused_kernels_stay_float32_under_float16_autocast(config):
     torch.testing.assert_close(output, expected, rtol=0, atol=0)
 
 
-def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_on_bf16_cpus(monkeypatch):
+def test_auto_runs_the_lstm_on_the_fused_kernels_under_bf16_autocast_where_it_pays_or_must(
+        monkeypatch):
     monkeypatch.setattr(rnnkit.engine.select, "_default", "auto")
     x = torch.randn(4, 2, 3)
     lstm = rnnkit.LSTM(3, 4)
+    expected = lstm(x)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        native = fused.cpu_computes_bf16() and torch.backends.mkldnn.is_available()
-        assert lstm.engine_for(x) == ("fused" if native else "native")
+        here = fused.cpu_computes_bf16() or not fused.onednn_multiplies_bf16()
+        assert lstm.engine_for(x) == ("fused" if here else "native")
+        if not fused.onednn_multiplies_bf16():  # torch's LSTM kernel would fail here
+            torch.testing.assert_close(lstm(x)[0], expected)  # float32, not bfloat16
+        # a CPU that multiplies bfloat16 in hardware, through oneDNN: the fused kernels are faster
+        monkeypatch.setattr(fused, "onednn_multiplies_bf16", lambda: True)
         monkeypatch.setattr(fused, "cpu_computes_bf16", lambda: True)
-        assert lstm.engine_for(x) == ("fused" if torch.backends.mkldnn.is_available()
-                                                 else "native")
-        monkeypatch.setattr(rnnkit.engine.fused, "native_bf16_products_run", lambda inputs: False)
+        assert lstm.engine_for(x) == "fused"
+        assert lstm.engine_for(x.double()) == "native"  # float64: no bfloat16 products
+        # oneDNN's bfloat16 products without hardware for them: torch's kernel
+        monkeypatch.setattr(fused, "cpu_computes_bf16", lambda: False)
         assert lstm.engine_for(x) == "native"
+        # no bfloat16 products in oneDNN (AVX2 alone): the fused kernels, in float32
+        monkeypatch.setattr(fused, "onednn_multiplies_bf16", lambda: False)
+        assert lstm.engine_for(x) == "fused"
     assert lstm.engine_for(x) == "native"
-
-
-# (m, k, n): rows and columns below, at and above a tile (16), depths below, at and above a
-# tile's 32, two tiles each way, blocks of the AVX512-BF16 kernel (8 rows, 3 tiles) and their
-# remainders, a step of the default language model, and the empty cases.
-AMX_SHAPES = [(1, 1, 1), (3, 7, 5), (16, 32, 16), (17, 33, 31), (32, 64, 48), (33, 100, 70),
-              (5, 1100, 17), (9, 40, 49), (8, 64, 80), (32, 640, 2560), (0, 4, 4), (4, 0, 6),
-              (4, 6, 0)]
-
-
-@pytest.mark.parametrize("m, k, n", AMX_SHAPES)
-@pytest.mark.parametrize("layout", ["plain", "b transposed", "a transposed"])
-@pytest.mark.parametrize("kernel", ["amx", "avx512_bf16"])
-def test_bf16_kernels_equal_the_exact_product_of_the_bfloat16_operands(m, k, n, layout, kernel):
-    if not getattr(fused.load_extension(), f"{kernel}_available")():
-        pytest.skip(f"rnnkit's {kernel} products do not run here")
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    if layout == "b transposed":
-        b = b.t().contiguous().t()
-    if layout == "a transposed":
-        a = a.t().contiguous().t()
-    got = torch.ops.rnnkit_fused.bf16_matmul(a, b, kernel)
-    rounded_a, rounded_b = a.bfloat16().double(), b.bfloat16().double()
-    exact = rounded_a @ rounded_b
-    assert got.shape == (m, n) and got.dtype == torch.float32
-    # products of bfloat16 numbers are exact in float32; their float32 sum errs like k
-    scale = rounded_a.abs() @ rounded_b.abs()
-    assert ((got.double() - exact).abs() <= 2.0**-23 * max(k, 1) * scale + 1e-30).all()
 
 
 @pytest.mark.parametrize("config", ["peepholes", "fgr", "gru-cho", "clockwork", "rnn",
                                     "depth-gated", "mingru", "minlstm"])
-def test_inference_reusing_the_projection_buffer_equals_a_graph_building_call(config):
-    # Without a graph (no_grad) the kernels project the inputs into one reused buffer; calls of
-    # other sizes in between must not change what a call returns.
+def test_inference_reusing_pooled_projections_equals_a_graph_building_call(config):
+    # Without a graph (no_grad) nothing keeps the input projection of all steps, so its pooled
+    # buffer (16 MB and more: 65,536 rows of at least 64 units) is reused by the next call;
+    # calls of other sizes in between must not change what a call returns.
     name, options = CONFIGS[config]
     layers = 2 if name == "depth-gated-lstm" else 1
-    layer = rnnkit.build_layer(name, 5, 8, layers, engine="fused", bidirectional=True, **options)
-    x, longer = torch.randn(6, 3, 5), torch.randn(11, 4, 5)
-    expected = layer(x, lengths=[6, 2, 5])
+    layer = rnnkit.build_layer(name, 5, 64, layers, engine="fused", bidirectional=True,
+                               **options)
+    x, longer = torch.randn(256, 256, 5), torch.randn(300, 256, 5)
+    lengths = torch.randint(1, 257, (256,))
+    expected = layer(x, lengths=lengths)
     with torch.no_grad():
         layer(longer)
-        first = layer(x, lengths=[6, 2, 5])
-        layer(longer[:3])
-        second = layer(x, lengths=[6, 2, 5])
+        first = layer(x, lengths=lengths)
+        layer(longer[:200])
+        second = layer(x, lengths=lengths)
     for got in (first, second):
         torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
         for mine, theirs in zip(state_tensors(got[1]), state_tensors(expected[1]), strict=True):
@@ -429,11 +441,12 @@ def test_inference_reusing_the_projection_buffer_equals_a_graph_building_call(co
 
 @pytest.mark.parametrize("config", ["rnn", "clockwork"])
 def test_elman_backward_does_not_read_the_reused_projection_buffer(config):
-    # The Elman kernels project into the reused buffer in training too; a later forward call
-    # overwrites it before the first call's backward, which must not notice.
+    # The Elman kernels keep no input projection for the backward pass, in training too, so its
+    # pooled buffer (65,536 rows of 64 units: 16 MB) is free for the next call; a later forward
+    # call overwrites it before the first call's backward, which must not notice.
     name, options = CONFIGS[config]
-    layer = rnnkit.build_layer(name, 5, 8, engine="fused", **options)
-    x, other = torch.randn(7, 2, 5), torch.randn(7, 2, 5)
+    layer = rnnkit.build_layer(name, 5, 64, engine="fused", **options)
+    x, other = torch.randn(256, 256, 5), torch.randn(256, 256, 5)
     layer(x)[0].pow(2).sum().backward()
     expected = {n: p.grad.clone() for n, p in layer.named_parameters()}
     layer.zero_grad()
@@ -504,29 +517,14 @@ def test_own_matrix_products_equal_the_exact_product(m, k, n, layout):
 
 
 def test_library_products_equal_the_reference_where_own_kernels_run():
-    # Where rnnkit's own kernels run, the paths through MKL and oneDNN (RNNKIT_GEMM=blas, read
-    # once per process) are checked by the same tests in a second process.
+    # Where rnnkit's own kernels run, the path through torch's products (RNNKIT_PRODUCTS=library,
+    # read once per process) is checked by the same tests in a second process.
     if not fused.own_products_run():
         pytest.skip("the library products are what the other tests check here")
-    selection = "several_backward_blocks or large_enough_for_onednn or threads_split_a_step"
+    selection = "several_backward_blocks or large_weights or threads_split_a_step"
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",
                selection]
-    done = subprocess.run(command, env={**os.environ, "RNNKIT_GEMM": "blas"},
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert " passed" in done.stdout and "skipped" not in done.stdout
-
-
-def test_onednn_bfloat16_products_equal_the_reference_where_rnnkit_bf16_kernels_run():
-    # Where rnnkit's bfloat16 kernels run (AMX or AVX512-BF16), the bfloat16 path through oneDNN
-    # alone (RNNKIT_AMX=0, read once per process) is checked by the same tests in a second
-    # process.
-    extension = fused.load_extension()
-    if not (extension.amx_available() or extension.avx512_bf16_available()):
-        pytest.skip("the oneDNN bfloat16 products are what the other tests check here")
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k",
-               "multiply_in_bfloat16 or float16_autocast or bf16_autocast_on_bf16_cpus"]
-    done = subprocess.run(command, env={**os.environ, "RNNKIT_AMX": "0"},
+    done = subprocess.run(command, env={**os.environ, "RNNKIT_PRODUCTS": "library"},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout

@@ -7,40 +7,40 @@ steps is one matrix product, each step one more product into a preallocated buff
 minGRU / minLSTM) and one vectorised pointwise pass, and the backward pass (written by hand,
 through time) computes each weight gradient as one product over all steps. What it saves for the
 backward pass (gate activations, cell states) is also where the traces come from.
-Where the input projection of all steps is not kept (inference without traces, and the Elman
-kernels, whose backward does not read it), it goes into a buffer reused from call to call.
-Sequence-sized results of 16 MB or more (long sequences) come from a small per-thread pool of
-buffers, each handed out again only once nothing holds it any more (``pooled_empty`` in
-``csrc/recurrence.h``): fresh memory of that size costs more to fault in than to fill.
-On processors with AVX-512F the float32 products run on rnnkit's own kernels (``csrc/gemm.h``:
-weights packed once per sequence into column panels, 8 x 32 blocks of the result in registers),
-which on the project's AMD Zen 5 machine are 1.5-2.5x faster than MKL, whose AVX2 code torch
-calls there. Elsewhere, and for float64, the products call MKL directly (with weights packed once
-per sequence) where torch exports it, and oneDNN, through the operators torch registers for its
-own compiled code, for float32 weights of 2^20 elements or more (H = 512 for the LSTM family),
-where it is faster than MKL. ``RNNKIT_GEMM=blas`` (read once per process) keeps the products on
-the libraries, and ``RNNKIT_ONEDNN=0`` every library product on MKL, for comparisons.
+Sequence-sized results of 16 MB or more come from a small per-thread pool of buffers, each handed
+out again only once nothing holds it any more (``pooled_empty`` in ``csrc/recurrence.h``): fresh
+memory of that size can cost more to fault in than the kernels take to fill it.
 
-Under CPU autocast to bfloat16 the products take bfloat16 operands (``bf16_products`` in
-``csrc/recurrence.h``): the per-step ones on rnnkit's own kernels (``csrc/amx.h``: AMX tiles
-where the CPU has AMX, else AVX512-BF16 dot products where it has those), the rest on oneDNN;
-gates, states and saved tensors stay float32. ``RNNKIT_AMX=0`` (read once per process) keeps
-every one on oneDNN, for comparisons.
+Matrix products: on processors with AVX-512F the float32 products run on rnnkit's own kernels
+(``csrc/gemm.h``: weights packed once per sequence into column panels, 8 x 32 blocks of the
+result in registers), because torch's MKL runs only its AVX2 code on some of those processors
+(AMD's) and leaves half of each multiply-add unit idle. Elsewhere, and for float64, they are
+torch's (``at::mm`` / ``addmm``), but for float32 weights of 2^20 elements or more, which are
+packed once per sequence for oneDNN (through the operators torch registers for its own
+compiled code): with large weights the LSTM family runs faster that way than with one
+``at::mm`` per step (benchmarks/RESULTS.md). ``RNNKIT_PRODUCTS=library`` (read once per
+process) keeps every product on torch's libraries, for comparisons.
+
+Under CPU autocast to bfloat16, on a CPU where oneDNN multiplies bfloat16
+(:func:`onednn_multiplies_bf16`), the products take bfloat16 operands (``bf16_products`` in
+``csrc/recurrence.h``; torch's products, which call oneDNN), while gates, states and saved tensors
+stay float32. Where oneDNN has no bfloat16 products (AVX2 without AVX-512), the kernels compute in
+float32 under that autocast.
 
 Layers use it by default (engine "auto") for every cell but torch's LSTM (whose oneDNN kernel
 it does not beat in float32), on CPU tensors of float32 or float64, for the LSTM too under
-bfloat16 autocast on a CPU that computes bfloat16 natively, and when asked (``engine="fused"`` or
-``RNNKIT_ENGINE=fused``). The C++ sources in ``csrc/`` are compiled on first use with
-``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is cached in
-torch's extensions directory). If that fails, one warning is emitted and the reference loop (or
-the parallel scan) runs instead. The backward pass is written by hand and is not itself
-differentiable: for second derivatives (``create_graph=True``) choose ``engine="reference"``.
+bfloat16 autocast on a CPU that computes bfloat16 natively or has no oneDNN bfloat16 products
+(:func:`fused_first_under_autocast`), and when asked (``engine="fused"`` or
+``RNNKIT_ENGINE=fused``); :mod:`rnnkit.engine.select` decides. The C++ sources in ``csrc/`` are
+compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed;
+the result is cached in torch's extensions directory). If that fails, one warning is emitted
+and the reference loop (or the parallel scan) runs instead. The backward pass is written by
+hand and is not itself differentiable: for second derivatives (``create_graph=True``) choose
+``engine="reference"``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,12 +56,8 @@ from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.cells.minimal import positive
 from rnnkit.engine.reference import Zoneout, step_mask
 
-_SOURCES = ("pointwise.cpp", "gemm.cpp", "amx.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp",
-            "elman.cpp", "minimal.cpp", "bindings.cpp")
-# MKL routines the per-step products call directly when torch's library exports them (see
-# StepProduct in csrc/recurrence.h).
-_MKL_ROUTINES = ("sgemm_", "dgemm_", "cblas_sgemm_pack_get_size", "cblas_sgemm_pack",
-                 "cblas_sgemm_compute")
+_SOURCES = ("pointwise.cpp", "gemm.cpp", "step_product.cpp", "lstm.cpp", "gru.cpp", "elman.cpp",
+            "minimal.cpp", "bindings.cpp")
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -77,7 +73,7 @@ def load_extension() -> object | None:
             name="rnnkit_fused",
             sources=[str(source_dir / name) for name in _SOURCES],
             extra_include_paths=[str(source_dir)],
-            extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"] + _mkl_flags(),
+            extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"],
             extra_ldflags=["-fopenmp"],
             is_python_module=False,
         )
@@ -86,16 +82,6 @@ def load_extension() -> object | None:
                       f"using the reference loop", RuntimeWarning, stacklevel=2)
         return None
     return torch.ops.rnnkit_fused
-
-
-def _mkl_flags() -> list[str]:
-    """``-DRNNKIT_MKL_BLAS`` when torch's CPU library exports the MKL routines used."""
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    try:
-        handle = ctypes.CDLL(str(library))
-    except OSError:
-        return []
-    return ["-DRNNKIT_MKL_BLAS"] if all(hasattr(handle, name) for name in _MKL_ROUTINES) else []
 
 
 def _first_error(error: Exception) -> str:
@@ -130,7 +116,7 @@ def fused_supports(cell_math: CellMath, zoneout: bool = False, projected: bool =
 @cache
 def own_products_run() -> bool:
     """Whether the kernels' float32 matrix products run on rnnkit's own kernels here
-    (``csrc/gemm.h``: a CPU with AVX-512F, and ``RNNKIT_GEMM`` not ``blas``)."""
+    (``csrc/gemm.h``: a CPU with AVX-512F, and ``RNNKIT_PRODUCTS`` not ``library``)."""
     extension = load_extension()
     probe = torch.ones(1, 1)
     return extension is not None and extension.own_matmul(probe, probe) is not None
@@ -143,28 +129,51 @@ def fused_runs(inputs: Tensor) -> bool:
             and load_extension() is not None)
 
 
+@cache
+def onednn_multiplies_bf16() -> bool:
+    """Whether torch's oneDNN multiplies bfloat16 on this CPU (it needs AVX-512 BW/VL/DQ,
+    AVX-NE-CONVERT or AMX; on AVX2 alone it has no bfloat16 products)."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return torch.backends.mkldnn.is_available() and supported is not None and bool(supported())
+
+
 def bf16_products_wanted(inputs: Tensor) -> bool:
     """Whether kernels given ``inputs`` multiply in bfloat16: float32 inputs under CPU autocast
-    to bfloat16 (where torch has oneDNN; see ``bf16_products`` in csrc/recurrence.h). The
-    gates, states and everything saved for the backward pass stay float32."""
+    to bfloat16, on a CPU where oneDNN multiplies bfloat16 (:func:`onednn_multiplies_bf16`).
+    Elsewhere the kernels compute in float32 under that autocast. The gates, states and
+    everything saved for the backward pass stay float32 either way."""
     return (inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
-            and torch.backends.mkldnn.is_available())
+            and onednn_multiplies_bf16())
 
 
 @cache
 def cpu_computes_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16)."""
-    return any(getattr(torch.cpu, name, lambda: False)()
-               for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX512-BF16) and oneDNN does
+    so here: where training under bfloat16 autocast pays off."""
+    return onednn_multiplies_bf16() and any(
+        getattr(torch.cpu, name, lambda: False)()
+        for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 
 
 def native_bf16_products_run(inputs: Tensor) -> bool:
     """Whether kernels given ``inputs`` multiply in bfloat16 on hardware made for it (building
-    the kernels on the first call): under :func:`bf16_products_wanted`, on a CPU with AMX
-    or AVX512-BF16 (rnnkit's kernels, ``csrc/amx.h``). There the fused LSTM trains
-    faster than torch's oneDNN one, so the "auto" engine picks it (benchmarks/RESULTS.md)."""
+    the kernels on the first call): under :func:`bf16_products_wanted`, on a CPU for which
+    :func:`cpu_computes_bf16`."""
     return bf16_products_wanted(inputs) and fused_runs(inputs) and cpu_computes_bf16()
+
+
+def fused_first_under_autocast(inputs: Tensor) -> bool:
+    """Whether "auto" runs torch's own cells (the LSTM) on the fused kernels rather than on
+    torch's kernel for a call with ``inputs`` (float32 under CPU bfloat16 autocast): where the
+    kernels multiply in bfloat16 on hardware made for it (:func:`native_bf16_products_run`;
+    there the fused LSTM trains faster than torch's oneDNN one, benchmarks/RESULTS.md), and
+    where oneDNN has no bfloat16 products at all, whose LSTM kernel then fails under that
+    autocast while the fused kernels compute in float32."""
+    autocast = (inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    return (autocast and fused_runs(inputs)
+            and (not onednn_multiplies_bf16() or native_bf16_products_run(inputs)))
 
 
 @contextmanager
@@ -174,8 +183,7 @@ def _products(extension, bf16: bool) -> Iterator[None]:
     if not bf16:
         yield
         return
-    if not extension.set_bf16_products(True):
-        raise RuntimeError("rnnkit: bfloat16 products need torch with oneDNN")
+    extension.set_bf16_products(True)
     try:
         yield
     finally:
@@ -187,12 +195,9 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, family: str, options: tuple, names: tuple[str, ...],
-                result_names: tuple[str, ...], workspace: Tensor | None,
-                *tensors: Tensor) -> tuple[Tensor, ...]:
+                result_names: tuple[str, ...], *tensors: Tensor) -> tuple[Tensor, ...]:
         extension = load_extension()
         named = dict(zip(names, tensors))
-        if workspace is not None:  # not saved: the next call overwrites it
-            named["workspace"] = workspace
         # The kernels compute in the dtype of the tensors they are given (the layer checked that
         # it is the parameters'), under bfloat16 autocast with bfloat16 matrix products.
         bf16 = bf16_products_wanted(named.get("inputs", named.get("token_table")))
@@ -213,39 +218,19 @@ class _FusedSequence(torch.autograd.Function):
         named = dict(zip(ctx.names, saved[:count])) | dict(zip(ctx.result_names, saved[count:]))
         named_grads = {name: grad.contiguous() for name, grad in zip(ctx.result_names, grads)
                        if grad is not None}
-        wanted = ctx.needs_input_grad[5:]
+        wanted = ctx.needs_input_grad[4:]
         sequence = "inputs" if "inputs" in ctx.names else "token_table"
         input_grad = wanted[ctx.names.index(sequence)]
         extension = load_extension()
         with torch.autocast("cpu", enabled=False), _products(extension, ctx.bf16):
             computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
                                                                     input_grad, *ctx.options)
-        return (None,) * 5 + tuple(computed.get(name) if want else None
+        return (None,) * 4 + tuple(computed.get(name) if want else None
                                    for name, want in zip(ctx.names, wanted))
 
 
-_workspaces = threading.local()
-
-
-def _workspace(numel: int, dtype: torch.dtype) -> Tensor:
-    """A reused buffer of ``numel`` elements for the input projection of all steps, one per
-    thread and dtype, grown to the largest size asked for and kept. Fresh memory of that size
-    costs more to fault in than the kernel takes to fill it (half a millisecond per megabyte
-    on the project's virtual machine)."""
-    buffers = _workspaces.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(dtype)
-    if buffer is None or buffer.numel() < numel:
-        buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
-    return buffer[:numel]
-
-
-def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
-                scratch_projection: bool = False) -> dict[str, Tensor]:
-    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h).
-
-    With ``scratch_projection`` the input projection of all steps goes into a reused buffer
-    (:func:`_workspace`): only where it is not a result anyone keeps (the Elman kernel's, or
-    any kernel's when no gradient or trace is wanted)."""
+def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h)."""
     result_names = {"lstm": ("gates", "cells", "hiddens"),
                     "gru": ("gates", "hiddens", "reset_hiddens"),
                     "gru_after": ("gates", "hiddens", "candidate_hiddens"),
@@ -257,13 +242,7 @@ def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
     if "weight_gr" in tensors:
         result_names += ("gate_states",)
     values = [tensor.contiguous() for tensor in tensors.values()]
-    workspace = None
-    if scratch_projection and "inputs" in tensors:  # token inputs gather into their own
-        inputs = tensors["inputs"]
-        rows = tensors["weight_ih"].shape[0] if "weight_ih" in tensors else inputs.shape[-1]
-        workspace = _workspace(inputs.shape[0] * inputs.shape[1] * rows, inputs.dtype)
-    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, workspace,
-                                   *values)
+    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, *values)
     return dict(zip(result_names, results))
 
 
@@ -454,11 +433,7 @@ def run_fused(
         tensors["inputs"] = inputs
     tensors["last_step"] = (torch.full((batch,), steps - 1, dtype=torch.int64)
                             if last_step is None else last_step)
-    # The projection is a result (saved for backward, the source of the traces) in every
-    # family but the Elman one.
-    graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors.values())
-    scratch = family == "elman" or not (graph or want_traces)
-    results = _run_kernel(family, options, tensors, scratch_projection=scratch)
+    results = _run_kernel(family, options, tensors)
 
     final = tuple(_final_state(results[name], last_step, first=int(name != "outputs"))
                   for name in ("hiddens", "outputs", "cells", "gate_states") if name in results)

@@ -114,7 +114,7 @@ def choose_engine(
     # torch's LSTM kernel stays first (see FUSED_FIRST) but under bfloat16 autocast on a CPU
     # that computes bfloat16 natively, where the fused kernels train faster.
     if native_ok and mode not in FUSED_FIRST and not (
-            fused_runs and fused.native_bf16_products_run(inputs)):
+            fused_runs and fused.fused_first_under_autocast(inputs)):
         return "native"
     if fused_runs:
         return "fused"

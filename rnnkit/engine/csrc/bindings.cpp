@@ -3,10 +3,10 @@
 // extension then compiles in a fraction of the time.
 #include <torch/library.h>
 
-#include <algorithm>
 #include <cstdint>
+#include <optional>
+#include <string>
 
-#include "amx.h"
 #include "cells.h"
 #include "gemm.h"
 #include "pointwise.h"
@@ -100,58 +100,8 @@ std::optional<at::Tensor> own_matmul(at::Tensor a, at::Tensor b) {
   return out;
 }
 
-// The product a b (2-D float32 tensors) through one of rnnkit's bfloat16 kernels (for tests):
-// `kernel` "amx" or "avx512_bf16"; None when that kernel does not run on this machine.
-std::optional<at::Tensor> bf16_matmul(at::Tensor a, at::Tensor b, std::string kernel) {
-  TORCH_CHECK(kernel == "amx" || kernel == "avx512_bf16",
-              "bf16_matmul: kernel is \"amx\" or \"avx512_bf16\", got ", kernel);
-  const bool amx = kernel == "amx";
-  if (!(amx ? rnnkit::amx_available() : rnnkit::avx512_bf16_available())) {
-    return std::nullopt;
-  }
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) &&
-                  a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat,
-              "bf16_matmul: expected float32 matrices (m, k) and (k, n)");
-  // The packing gathers with 32-bit offsets: other strides are copied first.
-  const auto gatherable = [](int64_t stride) { return stride > 0 && 16 * stride <= INT32_MAX; };
-  a = a.stride(1) == 1 ? a : a.contiguous();
-  b = gatherable(b.stride(0)) && gatherable(b.stride(1)) ? b : b.contiguous();
-  const rnnkit::AmxMatrix packed(b.data_ptr<float>(), b.stride(0), b.stride(1), b.size(0),
-                                 b.size(1));
-  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
-  (amx ? rnnkit::amx_product : rnnkit::avx512_bf16_product)(
-      a.size(0), a.data_ptr<float>(), a.stride(0), packed, out.data_ptr<float>(), out.stride(0),
-      false);
-  return out;
-}
-
-// Fills `out` (contiguous float32 or float64 on the CPU) with 0 and `value`: element i is
-// `value` where 16-bit draw i of the stream `seed` is at least `threshold` (pointwise.h).
-void bernoulli_fill(at::Tensor out, int64_t seed, int64_t threshold, double value) {
-  TORCH_CHECK(out.device().is_cpu() && out.is_contiguous() &&
-                  (out.scalar_type() == at::kFloat || out.scalar_type() == at::kDouble),
-              "bernoulli_fill: out must be a contiguous float32 or float64 CPU tensor");
-  TORCH_CHECK(threshold >= 0 && threshold <= 65536,
-              "bernoulli_fill: threshold must be in [0, 65536], got ", threshold);
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "bernoulli_fill", [&] {
-    scalar_t* data = out.data_ptr<scalar_t>();
-    at::parallel_for(0, (out.numel() + 3) / 4, 8192, [&](int64_t begin, int64_t end) {
-      rnnkit::bernoulli_fill(data, 4 * begin, std::min(4 * end, out.numel()),
-                             static_cast<uint64_t>(seed), static_cast<uint32_t>(threshold),
-                             static_cast<scalar_t>(value));
-    });
-  });
-}
-
-// Whether rnnkit's AMX kernels run on this machine (amx.h).
-bool amx_available() { return rnnkit::amx_available(); }
-
-// Whether rnnkit's AVX512-BF16 kernel runs on this machine (amx.h).
-bool avx512_bf16_available() { return rnnkit::avx512_bf16_available(); }
-
-// Turn bfloat16 products (recurrence.h) on or off for the calling thread; false when they
-// cannot be turned on (torch without oneDNN).
-bool set_bf16_products(bool on) { return rnnkit::set_bf16_products(on); }
+// Turn bfloat16 products (recurrence.h) on or off for the calling thread.
+void set_bf16_products(bool on) { rnnkit::set_bf16_products(on); }
 
 }  // namespace
 
@@ -191,10 +141,5 @@ TORCH_LIBRARY(rnnkit_fused, library) {
               "bool input_grad) -> Dict(str, Tensor)",
               &minlstm_backward);
   library.def("own_matmul(Tensor a, Tensor b) -> Tensor?", &own_matmul);
-  library.def("set_bf16_products(bool on) -> bool", &set_bf16_products);
-  library.def("bf16_matmul(Tensor a, Tensor b, str kernel) -> Tensor?", &bf16_matmul);
-  library.def("bernoulli_fill(Tensor(a!) out, int seed, int threshold, float value) -> ()",
-              &bernoulli_fill);
-  library.def("amx_available() -> bool", &amx_available);
-  library.def("avx512_bf16_available() -> bool", &avx512_bf16_available);
+  library.def("set_bf16_products(bool on) -> ()", &set_bf16_products);
 }

@@ -58,8 +58,7 @@ TensorMap elman_forward(const TensorMap& tensors, const ElmanOptions& options) {
   check_sequence_inputs(tensors, shapes);
   check_modules(tensors.at("module_begin"), tensors.at("module_period"), hidden);
 
-  at::Tensor pre = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
-                                  get(tensors, "workspace"));
+  at::Tensor pre = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
 

@@ -138,9 +138,9 @@ void sweep(int64_t m, const float* a, int64_t a_row, int64_t a_col, const float*
 bool own_gemm() {
 #ifdef RNNKIT_OWN_GEMM
   static const bool chosen = [] {
-    const char* setting = std::getenv("RNNKIT_GEMM");
+    const char* setting = std::getenv("RNNKIT_PRODUCTS");
     return __builtin_cpu_supports("avx512f") &&
-           !(setting != nullptr && std::string_view(setting) == "blas");
+           !(setting != nullptr && std::string_view(setting) == "library");
   }();
   return chosen;
 #else

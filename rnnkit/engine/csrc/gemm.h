@@ -1,12 +1,11 @@
 // rnnkit's own float32 matrix products (gemm.cpp), for CPUs with AVX-512F.
 //
-// MKL, which torch calls for its float32 products, runs its AVX2 code on AMD processors; on the
-// project's AVX-512 machine (AMD Zen 5, full-width 512-bit FMA units) a 2048^3 product runs at
-// about 95 GFLOP/s with one thread that way and at about 185 here (benchmarks/RESULTS.md), the
-// per-step products of the cells at up to 230. The kernels here are the classic
-// design (as in BLIS and GotoBLAS): the right operand packed into column panels of kPanel
-// columns, each stored k-major, and an 8 x kPanel block of the result accumulated in registers
-// while the left operand is broadcast element by element from wherever it lies (any strides).
+// torch's MKL runs its AVX2 code on AMD processors, which leaves half of an AVX-512 core's
+// multiply-add width unused; these kernels use all of it (benchmarks/RESULTS.md has the measured
+// rates against torch.mm). The design is the classic one (as in BLIS and GotoBLAS): the right
+// operand packed into column panels of kPanel columns, each stored k-major, and an 8 x kPanel
+// block of the result accumulated in registers while the left operand is broadcast element by
+// element from wherever it lies (any strides).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,7 +15,9 @@
 namespace rnnkit {
 
 // Whether the float32 products of the fused kernels use these kernels: the CPU has AVX-512F, the
-// compiler could build them, and RNNKIT_GEMM (read once per process) is not "blas".
+// compiler could build them, and RNNKIT_PRODUCTS (read once per process) is not "library", the
+// one switch that keeps every product on torch's library calls (for comparisons and the test
+// that checks the two paths against each other).
 bool own_gemm();
 
 // Whether products of tensors of `type` use these kernels: float32 and own_gemm().

@@ -42,8 +42,7 @@ TensorMap gru_forward(const TensorMap& tensors) {
   const at::Tensor weight_gates = weight_hh.narrow(0, 0, 2 * hidden);
   const at::Tensor weight_candidate = weight_hh.narrow(0, 2 * hidden, hidden);
 
-  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
-                                    get(tensors, "workspace"));
+  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   at::Tensor reset_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
   hiddens[0].copy_(hidden0);
@@ -145,8 +144,7 @@ TensorMap gru_after_forward(const TensorMap& tensors) {
   const int64_t steps = inputs.size(0), batch = inputs.size(1), hidden = hidden0.size(1);
   check_gru_inputs(tensors);
 
-  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"),
-                                    get(tensors, "workspace"));
+  at::Tensor gates = project_inputs(inputs, get(tensors, "weight_ih"), get(tensors, "bias"));
   at::Tensor hiddens = pooled_empty({steps + 1, batch, hidden}, hidden0.options());
   at::Tensor candidate_hiddens = pooled_empty({steps, batch, hidden}, hidden0.options());
   at::Tensor recurrent = at::empty({batch, 3 * hidden}, hidden0.options());

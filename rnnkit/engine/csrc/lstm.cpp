@@ -140,7 +140,7 @@ TensorMap lstm_forward(const TensorMap& tensors, const LstmOptions& options) {
   at::Tensor gates = tokens_given
                          ? pooled_empty({steps, batch, layout.gate_width}, cell0.options())
                          : project_inputs(tensors.at("inputs"), get(tensors, "weight_ih"),
-                                          get(tensors, "bias"), get(tensors, "workspace"));
+                                          get(tensors, "bias"));
   at::Tensor cells = pooled_empty({steps + 1, batch, hidden}, cell0.options());
   at::Tensor hiddens = pooled_empty({steps + 1, batch, tensors.at("hidden0").size(1)},
                                     cell0.options());

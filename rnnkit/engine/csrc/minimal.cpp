@@ -30,8 +30,7 @@ TensorMap forward(const TensorMap& tensors, int64_t blocks, const Kernel& kernel
   }
   check_sequence_inputs(tensors, shapes);
 
-  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"),
-                                    get(tensors, "workspace"));
+  at::Tensor gates = project_inputs(inputs, tensors.at("weight_ih"), get(tensors, "bias"));
   at::Tensor outputs = pooled_empty({steps, batch, hidden}, hidden0.options());
 
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "minimal_forward", [&] {

@@ -692,34 +692,6 @@ RNNKIT_INLINE void add_rows(scalar_t* dst, const scalar_t* a, const scalar_t* b,
   });
 }
 
-// The 64 bits of draw `counter` of the stream `seed`: SplitMix64's output for state
-// seed + (counter + 1) * golden ratio, so any draw is computed independently of the others.
-RNNKIT_INLINE uint64_t split_mix(uint64_t seed, uint64_t counter) {
-  uint64_t z = seed + (counter + 1) * 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-template <typename scalar_t>
-RNNKIT_INLINE void fill_bernoulli(scalar_t* out, int64_t begin, int64_t end, uint64_t seed,
-                                  uint32_t threshold, scalar_t value) {
-  // Element i reads 16-bit part i % 4 of draw i / 4; [begin, end) starts on a multiple of 4.
-  const int64_t full = begin + (end - begin) / 4 * 4;
-  for (int64_t i = begin; i < full; i += 4) {
-    const uint64_t bits = split_mix(seed, static_cast<uint64_t>(i / 4));
-    for (int64_t k = 0; k < 4; ++k) {
-      out[i + k] = ((bits >> (16 * k)) & 0xffff) >= threshold ? value : scalar_t(0);
-    }
-  }
-  if (full < end) {
-    const uint64_t bits = split_mix(seed, static_cast<uint64_t>(full / 4));
-    for (int64_t i = full; i < end; ++i) {
-      out[i] = ((bits >> (16 * (i - full))) & 0xffff) >= threshold ? value : scalar_t(0);
-    }
-  }
-}
-
 }  // namespace
 
 // One cloned entry point per kernel and type; the templates above are inlined into each clone.
@@ -788,10 +760,6 @@ RNNKIT_INLINE void fill_bernoulli(scalar_t* out, int64_t begin, int64_t end, uin
                                      const int64_t* last_step, int64_t step, int64_t batch,      \
                                      int64_t width) {                                            \
     add_rows(dst, a, b, last_step, step, batch, width);                                          \
-  }                                                                                              \
-  RNNKIT_CLONES void bernoulli_fill(scalar_t* out, int64_t begin, int64_t end, uint64_t seed,    \
-                                    uint32_t threshold, scalar_t value) {                        \
-    fill_bernoulli(out, begin, end, seed, threshold, value);                                     \
   }
 
 RNNKIT_DEFINE_FOR(float)

@@ -242,13 +242,4 @@ void add_active_rows(float* dst, const float* a, const float* b, const int64_t* 
 void add_active_rows(double* dst, const double* a, const double* b, const int64_t* last_step,
                      int64_t step, int64_t batch, int64_t width);
 
-// out[i] = value where 16-bit draw i of the counter-based stream `seed` (SplitMix64, four draws
-// per 64-bit output) is at least `threshold`, else 0, for i in [begin, end): each element is 1
-// with probability (65536 - threshold) / 65536, and any range gives the same values as the
-// whole. `begin` must be a multiple of 4.
-void bernoulli_fill(float* out, int64_t begin, int64_t end, uint64_t seed, uint32_t threshold,
-                    float value);
-void bernoulli_fill(double* out, int64_t begin, int64_t end, uint64_t seed, uint32_t threshold,
-                    double value);
-
 }  // namespace rnnkit

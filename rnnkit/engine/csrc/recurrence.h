@@ -26,7 +26,6 @@
 #include <utility>
 #include <vector>
 
-#include "amx.h"
 #include "gemm.h"
 
 namespace rnnkit {
@@ -139,20 +138,18 @@ void scatter_token_rows(scalar_t* grad_table, const int64_t* tokens, const scala
 }
 
 // bfloat16 products: while on for the calling thread, every float32 matrix product of the fused
-// kernels multiplies bfloat16 roundings of its operands with float32 accumulation (oneDNN, on
-// AMX or AVX512-BF16 where the CPU has them) and rounds the product to bfloat16, as torch's CPU
-// autocast does for matrix products; the pointwise steps (gates, cell states) and every saved
-// tensor stay float32. fused.py turns it on under bfloat16 autocast. Turning it on fails
-// (returns false) where torch has no oneDNN.
+// kernels multiplies bfloat16 roundings of its operands (through ATen, which calls oneDNN) and
+// rounds the product to bfloat16, as torch's CPU autocast does for matrix products; the
+// pointwise steps (gates, cell states) and every saved tensor stay float32. fused.py turns it on
+// under bfloat16 autocast, only where oneDNN multiplies bfloat16 (fused.bf16_products_wanted).
 bool bf16_products();
-bool set_bf16_products(bool on);
+void set_bf16_products(bool on);
 
 // Whether a product of float tensors of `type` runs in bfloat16 (see bf16_products).
 inline bool in_bf16(at::ScalarType type) { return type == at::kFloat && bf16_products(); }
 
 // out = a b, or out += a b for `accumulate` (2-D tensors, out contiguous): in bfloat16 when
-// bf16_products() is on (oneDNN through ATen: for products over all steps it beats rnnkit's
-// AMX kernels, amx.h), else rnnkit's own kernels for float32 where they run (gemm.h), else
+// bf16_products() is on, else rnnkit's own kernels for float32 where they run (gemm.h), else
 // ATen's.
 inline void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
                         bool accumulate) {
@@ -188,17 +185,19 @@ inline at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
 }
 
 // rows (M, K) weight^T + bias (weight (N, K), bias (N) or undefined) as a new (M, N) tensor,
-// through oneDNN with the weight packed for M rows (see step_product.cpp); an undefined tensor
-// when oneDNN is not used this way (not float32, a small weight, torch without it, rnnkit's own
-// products in use, or bf16_products() on).
+// through oneDNN with the weight packed for M rows, for float32 weights large enough for that
+// to pay (see step_product.cpp); an undefined tensor otherwise (and where rnnkit's own products
+// run, under bf16_products(), or in a torch without oneDNN).
 at::Tensor onednn_linear(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias);
 
 // An uninitialised tensor of `shape` for a sequence-sized result. Fresh blocks of tens of
-// megabytes are mapped by the C allocator on every call and faulted in page by page, which costs
-// more than the kernels take to fill them (about 0.5 ms per MB on the project's virtual machine);
-// so results of at least 16 MB come from a small per-thread pool of buffers (at most 512 MB in
-// all), and a buffer is handed out again only once nothing else holds its storage: not the
-// autograd graph that saved it, not a caller's output, not a view. Smaller ones are at::empty.
+// megabytes are mapped by the C allocator on every call and faulted in page by page, which can
+// cost more than the kernels take to fill them; so results of at least 16 MB come from a small
+// per-thread pool of buffers (at most 512 MB in all), and a buffer is handed out again only once
+// nothing else holds its storage: not the autograd graph that saved it, not a caller's output,
+// not a view. Smaller ones are at::empty. Scratch results that nobody keeps (the input
+// projection of inference calls, and of the Elman kernels, whose backward does not read it)
+// are thus reused from call to call as well.
 at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options);
 
 // The shape check of weight_ih for check_sequence_inputs: (rows, I) where the inputs are read
@@ -221,15 +220,14 @@ inline void add_input_weight_shape(const TensorMap& tensors, int64_t rows,
   }
 }
 
-// W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), written
-// into `workspace` when one is given (a reused buffer of that shape: no fresh memory to fault
-// in), else into a new tensor (from pooled_empty). With weight_ih undefined the inputs are
-// already projected (T, B, rows): the result is a copy of them plus the bias, in one pass.
+// W_ih x_t + bias for all steps in one product: (T, B, I) -> (T, B, rows of weight_ih), a new
+// tensor (from onednn_linear for large weights, else from pooled_empty). With weight_ih
+// undefined the inputs are already projected (T, B, rows): the result is a copy of them plus the
+// bias, in one pass.
 inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& weight_ih,
-                                 const at::Tensor& bias, const at::Tensor& workspace) {
+                                 const at::Tensor& bias) {
   if (!weight_ih.defined()) {
-    at::Tensor projected = workspace.defined() ? workspace.view(inputs.sizes())
-                                               : pooled_empty(inputs.sizes(), inputs.options());
+    at::Tensor projected = pooled_empty(inputs.sizes(), inputs.options());
     if (bias.defined()) {
       at::add_out(projected, inputs, bias);
     } else {
@@ -239,22 +237,12 @@ inline at::Tensor project_inputs(const at::Tensor& inputs, const at::Tensor& wei
   }
   const int64_t steps = inputs.size(0), batch = inputs.size(1), rows = weight_ih.size(0);
   const at::Tensor flat = inputs.reshape({steps * batch, inputs.size(2)});
-  const bool bf16 = in_bf16(inputs.scalar_type());
-  at::Tensor projected;
-  if (!workspace.defined()) {
-    projected = onednn_linear(flat, weight_ih, bias);
-    if (projected.defined()) {
-      return projected.view({steps, batch, rows});
-    }
-    projected = pooled_empty({steps * batch, rows}, inputs.options());
-  } else {
-    TORCH_CHECK(workspace.is_contiguous() && workspace.numel() == steps * batch * rows &&
-                    workspace.scalar_type() == inputs.scalar_type(),
-                "workspace: expected a contiguous tensor of ", steps * batch * rows,
-                " elements and dtype ", inputs.scalar_type());
-    projected = workspace.view({steps * batch, rows});
+  at::Tensor projected = onednn_linear(flat, weight_ih, bias);
+  if (projected.defined()) {
+    return projected.view({steps, batch, rows});
   }
-  if (bf16) {  // one pass from the bfloat16 product (bias included) into float32
+  projected = pooled_empty({steps * batch, rows}, inputs.options());
+  if (in_bf16(inputs.scalar_type())) {  // one pass from the bfloat16 product (bias included)
     const at::Tensor weight = weight_ih.t().to(at::kBFloat16);
     projected.copy_(bias.defined()
                         ? at::addmm(bias.to(at::kBFloat16), flat.to(at::kBFloat16), weight)
@@ -319,14 +307,9 @@ inline at::Tensor initial_gradient(const at::Tensor& carried, const at::Tensor& 
 // out (B, N) = state (B, K) @ op(weight), or out += ..., once per step of a sequence, where
 // op(weight) is weight^T for `transpose` (weight (N, K)), else weight (K, N), and out and state
 // are rows of larger buffers given by pointer and row stride. Float weights are packed once per
-// sequence for rnnkit's own kernels where they run (gemm.h). Otherwise, when torch is built with
-// MKL and exports its BLAS (RNNKIT_MKL_BLAS, set by fused.py), the products call MKL directly,
-// without a tensor or a dispatch per step, and float weights are packed once per sequence into
-// MKL's internal layout, which saves the copy of the weight that every ordinary call makes; else
-// they go through at::mm. Large float weights (see step_product.cpp) are packed for oneDNN
-// instead of MKL, where torch has it. With bf16_products() on, float weights are packed in
-// bfloat16 for rnnkit's own kernels where they run (AMX or AVX512-BF16, amx.h; products summed
-// in float32), else for oneDNN (each step's product rounded to bfloat16, see matmul_into).
+// sequence: for rnnkit's own kernels where they run (gemm.h), else for oneDNN where they are
+// large (see onednn_linear); with bf16_products() on they are rounded to bfloat16 once per
+// sequence instead. Otherwise each step is one ATen product.
 class StepProduct {
  public:
   StepProduct(const at::Tensor& weight, bool transpose, int64_t batch);
@@ -340,14 +323,10 @@ class StepProduct {
   void with_aten(scalar_t* out, int64_t out_stride, const scalar_t* state, int64_t state_stride,
                  bool accumulate) const;
 
-  at::Tensor weight_;  // op(weight), a view
-  bool transpose_;
+  at::Tensor operand_;               // op(weight) (K, N): a view, or its bfloat16 rounding
   int64_t batch_;
   std::optional<PackedMatrix> own_;  // for rnnkit's own kernels, when used
-  std::optional<AmxMatrix> amx_;     // for rnnkit's bfloat16 kernels (bf16_products), when used
-  at::Tensor packed_;                 // oneDNN's or MKL's packed op(weight), when used
-  bool onednn_ = false;
-  bool bf16_ = false;                 // packed_ is a bfloat16 weight for oneDNN (bf16_products)
+  at::Tensor onednn_weight_;         // oneDNN's packed weight, when used
 };
 
 // Units per thread are multiples of this, so each thread's columns start on a vector boundary.
