@@ -14,6 +14,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread while the test runs: training results that do not depend on how the
+    work splits between threads, and no oversubscription when tests run beside each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def fused_extension():
     """The fused kernels (built on first use); the test is skipped where they cannot be built."""

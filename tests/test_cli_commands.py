@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from rnnkit import CELL_NAMES, describe_cells
 from rnnkit.cli import main
@@ -19,12 +18,7 @@ TINY = ["--steps", "4", "--embedding-size", "8", "--hidden-size", "16", "--batch
         "--device", "cpu", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_corpus(path, characters=1500, seed=0):

@@ -8,14 +8,7 @@ from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.models.language_model import output_penalty
 from rnnkit.models.state import detach_state, select_rows, state_from_tensors, state_tensors
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and leave the other cores to the rest."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(cell: str = "lstm", layers: int = 1, vocab_size: int = 11) -> LanguageModel:

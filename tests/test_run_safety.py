@@ -28,12 +28,7 @@ TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--
         "--warmup", "2", "--time-limit", "0", "--device", "cpu", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 naming the option, what was expected and what came; exit code 1; no run directory."""
 
 import pytest
-import torch
 
 from rnnkit.cli import main
 
@@ -10,12 +9,7 @@ TINY = ["--hidden-size", "8", "--batch-size", "4", "--steps", "2", "--time-limit
         "--device", "cpu", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_ts(folder, name, labels):

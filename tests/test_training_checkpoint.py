@@ -11,13 +11,7 @@ from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.training.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.training.errors import CheckpointError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_model(hidden_size: int = 8, seed: int = 0):

@@ -29,12 +29,7 @@ ONE_RANK = Ranks(rank=0, world_size=1, device=torch.device("cpu"))
 WORDS = "to be or not that is the question whether tis nobler in the mind to suffer".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
