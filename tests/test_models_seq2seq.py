@@ -12,16 +12,6 @@ from rnnkit.models.seq2seq import Seq2Seq
 CELLS = ["lstm", "gru", "cifg-lstm", "mingru", "clockwork", "depth-gated-lstm"]
 
 
-@pytest.fixture
-def one_thread():
-    """Run on one CPU thread: ops on models this small gain nothing from a second thread, and
-    on a busy machine its synchronisation makes a training loop many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(cell="lstm", source_vocab=12, target_vocab=9, **kwargs):
     # The Depth-Gated LSTM links the cells of adjacent layers, so it needs two.
     kwargs.setdefault("num_layers", 2 if cell == "depth-gated-lstm" else 1)
