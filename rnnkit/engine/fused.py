@@ -168,8 +168,8 @@ def fused_first_under_autocast(inputs: Tensor) -> bool:
     torch's kernel for a call with ``inputs`` (float32 under CPU bfloat16 autocast): where the
     kernels multiply in bfloat16 on hardware made for it (:func:`native_bf16_products_run`;
     there the fused LSTM trains faster than torch's oneDNN one, benchmarks/RESULTS.md), and
-    where oneDNN has no bfloat16 products at all, whose LSTM kernel then fails under that
-    autocast while the fused kernels compute in float32."""
+    where oneDNN has no bfloat16 products at all (torch's LSTM kernel then fails under that
+    autocast, while the fused kernels compute in float32)."""
     autocast = (inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
     return (autocast and fused_runs(inputs)
