@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: timing, the machine's description, RESULTS.md sections."""
+"""What the benchmark scripts share: timing, the machine's description, and the sections of
+the docs' benchmark tables page (docs/results/benchmarks.md) they write."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "benchmarks.md"
 
 
 def elapsed(function: Callable[[], object]) -> float:
@@ -88,7 +89,8 @@ def machine_lines(load_before: str) -> list[str]:
 
 
 def write_section(title: str, lines: list[str]) -> None:
-    """Replace (or append) the ``## title`` section of RESULTS.md, keeping the others."""
+    """Replace (or append) the ``## title`` section of the benchmark tables page, keeping the
+    others."""
     text = RESULTS.read_text() if RESULTS.exists() else "# rnnkit benchmark results\n"
     body = f"## {title}\n\n" + "\n".join(lines).rstrip() + "\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)

@@ -27,7 +27,7 @@ or more to the system when freed (MALLOC_MMAP_THRESHOLD_), so the resident set f
 tensors, torch's and oneDNN's alike. Below about 1 MB the figures are within the resolution of
 the kernel's resident-set counters.
 
-Two cases change what is timed, each written to its own section of RESULTS.md:
+Two cases change what is timed, each written to its own section of docs/results/benchmarks.md:
 
 * ``--bf16``: every model under CPU bfloat16 autocast (the trainer's ``--precision bf16``).
   Where oneDNN multiplies bfloat16 the fused kernels' products take bfloat16 operands and
@@ -42,11 +42,11 @@ Two cases change what is timed, each written to its own section of RESULTS.md:
 
 Usage::
 
-    python benchmarks/speed.py                 # every cell, every shape; writes RESULTS.md
+    python benchmarks/speed.py                 # every cell, every shape; writes the tables page
     python benchmarks/speed.py --quick         # B=32, T=100, H=256 and fewer repeats
     python benchmarks/speed.py --cells cifg-lstm,gru-cho --shapes 32x100x256,1x500x128
-                                               # (these two: printed only, RESULTS.md untouched)
-    python benchmarks/speed.py --threads 1     # its own section of RESULTS.md
+                                               # (these two: printed only, the page untouched)
+    python benchmarks/speed.py --threads 1     # its own section of docs/results/benchmarks.md
     python benchmarks/speed.py --bf16          # under bfloat16 autocast
     python benchmarks/speed.py --tokens --shapes 32x64x640 --cells lstm,peephole-lstm
     RNNKIT_PRODUCTS=library python benchmarks/speed.py --threads 1
@@ -440,7 +440,7 @@ def main() -> None:
     targets = [] if any(CASES.values()) else target_lines(all_ratios)  # targets: float32
     print("\n".join(targets))
     if args.quick or args.cells or args.shapes:
-        print("(a quick run or a selection: RESULTS.md is left as it is)")
+        print("(a quick run or a selection: docs/results/benchmarks.md is left as it is)")
         return
     measured = ", ".join(f"{name} {value:.1f}" for name, value in peaks.items())
     case = "".join(f", {text}" for key, text in (("bf16", "bfloat16 autocast"),

@@ -18,7 +18,7 @@ result in registers), because torch's MKL runs only its AVX2 code on some of tho
 torch's (``at::mm`` / ``addmm``), but for float32 weights of 2^20 elements or more, which are
 packed once per sequence for oneDNN (through the operators torch registers for its own
 compiled code): with large weights the LSTM family runs faster that way than with one
-``at::mm`` per step (benchmarks/RESULTS.md). ``RNNKIT_PRODUCTS=library`` (read once per
+``at::mm`` per step (docs/results/benchmarks.md). ``RNNKIT_PRODUCTS=library`` (read once per
 process) keeps every product on torch's libraries, for comparisons.
 
 Under CPU autocast to bfloat16, on a CPU where oneDNN multiplies bfloat16
@@ -167,7 +167,7 @@ def fused_first_under_autocast(inputs: Tensor) -> bool:
     """Whether "auto" runs torch's own cells (the LSTM) on the fused kernels rather than on
     torch's kernel for a call with ``inputs`` (float32 under CPU bfloat16 autocast): where the
     kernels multiply in bfloat16 on hardware made for it (:func:`native_bf16_products_run`;
-    there the fused LSTM trains faster than torch's oneDNN one, benchmarks/RESULTS.md), and
+    there the fused LSTM trains faster than torch's oneDNN one, docs/results/benchmarks.md), and
     where oneDNN has no bfloat16 products at all (torch's LSTM kernel then fails under that
     autocast, while the fused kernels compute in float32)."""
     autocast = (inputs.dtype == torch.float32 and torch.is_autocast_enabled("cpu")

@@ -111,8 +111,10 @@ def choose_engine(
                          f"scan")
     if name != "auto":
         return name
-    # torch's LSTM kernel stays first (see FUSED_FIRST) but under bfloat16 autocast on a CPU
-    # that computes bfloat16 natively, where the fused kernels train faster.
+    # torch's LSTM kernel stays first (see FUSED_FIRST) but under bfloat16 autocast where the
+    # CPU computes bfloat16 natively (the fused kernels train faster there) or where oneDNN has
+    # no bfloat16 products at all (torch's LSTM kernel fails there; the fused ones compute in
+    # float32): see fused.fused_first_under_autocast.
     if native_ok and mode not in FUSED_FIRST and not (
             fused_runs and fused.fused_first_under_autocast(inputs)):
         return "native"
