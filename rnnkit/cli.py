@@ -210,13 +210,14 @@ def build_parser() -> Parser:
                     "horizons 1 and H with baselines; seq2seq: phoneme error rate; adding:\n"
                     "MSE; copy: cross-entropy and copy error rate).",
         epilog="examples:\n  rnnkit evaluate runs/RUN\n"
-               "  rnnkit evaluate runs/RUN --data other.txt --split all\n"
+               "  rnnkit evaluate runs/RUN --data other.txt   # an lm run on all of other.txt\n"
                "  rnnkit evaluate runs/ADDING --data 200   # an adding run on T = 200")
     evaluate_parser.add_argument("run", metavar="RUN", help="run directory")
     evaluate_parser.add_argument("--data", metavar="PATH_OR_NAME",
                                  help="data to score instead of the run's own")
-    evaluate_parser.add_argument("--split", choices=("test", "val", "all"), default="test",
-                                 help="which part of the data (default test)")
+    evaluate_parser.add_argument("--split", choices=("test", "val", "all"),
+                                 help="which part of the data (default test; all of the file "
+                                      "for --task lm with --data)")
     evaluate_parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate_parser.set_defaults(handler=evaluate_command, parser=evaluate_parser)
 
@@ -360,11 +361,14 @@ def sample_command(args: argparse.Namespace) -> int:
     model = build_model(LanguageModel, LanguageModelConfig(**saved["model"])).to(device)
     checkpoint.restore_model(model)
     vocab = CharVocab.from_dict(saved["vocab"])
-    unknown = next((char for char in args.prompt if char not in vocab), None)
-    if unknown is not None:
-        raise RunError(f"--prompt: character {unknown!r} (U+{ord(unknown):04X}) is not in the "
-                       f"model's vocabulary of {len(vocab)} characters; use characters that "
-                       "occur in the training text")
+    unknown = sorted({char for char in args.prompt if char not in vocab})
+    if unknown and vocab.unknown_id is None:
+        raise RunError(f"--prompt: character {unknown[0]!r} (U+{ord(unknown[0]):04X}) is not in "
+                       f"the model's vocabulary of {len(vocab)} characters, which has no unknown "
+                       "symbol (the run predates it); use characters of the training text")
+    if unknown:
+        print(f"note: --prompt characters {', '.join(map(repr, unknown))} are not in the model's "
+              "vocabulary; the model reads them as its unknown symbol", file=sys.stderr)
     prompt_ids = vocab.encode(args.prompt)
     generator = torch.Generator().manual_seed(args.seed)
     try:
@@ -386,10 +390,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(run.checkpoint_for_use())
     task = build_task(config, device, checkpoint.info["task"])
     checkpoint.restore_model(task.model)
-    metrics = task.evaluate(args.split)
-    print(f"{run.path} (step {checkpoint.info['step']}), {args.split} split of {config.data}:")
+    split = args.split or ("all" if args.data is not None and config.task == "lm" else "test")
+    metrics = task.evaluate(split)
+    print(f"{run.path} (step {checkpoint.info['step']}), {split} split of {config.data}:")
     for name, value in metrics.items():
-        print(f"  {name:<24} {value:.4f}")
+        print(f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}")
     if "line_error" in metrics:  # handwriting: also the share of lines read exactly right
         print(f"  {'line_accuracy':<24} {1.0 - metrics['line_error']:.4f}")
     return 0

@@ -307,11 +307,12 @@ def inspect_gates(run_dir: str | os.PathLike[str], text: str, out_dir: str | os.
 
 def _text_traces(loaded: LoadedRun, text: str, device: torch.device) -> list[dict[str, Tensor]]:
     """The traces of every layer of a language model's recurrent layer over ``text`` (one
-    sequence); a character the model never saw raises RunError."""
+    sequence); a character the model reads as its unknown symbol counts as one, and one it
+    cannot read (a vocabulary without an unknown symbol) raises RunError."""
     model = loaded.trained
     vocab = CharVocab.from_dict(loaded.saved["vocab"])
     unknown = next((char for char in text if char not in vocab), None)
-    if unknown is not None:
+    if unknown is not None and vocab.unknown_id is None:
         raise RunError(f"--text: character {unknown!r} (U+{ord(unknown):04X}) is not in the "
                        f"model's vocabulary of {len(vocab)} characters")
     ids = vocab.encode(text).unsqueeze(0).to(device)

@@ -120,12 +120,40 @@ def test_evaluate_reports_test_cross_entropy_in_nats_and_bits(trained_run, capsy
         float(values["cross_entropy"]) / math.log(2), abs=1e-3)
 
 
-def test_evaluate_scores_another_text(trained_run, tmp_path, capsys):
+def test_evaluate_scores_all_of_another_text(trained_run, tmp_path, capsys):
     other = write_corpus(tmp_path / "other.txt", characters=300, seed=9)
-    code, out, err = cli(capsys, "evaluate", str(trained_run), "--data", str(other),
-                         "--split", "all")
+    code, out, err = cli(capsys, "evaluate", str(trained_run), "--data", str(other))
     assert code == 0, err
     assert f"all split of {other}" in out and "bits_per_char" in out
+    values = dict(line.split() for line in out.splitlines()[1:])
+    assert values["unknown_chars"] == "0"
+
+
+def test_text_with_characters_never_seen_is_scored_at_their_spelling_cost(trained_run,
+                                                                          tmp_path, capsys):
+    # "Z" and "!" never occur in the training corpus; each costs the unknown symbol's
+    # probability and then ln 256 for its one UTF-8 byte.
+    seen, unseen = tmp_path / "seen.txt", tmp_path / "unseen.txt"
+    seen.write_text("shall thou art. " * 40)
+    unseen.write_text("shall thou Z!t. " * 40)
+    scores = {}
+    for path in (seen, unseen):
+        code, out, err = cli(capsys, "evaluate", str(trained_run), "--data", str(path))
+        assert code == 0, err
+        scores[path] = dict(line.split() for line in out.splitlines()[1:])
+    assert scores[unseen]["unknown_chars"] == "80" and scores[seen]["unknown_chars"] == "0"
+    unseen_nats = float(scores[unseen]["cross_entropy"])
+    assert unseen_nats > 2 * math.log(256) / 16  # the spelling alone
+    assert unseen_nats > float(scores[seen]["cross_entropy"])
+
+
+def test_sample_reads_a_prompt_with_unseen_characters_as_the_unknown_symbol(trained_run,
+                                                                            capsys):
+    code, out, err = cli(capsys, "sample", str(trained_run), "--prompt", "Zebra",
+                         "--length", "10", "--seed", "1")
+    assert code == 0, err
+    assert out.startswith("Zebra") and len(out) == len("Zebra") + 10 + 1  # and print's "\n"
+    assert "'Z'" in err and "unknown symbol" in err
 
 
 def test_list_shows_every_cell_with_its_description_and_the_tasks(capsys):

@@ -215,18 +215,6 @@ def test_checkpoint_of_another_model(capsys, corpus, trained_run, tmp_path):
                         "different model")
 
 
-def test_prompt_characters_outside_the_vocabulary(capsys, trained_run):
-    fails_with_one_line(capsys, ["sample", str(trained_run), "--prompt", "Zebra"],
-                        "--prompt", "'Z'", "vocabulary")
-
-
-def test_evaluating_text_with_unknown_characters(capsys, trained_run, tmp_path):
-    other = tmp_path / "other.txt"
-    other.write_text("Zounds! " * 100)
-    fails_with_one_line(capsys, ["evaluate", str(trained_run), "--data", str(other)],
-                        "not in the vocabulary")
-
-
 def test_unknown_device(capsys, tmp_path):
     fails_with_one_line(capsys, ["train", "--device", "tpu", "--out", str(tmp_path / "r")],
                         "--device")

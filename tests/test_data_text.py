@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -140,6 +141,34 @@ def test_unknown_character_error_names_the_character() -> None:
     vocab = CharVocab("abc")
     with pytest.raises(ValueError, match=r"'z'.*position 2"):
         vocab.encode("abz")
+
+
+def test_unknown_symbol_takes_rare_and_unseen_characters() -> None:
+    vocab = CharVocab("aabbbc", min_count=2, unknown=True)
+    assert vocab.chars == ("a", "b") and vocab.unknown_id == 2 and len(vocab) == 3
+    assert "c" not in vocab
+    assert vocab.encode("abcé").tolist() == [0, 1, 2, 2]
+    assert vocab.decode([0, 2, 1]) == "a\ufffdb"
+
+
+def test_unknown_characters_cost_ln_256_per_utf8_byte() -> None:
+    vocab = CharVocab("ab", unknown=True)
+    cost = vocab.unknown_nats("aé€😀")  # 0, 2, 3 and 4 bytes of UTF-8
+    assert cost.tolist() == pytest.approx([0.0, 2 * math.log(256), 3 * math.log(256),
+                                           4 * math.log(256)])
+
+
+def test_vocab_with_unknown_survives_json_round_trip_and_old_ones_have_none() -> None:
+    vocab = CharVocab("abc", unknown=True)
+    restored = CharVocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
+    assert restored == vocab and restored.unknown_id == 3
+    old = CharVocab.from_dict({"type": "char", "chars": ["a", "b"]})
+    assert old.unknown_id is None and old != CharVocab("ab", unknown=True)
+
+
+def test_min_count_needs_the_unknown_symbol() -> None:
+    with pytest.raises(ValueError, match="min_count"):
+        CharVocab("aab", min_count=2)
 
 
 def test_decode_rejects_out_of_range_ids() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,50 +28,77 @@ def load_text(path_or_name: str | os.PathLike[str] = "shakespeare") -> str:
     return read_text_file(resolve_data_path(path_or_name, BUNDLED_TEXTS))
 
 
-class CharVocab:
-    """A character vocabulary: each distinct character of a text gets an id 0..len-1.
+UNKNOWN_CHARACTER = "\ufffd"
+"""What the unknown symbol decodes to: U+FFFD, Unicode's replacement character."""
 
-    Ids follow the sorted order of the characters, so the same text always gives the
-    same vocabulary. Save it with a model through :meth:`to_dict` (JSON-ready).
+BYTE_NATS = math.log(256)
+"""The cost in nats of spelling one UTF-8 byte uniformly at random."""
+
+
+class CharVocab:
+    """A character vocabulary: each kept character of a text gets an id, in sorted order.
+
+    With ``unknown=True`` the vocabulary also has an unknown symbol, the last id
+    (:attr:`unknown_id`): characters it does not hold encode to it, and it decodes to
+    :data:`UNKNOWN_CHARACTER`. Characters seen fewer than ``min_count`` times are then left
+    out, so the training text itself contains the unknown symbol and a model learns how often
+    something new turns up (``min_count=2`` is the Good-Turing estimate: characters seen once
+    stand for those never seen). Without it, an unknown character is an error.
+
+    The same text and settings always give the same vocabulary. Save it with a model through
+    :meth:`to_dict` (JSON-ready).
     """
 
-    def __init__(self, text: str) -> None:
-        """Build the vocabulary of the distinct characters in ``text`` (must be non-empty)."""
+    def __init__(self, text: str, min_count: int = 1, unknown: bool = False) -> None:
+        """Build the vocabulary of the characters of ``text`` (must be non-empty) seen at least
+        ``min_count`` times, with an unknown symbol if ``unknown``."""
         if not text:
             raise ValueError("cannot build a character vocabulary from an empty text")
-        self._set_chars(sorted(set(text)))
+        if min_count < 1 or (min_count > 1 and not unknown):
+            raise ValueError(f"min_count must be 1, or >= 1 with unknown=True; got {min_count} "
+                             f"with unknown={unknown}")
+        counts = Counter(text)
+        self._set_chars(sorted(char for char, n in counts.items() if n >= min_count), unknown)
 
-    def _set_chars(self, chars: Sequence[str]) -> None:
+    def _set_chars(self, chars: Sequence[str], unknown: bool) -> None:
         for char in chars:
             if not isinstance(char, str) or len(char) != 1:
                 raise ValueError(f"vocabulary entries must be single characters, got {char!r}")
         if len(set(chars)) != len(chars):
             raise ValueError("vocabulary characters must be distinct")
         self.chars: tuple[str, ...] = tuple(chars)
+        self.unknown_id: int | None = len(self.chars) if unknown else None
         self._index = {char: i for i, char in enumerate(self.chars)}
 
     def __len__(self) -> int:
-        """Number of characters (the size of a model's input and output layers)."""
-        return len(self.chars)
+        """Number of ids, the unknown symbol included (a model's input and output size)."""
+        return len(self.chars) + (self.unknown_id is not None)
 
     def __contains__(self, char: object) -> bool:
+        """Whether ``char`` has an id of its own (the unknown symbol's stand-ins do not)."""
         return char in self._index
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CharVocab) and self.chars == other.chars
+        return (isinstance(other, CharVocab) and self.chars == other.chars
+                and self.unknown_id == other.unknown_id)
 
     def __hash__(self) -> int:
-        return hash(self.chars)
+        return hash((self.chars, self.unknown_id))
 
     def __repr__(self) -> str:
-        return f"CharVocab({len(self)} characters)"
+        extra = " and an unknown symbol" if self.unknown_id is not None else ""
+        return f"CharVocab({len(self.chars)} characters{extra})"
 
     def encode(self, text: str) -> torch.Tensor:
         """Map a string to ids: LongTensor of shape (len(text),).
 
-        Raises ValueError naming the first character not in the vocabulary and its position.
+        A character not in the vocabulary encodes to :attr:`unknown_id`; a vocabulary
+        without one raises ValueError naming the first such character and its position.
         """
         index = self._index
+        if self.unknown_id is not None:
+            unknown = self.unknown_id
+            return torch.tensor([index.get(char, unknown) for char in text], dtype=torch.long)
         try:
             ids = [index[char] for char in text]
         except KeyError as err:
@@ -78,20 +106,32 @@ class CharVocab:
             pos = text.index(char)
             raise ValueError(
                 f"character {char!r} (U+{ord(char):04X}) at position {pos} is not in the "
-                f"vocabulary of {len(self)} characters; build the vocabulary from a text "
-                "that contains it"
+                f"vocabulary of {len(self)} characters, which has no unknown symbol; build the "
+                "vocabulary from a text that contains it, or with unknown=True"
             ) from None
         return torch.tensor(ids, dtype=torch.long)
 
+    def unknown_nats(self, text: str) -> torch.Tensor:
+        """The cost in nats, beyond the unknown symbol's own, of each character of ``text``
+        (shape (len(text),)): 0 for a character with an id, and ln 256 per UTF-8 byte for one
+        read as the unknown symbol, as if the model then spelt its bytes uniformly at random.
+        Added to a model's cross-entropy this keeps it a cost of the text itself (a proper
+        probability of every Unicode string), not of the text with its rare characters merged.
+        """
+        index = self._index
+        return torch.tensor([0.0 if char in index else BYTE_NATS * len(char.encode("utf-8",
+                             "surrogatepass")) for char in text], dtype=torch.float64)
+
     def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """Map ids (a 1-D tensor or sequence of ints, shape (n,)) back to a string of length n."""
+        """Map ids (a 1-D tensor or sequence of ints, shape (n,)) back to a string of length n;
+        the unknown symbol decodes to :data:`UNKNOWN_CHARACTER`."""
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(
                     f"decode expects a 1-D tensor of ids, got shape {tuple(ids.shape)}"
                 )
             ids = ids.tolist()
-        chars = self.chars
+        chars = self.chars + ((UNKNOWN_CHARACTER,) if self.unknown_id is not None else ())
         out = []
         for i in ids:
             if not 0 <= i < len(chars):
@@ -100,18 +140,20 @@ class CharVocab:
         return "".join(out)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable description: ``{"type": "char", "chars": [...]}``."""
-        return {"type": "char", "chars": list(self.chars)}
+        """Return a JSON-serialisable description:
+        ``{"type": "char", "chars": [...], "unknown": bool}``."""
+        return {"type": "char", "chars": list(self.chars), "unknown": self.unknown_id is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CharVocab:
-        """Rebuild a vocabulary saved with :meth:`to_dict`, keeping ids exactly as they were."""
+        """Rebuild a vocabulary saved with :meth:`to_dict`, keeping ids exactly as they were
+        (a description without ``"unknown"``, written before it existed, has none)."""
         if not isinstance(data, dict) or data.get("type") != "char" or "chars" not in data:
             raise DataError(
                 "not a saved character vocabulary (expected {'type': 'char', 'chars': [...]})"
             )
         vocab = cls.__new__(cls)
-        vocab._set_chars(list(data["chars"]))
+        vocab._set_chars(list(data["chars"]), bool(data.get("unknown", False)))
         return vocab
 
 

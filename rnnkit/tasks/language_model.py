@@ -6,7 +6,15 @@ train/val/test. Training reads ``--batch-size`` parallel streams of the train pa
 ``--bptt`` characters, carrying the state from chunk to chunk (truncated BPTT) and resetting it
 when a pass over the text starts again. The training loss is the cross-entropy plus the model's
 AR and TAR (``--activation-penalty``, ``--temporal-penalty``). Metrics: cross-entropy in nats
-per character and bits per character.
+per character and bits per character, and the number of unknown characters.
+
+Any UTF-8 text can be trained on, scored and used as a prompt. The vocabulary holds the
+characters seen at least twice in the training part and an unknown symbol for every other
+character, so the model learns from the characters seen once how often a new one turns up.
+The cross-entropy of a text is that of the model spelling it: an unknown character costs the
+unknown symbol's probability and then ln 256 per UTF-8 byte (see
+:meth:`rnnkit.data.CharVocab.unknown_nats`), so a text with new characters is never scored as
+easier than it is.
 """
 
 from __future__ import annotations
@@ -51,15 +59,18 @@ def language_model_task(config: TrainConfig, device: torch.device,
         raise RunError("--bidirectional: a language model cannot read the characters it is "
                        "asked to predict; drop --bidirectional for --task lm")
     text = load_text(config.data)
-    vocab = CharVocab.from_dict(saved["vocab"]) if saved else CharVocab(text)
-    parts = encode_parts(config, vocab, text)
+    texts = split_text_of(config, text)
+    vocab = (CharVocab.from_dict(saved["vocab"]) if saved
+             else CharVocab(texts[0], min_count=MIN_COUNT, unknown=True))
+    parts = encode_parts(config, vocab, texts)
     batches = training_batches(config, parts[0])
     model_config = LanguageModelConfig(
         vocab_size=len(vocab), cell=config.cell, embedding_size=config.embedding_size,
         hidden_size=config.hidden_size, num_layers=config.layers, dropout=config.dropout,
         activation_penalty=config.activation_penalty, temporal_penalty=config.temporal_penalty)
     model = build_model(LanguageModel, model_config).to(device)
-    splits = {"val": parts[1], "test": parts[2], "all": torch.cat(parts)}
+    splits = {"val": (parts[1], texts[1]), "test": (parts[2], texts[2]),
+              "all": (torch.cat(parts), text)}
 
     def batch_at(step: int) -> Batch:
         chunk = step % len(batches)
@@ -67,23 +78,47 @@ def language_model_task(config: TrainConfig, device: torch.device,
         return Batch(inputs.to(device), targets.to(device), starts_sequences=chunk == 0)
 
     def evaluate(split: str) -> dict[str, float]:
-        nats = stream_cross_entropy(model, splits[split], device)
-        return {"cross_entropy": nats, "bits_per_char": nats / math.log(2)}
+        ids, part = splits[split]
+        nats = stream_cross_entropy(model, ids, device, vocab.unknown_nats(part))
+        unknown = 0 if vocab.unknown_id is None else int((ids == vocab.unknown_id).sum())
+        return {"cross_entropy": nats, "bits_per_char": nats / math.log(2),
+                "unknown_chars": unknown}
 
     return Task(
         model=model, batch_at=batch_at, steps_per_epoch=len(batches), evaluate=evaluate,
-        metric="cross_entropy", metric_names=("cross_entropy", "bits_per_char"),
+        metric="cross_entropy", metric_names=("cross_entropy", "bits_per_char", "unknown_chars"),
         saved={"model": dataclasses.asdict(model_config), "vocab": vocab.to_dict()},
         showcase=lambda: sample_text(model, vocab, text, config.seed),
     )
 
 
-def encode_parts(config: TrainConfig, vocab: CharVocab, text: str) -> list[Tensor]:
-    """The train, val and test parts of ``text`` (split 90/5/5) as token ids."""
+MIN_COUNT = 2
+"""A character needs this many occurrences in the training part for an id of its own."""
+
+
+def split_text_of(config: TrainConfig, text: str) -> tuple[str, str, str]:
+    """The train, val and test parts of ``text``, split 90/5/5."""
     try:
-        return [vocab.encode(part) for part in split_text(text)]
+        return split_text(text)
     except ValueError as err:
         raise RunError(f"--data {config.data}: {err}") from None
+
+
+def encode_parts(config: TrainConfig, vocab: CharVocab, texts: tuple[str, ...]) -> list[Tensor]:
+    """The parts ``texts`` as token ids; a character a vocabulary without an unknown symbol
+    does not hold raises RunError naming its line and column in the file."""
+    try:
+        return [vocab.encode(part) for part in texts]
+    except ValueError:
+        text = "".join(texts)
+        position = next(i for i, char in enumerate(text) if char not in vocab)
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = text[position]
+        raise RunError(f"--data {config.data}: line {line}, column {column}: character "
+                       f"{char!r} (U+{ord(char):04X}) is not in this run's vocabulary, which "
+                       "has no unknown symbol (the run predates it); retrain the run to score "
+                       "text with new characters") from None
 
 
 def training_batches(config: TrainConfig, train_ids: Tensor) -> StreamBatcher:
@@ -96,8 +131,11 @@ def training_batches(config: TrainConfig, train_ids: Tensor) -> StreamBatcher:
 
 
 def stream_cross_entropy(model: nn.Module, ids: Tensor, device: torch.device,
-                         streams: int = 4, chunk: int = 256) -> float:
-    """Mean next-token cross-entropy (nats) of a language model over the token stream ``ids``.
+                         extra_nats: Tensor | None = None, streams: int = 4,
+                         chunk: int = 256) -> float:
+    """Mean next-token cross-entropy (nats) of a language model over the token stream ``ids``,
+    plus ``extra_nats`` (N,), a further cost of each token where it is scored (the spelling of
+    unknown characters).
 
     The stream (N,) is read as up to ``streams`` contiguous parallel streams in chunks of
     ``chunk`` steps, carrying the state, so every token except the first of each stream is
@@ -116,6 +154,8 @@ def stream_cross_entropy(model: nn.Module, ids: Tensor, device: torch.device,
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                      targets.to(device).reshape(-1), reduction="sum").item()
             count += targets.numel()
+    if extra_nats is not None:  # the scored tokens are ids[1 : count + 1] (StreamBatcher)
+        total += extra_nats[1:count + 1].sum().item()
     return total / count
 
 
