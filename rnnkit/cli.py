@@ -392,12 +392,22 @@ def evaluate_command(args: argparse.Namespace) -> int:
     checkpoint.restore_model(task.model)
     split = args.split or ("all" if args.data is not None and config.task == "lm" else "test")
     metrics = task.evaluate(split)
-    print(f"{run.path} (step {checkpoint.info['step']}), {split} split of {config.data}:")
-    for name, value in metrics.items():
+    what = f" ({task.describe_split(split)})" if task.describe_split else ""
+    print(f"{run.path} (step {checkpoint.info['step']}), {split} split of {config.data}{what}:")
+    # An error rate's complement first: accuracy is what published tables give.
+    shown = {ACCURACIES[name]: 1.0 - value for name, value in metrics.items()
+             if name in ACCURACIES} | metrics
+    for name, value in shown.items():
         print(f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}")
-    if "line_error" in metrics:  # handwriting: also the share of lines read exactly right
-        print(f"  {'line_accuracy':<24} {1.0 - metrics['line_error']:.4f}")
+    if task.details is not None:
+        print(task.details(split))
     return 0
+
+
+ACCURACIES = {"error_rate": "accuracy", "line_error": "line_accuracy",
+              "string_error": "string_accuracy"}
+"""Error-rate metrics and the name of their complement, which ``rnnkit evaluate`` prints
+first."""
 
 
 def list_command(args: argparse.Namespace) -> int:

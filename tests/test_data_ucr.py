@@ -16,7 +16,9 @@ from rnnkit.data import (
     load_ucr_splits,
     pad_series,
     parse_ts_file,
+    parse_tsv_file,
     stratified_validation_split,
+    ucr_file,
 )
 
 HEADER = """# a comment
@@ -130,6 +132,42 @@ def test_plain_path_is_read_as_the_training_split_only(tmp_path: Path) -> None:
     assert len(load_ucr(path, "train")) == 1
     with pytest.raises(DataError, match="toy.ts: cannot find its test split"):
         load_ucr(path, "test")
+
+
+def test_a_folder_stands_for_its_train_and_test_pair(tmp_path: Path) -> None:
+    write_ts(tmp_path, "1,2:3,4:a\n", name="Toy_TRAIN.ts")
+    write_ts(tmp_path, "5,6:7,8:b\n9,9:9,9:c\n", name="Toy_TEST.ts")
+    assert len(load_ucr(tmp_path, "train")) == 1 and len(load_ucr(str(tmp_path), "test")) == 2
+    assert ucr_file(tmp_path, "test") == tmp_path / "Toy_TEST.ts"
+
+
+def test_a_folder_without_one_pair_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no NAME_TRAIN.ts or NAME_TRAIN.tsv file"):
+        load_ucr(tmp_path)
+    write_ts(tmp_path, "1,2:3,4:a\n", name="A_TRAIN.ts")
+    write_ts(tmp_path, "1,2:3,4:a\n", name="B_TRAIN.ts")
+    with pytest.raises(DataError, match=r"several data sets in this folder \(A_TRAIN, B_TRAIN\)"):
+        load_ucr(tmp_path)
+
+
+def test_reads_ucr_2018_tsv_files_with_unequal_lengths_and_missing_values(tmp_path: Path) -> None:
+    (tmp_path / "Toy_TRAIN.tsv").write_text("2\t1.0\t2.0\tNaN\t4.0\n10\t5\t6\tNaN\tNaN\n"
+                                           "2\t7\t8\t9\t10\n")
+    (tmp_path / "Toy_TEST.tsv").write_text("10\t1\t2\n")
+    train = load_ucr(tmp_path, "train")
+    assert train.class_names == ["2", "10"]  # numeric labels in numeric order
+    assert train.labels.tolist() == [0, 1, 0]
+    assert [len(series) for series in train.series] == [4, 2, 4]  # trailing NaNs end a series
+    np.testing.assert_array_equal(train.series[0][:, 0], [1, 2, 3, 4])
+    assert train.missing_filled == 1 and train.n_channels == 1
+    assert load_ucr(tmp_path / "Toy_TRAIN.tsv", "test").labels.tolist() == [0]
+
+
+def test_tsv_non_numeric_value_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "Toy_TRAIN.tsv"
+    path.write_text("1\t1\t2\n1\t3\tx\n")
+    with pytest.raises(DataError, match=r"Toy_TRAIN.tsv: line 2: 'x' is not a number"):
+        parse_tsv_file(path)
 
 
 def test_missing_values_are_interpolated_within_a_channel(tmp_path: Path) -> None:

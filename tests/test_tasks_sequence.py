@@ -241,9 +241,27 @@ def test_each_task_trains_and_evaluate_reproduces_its_test_metrics(runs, task, c
     assert all(math.isfinite(value) for value in report["test"].values())
     code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
     assert code == 0, err
-    printed = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()[1:]}
+    lines = out.splitlines()[1:]
+    metrics_end = next((i for i, line in enumerate(lines) if not line.startswith("  ")),
+                       len(lines))  # a classifier's confusion matrix follows its metrics
+    metric_lines = [line.split() for line in lines[:metrics_end]]
+    printed = {words[0]: float(words[1]) for words in metric_lines}
+    accuracy = printed.pop("accuracy", None)
     assert printed == pytest.approx({k: round(v, 4) for k, v in report["test"].items()},
                                     abs=2e-4)
+    if "error_rate" in printed:  # classify: the accuracy first
+        assert metric_lines[0][0] == "accuracy"
+        assert accuracy == pytest.approx(1 - printed["error_rate"], abs=2e-4)
+
+
+def test_evaluate_of_a_classifier_names_the_test_file_and_prints_its_confusion(runs, capsys):
+    code, out, err = cli(capsys, "evaluate", runs["classify"], "--device", "cpu")
+    assert code == 0, err
+    header, *_ = out.splitlines()
+    assert "ItalyPowerDemand_TEST.ts, 1029 series" in header
+    assert "test confusion (rows: true class, columns: predicted), 1029 series:" in out
+    rows = out.split("1029 series:\n")[1].splitlines()[1:]
+    assert sum(int(count) for row in rows for count in row.split()[1:]) == 1029
 
 
 @pytest.mark.parametrize("task", ["classify", "forecast", "adding"])
@@ -264,6 +282,24 @@ def test_evaluate_takes_other_data_of_the_same_kind(runs, capsys):
     code, out, err = cli(capsys, "evaluate", runs["adding"], "--data", "30", "--split", "val")
     assert code == 0, err
     assert "val split of 30" in out and "mse" in out
+
+
+def test_classify_reads_a_ucr_2018_folder_whose_test_file_lacks_a_class(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "Waves"
+    folder.mkdir()
+    for split, labels in (("TRAIN", [1, 2, 3] * 4), ("TEST", [3, 1] * 3)):
+        lines = ["\t".join([str(label)] + [f"{v:.3f}" for v in
+                           np.sin(np.arange(30) * label / 5) + 0.1 * rng.standard_normal(30)])
+                 for label in labels]
+        (folder / f"Waves_{split}.tsv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "--task", "classify", "--data", folder, *TINY,
+                       "--steps", "2", "--out", run)
+    assert code == 0, err
+    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    assert code == 0, err
+    assert f"{folder / 'Waves_TEST.tsv'}, 6 series" in out.splitlines()[0]
 
 
 def test_sample_refuses_a_run_that_is_not_a_language_model(runs, capsys):

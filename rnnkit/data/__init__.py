@@ -3,7 +3,7 @@
 Bundled data (under ``rnnkit/data/files``, sources and licences in its README.md):
 
 * ``text``       -- character-level corpora (Shakespeare) and truncated-BPTT batching.
-* ``ucr``        -- UCR/UEA time-series classification in the sktime ``.ts`` format.
+* ``ucr``        -- UCR/UEA time-series classification (sktime ``.ts``, UCR 2018 ``.tsv``).
 * ``timeseries`` -- univariate CSV series (sunspots, airline) and forecasting windows.
 * ``cmudict``    -- grapheme-to-phoneme pairs from the CMU Pronouncing Dictionary.
 * ``digits``     -- 5,000 MNIST digits for sequential (row- or pixel-wise) classification.
@@ -53,7 +53,9 @@ from rnnkit.data.ucr import (
     load_ucr_splits,
     pad_series,
     parse_ts_file,
+    parse_tsv_file,
     stratified_validation_split,
+    ucr_file,
 )
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "pad_series",
     "pad_token_sequences",
     "parse_ts_file",
+    "parse_tsv_file",
     "sequential_digits",
     "split_by_word",
     "split_digits",
@@ -99,4 +102,5 @@ __all__ = [
     "stratified_validation_split",
     "temporal_order",
     "temporal_order_baseline",
+    "ucr_file",
 ]

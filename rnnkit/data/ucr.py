@@ -18,6 +18,11 @@ Missing values (``?`` or ``NaN``) are filled by :func:`rnnkit.data.fill_missing`
 interpolation within a channel, leading/trailing gaps take the nearest observed value, and
 an all-missing channel becomes zeros. The number of filled values is kept in
 :attr:`TimeSeriesDataset.missing_filled`; no NaN is ever returned.
+
+The UCR 2018 archive's tab-separated files (``NAME_TRAIN.tsv``: one univariate series a line,
+the class label first, ``NaN`` for missing values and after the end of a shorter series) are
+read too, and a folder holding one ``NAME_TRAIN`` / ``NAME_TEST`` pair of either format
+stands for that pair.
 """
 
 from __future__ import annotations
@@ -307,7 +312,73 @@ def parse_ts_file(path: str | os.PathLike[str]) -> TimeSeriesDataset:
     )
 
 
+def parse_tsv_file(path: str | os.PathLike[str]) -> TimeSeriesDataset:
+    """Read one UCR 2018 archive ``.tsv`` file: a univariate series a line, its class label
+    first, values separated by tabs (or commas), ``NaN`` for a missing value. Trailing NaNs
+    end a shorter series; other NaNs are filled as in ``.ts`` files. Class names are the
+    labels found, in numeric order where all are numbers. Raises :class:`DataError` naming
+    the file and line of a non-numeric value or a line without values."""
+    path = Path(path)
+    text = read_text_file(path)
+    rows: list[tuple[str, np.ndarray]] = []
+    n_missing = 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = re.split(r"[\t,]", line)
+        label, values = fields[0].strip(), fields[1:]
+        try:
+            series = np.array([float(v) if v.strip().lower() not in _MISSING_TOKENS
+                               else np.nan for v in values], dtype=np.float64)
+        except ValueError:
+            bad = next(v for v in values if not _is_number(v))
+            raise DataError(f"{path}: line {number}: {bad!r} is not a number; expected a class "
+                            "label, then the values separated by tabs") from None
+        observed = np.flatnonzero(~np.isnan(series))
+        if observed.size == 0:
+            raise DataError(f"{path}: line {number}: no values after the class label {label!r}")
+        series = series[:observed[-1] + 1]
+        missing = int(np.isnan(series).sum())
+        if missing:
+            n_missing += missing
+            series = fill_missing(series)
+        rows.append((label, series[:, None]))
+    if not rows:
+        raise DataError(f"{path}: no series; expected one labelled series a line")
+    found = {label for label, _ in rows}
+    numeric = all(_is_number(label) for label in found)
+    class_names = sorted(found, key=float if numeric else None)
+    return TimeSeriesDataset(
+        series=[values for _, values in rows],
+        labels=np.array([class_names.index(label) for label, _ in rows], dtype=np.int64),
+        class_names=class_names, name=path.stem, missing_filled=n_missing)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 _SPLIT_SUFFIX = re.compile(r"^(?P<stem>.*)_(?P<split>train|test)$", re.IGNORECASE)
+_FORMATS = (".ts", ".tsv")
+
+
+def _pair_in_folder(folder: Path) -> Path:
+    """The TRAIN file of the one NAME_TRAIN / NAME_TEST pair in ``folder``."""
+    found = sorted(path for path in folder.iterdir()
+                   if path.suffix.lower() in _FORMATS and path.stem.lower().endswith("_train"))
+    if not found:
+        raise DataError(f"{folder}: no NAME_TRAIN.ts or NAME_TRAIN.tsv file in this folder")
+    preferred = [path for path in found if path.suffix.lower() == ".ts"] or found
+    stems = {path.stem for path in preferred}
+    if len(stems) > 1:
+        raise DataError(f"{folder}: several data sets in this folder ({', '.join(sorted(stems))}"
+                        "); give the path of one NAME_TRAIN file")
+    return preferred[0]
 
 
 def _split_path(name_or_path: str | os.PathLike[str], split: str) -> Path:
@@ -318,12 +389,14 @@ def _split_path(name_or_path: str | os.PathLike[str], split: str) -> Path:
             if name_or_path.lower() == name.lower():
                 return bundled_path(f"ucr/{name}_{split.upper()}.ts")
     path = Path(name_or_path)
+    if path.is_dir():
+        path = _pair_in_folder(path)
     match = _SPLIT_SUFFIX.match(path.stem)
     if match is None:
         if not path.exists():
             raise DataError(
-                f"{path}: no such file; give a .ts file or one of the bundled "
-                f"names: {', '.join(BUNDLED_UCR)}"
+                f"{path}: no such file or folder; give a NAME_TRAIN.ts or .tsv file, a folder "
+                f"holding one, or one of the bundled names: {', '.join(BUNDLED_UCR)}"
             )
         if split == "test":
             raise DataError(
@@ -347,15 +420,22 @@ def _split_path(name_or_path: str | os.PathLike[str], split: str) -> Path:
     return partner
 
 
+def ucr_file(name_or_path: str | os.PathLike[str], split: str = "train") -> Path:
+    """The file :func:`load_ucr` reads for ``split`` of ``name_or_path``."""
+    return _split_path(name_or_path, split)
+
+
 def load_ucr(name_or_path: str | os.PathLike[str], split: str = "train") -> TimeSeriesDataset:
     """Load one split of a UCR/UEA data set.
 
     ``name_or_path`` is a bundled name (GunPoint, ItalyPowerDemand, JapaneseVowels; any
-    case) or the path of a ``.ts`` file. For a path named ``X_TRAIN.ts`` or ``X_TEST.ts``
+    case), the path of a ``.ts`` or UCR 2018 ``.tsv`` file, or a folder holding one
+    ``NAME_TRAIN`` / ``NAME_TEST`` pair. For a path named ``X_TRAIN.ts`` or ``X_TEST.ts``
     the file of the requested ``split`` ("train" or "test") is found beside it by name; a
     path without that suffix is read as the training split. Raises :class:`DataError`.
     """
-    return parse_ts_file(_split_path(name_or_path, split))
+    path = _split_path(name_or_path, split)
+    return parse_tsv_file(path) if path.suffix.lower() == ".tsv" else parse_ts_file(path)
 
 
 def pad_series(

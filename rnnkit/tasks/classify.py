@@ -1,10 +1,12 @@
 """``rnnkit train --task classify``: the class of whole series of a UCR/UEA ``.ts`` data set.
 
-``--data`` is GunPoint, JapaneseVowels, ItalyPowerDemand or a NAME_TRAIN.ts path with
-NAME_TEST.ts beside it. The model reads the per-channel standardised series (statistics of the
-training part) in frames of a few steps and scores the classes from the top layer's final
-state. Validation: a stratified 20% of the TRAIN file (a fixed split); test: the TEST file.
-Metrics: error rate (1 - accuracy) and cross-entropy.
+``--data`` is GunPoint, JapaneseVowels, ItalyPowerDemand, a NAME_TRAIN.ts (or UCR 2018
+``.tsv``) path with NAME_TEST beside it, or a folder holding such a pair. The model reads the
+per-channel standardised series (statistics of the training part) in frames of a few steps
+and scores the classes from the top layer's final state. Validation: a stratified 20% of the
+TRAIN file (a fixed split); test: the TEST file.
+Metrics: error rate (1 - accuracy; ``rnnkit evaluate`` prints the accuracy first, with the
+confusion matrix) and cross-entropy.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rnnkit.data import (
     load_ucr,
     pad_series,
     stratified_validation_split,
+    ucr_file,
 )
 from rnnkit.models import ModelOutput, SequenceClassifier, evaluation_mode
 from rnnkit.models.state import State
@@ -56,7 +59,8 @@ FRAMED_STEPS = 20
 that the longest training series takes at most this many frames: a recurrent layer learns far
 more easily from 20 steps than from the 150 of a GunPoint series."""
 
-EXPECTED = "a UCR/UEA .ts data set: GunPoint, JapaneseVowels, ItalyPowerDemand or a path"
+EXPECTED = ("a UCR/UEA data set: GunPoint, JapaneseVowels, ItalyPowerDemand, a NAME_TRAIN.ts "
+            "or .tsv path, or a folder holding one")
 
 Part = tuple[Tensor, Tensor, Tensor]
 """A split as (framed series (N, T, F), lengths (N,), labels (N,))."""
@@ -84,6 +88,7 @@ def classification_task(config: TrainConfig, device: torch.device,
     train, test = load_series(config)
     classes = saved["classes"] if saved else train.class_names
     check_classes(config, train, test, classes, saved is not None)
+    test = with_classes(test, classes)
     train, val = hold_out_validation(config, train)
     normalizer = (Normalizer.from_dict(saved["normalizer"]) if saved
                   else fit_channel_normalizer(train))
@@ -113,7 +118,20 @@ def classification_task(config: TrainConfig, device: torch.device,
         saved={"model": settings, "classes": list(classes), "normalizer": normalizer.to_dict(),
                "frame": frame},
         showcase=lambda: confusion_table(classes, *scores_of(model, parts, "val", device)),
+        describe_split=lambda split: describe_split(config, parts, split),
+        details=lambda split: confusion_table(classes, *scores_of(model, parts, split, device),
+                                              split=split),
     )
+
+
+def describe_split(config: TrainConfig, parts: dict[str, Part], split: str) -> str:
+    """Which series a split holds: the TEST file, a fifth of the TRAIN file, or all."""
+    count = sum(len(parts[name][2]) for name in ("train", "val", "test")) if split == "all" \
+        else len(parts[split][2])
+    source = {"test": str(ucr_file(config.data, "test")),
+              "val": f"a stratified fifth of {ucr_file(config.data, 'train')}",
+              "all": "the TRAIN and TEST files"}[split]
+    return f"{source}, {count} series"
 
 
 def load_series(config: TrainConfig) -> tuple[TimeSeriesDataset, TimeSeriesDataset]:
@@ -131,17 +149,26 @@ def load_series(config: TrainConfig) -> tuple[TimeSeriesDataset, TimeSeriesDatas
 
 def check_classes(config: TrainConfig, train: TimeSeriesDataset, test: TimeSeriesDataset,
                   classes: Sequence[str], from_checkpoint: bool) -> None:
-    """A new model needs at least two classes in the training series; the TEST file (and a
-    checkpoint's model) must name the same classes as the TRAIN file."""
+    """A new model needs at least two classes in the training series; a checkpoint's model
+    must name the same classes as the TRAIN file, and the TEST file only classes of it."""
     present = sorted(set(train.labels.tolist()))
     if not from_checkpoint and len(present) < 2:
         found = ", ".join(train.class_names[i] for i in present)
         raise RunError(f"--data {config.data}: a classifier needs at least 2 classes in the "
                        f"training series, found {len(present)} ({found})")
-    if test.class_names != train.class_names or train.class_names != classes:
+    if not set(test.class_names) <= set(classes) or train.class_names != list(classes):
         raise RunError(f"--data {config.data}: class labels {test.class_names} differ from "
                        f"the {'model' if from_checkpoint else 'training file'}'s {classes}; "
                        "use a data set with the same classes")
+
+
+def with_classes(data: TimeSeriesDataset, classes: Sequence[str]) -> TimeSeriesDataset:
+    """``data`` with its labels numbered as in ``classes``, which holds all of its classes
+    (a TEST file may lack a class, and a .tsv file lists only the classes it holds)."""
+    index = [list(classes).index(name) for name in data.class_names]
+    return TimeSeriesDataset(series=data.series, labels=np.asarray(index)[data.labels],
+                             class_names=list(classes), name=data.name,
+                             missing_filled=data.missing_filled)
 
 
 def hold_out_validation(config: TrainConfig, train: TimeSeriesDataset
@@ -187,11 +214,13 @@ def classification_metrics(scores: Tensor, targets: Tensor) -> dict[str, float]:
     return {"error_rate": errors, "cross_entropy": F.cross_entropy(scores, targets).item()}
 
 
-def confusion_table(classes: Sequence[str], scores: Tensor, targets: Tensor) -> str:
-    """The validation confusion matrix as text: rows true classes, columns predicted ones."""
+def confusion_table(classes: Sequence[str], scores: Tensor, targets: Tensor,
+                    split: str = "val") -> str:
+    """The confusion matrix of a split as text: rows true classes, columns predicted ones."""
     predicted = scores.argmax(dim=1)
     width = max(len(name) for name in classes)
-    lines = [f"validation confusion (rows: true class, columns: predicted), "
+    title = {"val": "validation", "test": "test", "all": "all"}[split]
+    lines = [f"{title} confusion (rows: true class, columns: predicted), "
              f"{len(targets)} series:",
              " " * (width + 2) + " ".join(f"{name:>{width}}" for name in classes)]
     for k, name in enumerate(classes):

@@ -61,6 +61,9 @@ class Task:
       value is lower-is-better and ``metric`` names the one validation watches.
     * ``saved`` -- JSON-ready facts kept in every checkpoint (model sizes, vocabulary).
     * ``showcase()`` -- a short text shown when training ends (e.g. a generated sample).
+    * ``describe_split(split)`` -- optional: what a split reads, for messages (the file of the
+      test series, say), and ``details(split)`` -- optional: a longer text about the model on a
+      split (a confusion matrix), printed by ``rnnkit evaluate``.
     """
 
     model: nn.Module
@@ -71,6 +74,8 @@ class Task:
     metric_names: tuple[str, ...]
     saved: dict[str, Any]
     showcase: Callable[[], str]
+    describe_split: Callable[[str], str] | None = None
+    details: Callable[[str], str] | None = None
 
 
 TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]
