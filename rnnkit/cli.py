@@ -26,6 +26,8 @@ from rnnkit.inspection import inspect_run
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
 from rnnkit.tasks.handwriting import recognize_image
+from rnnkit.tasks.speech import TASK as SPEECH
+from rnnkit.tasks.speech import recognize_recordings
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import OPTIMIZERS, PRECISIONS, TrainConfig
@@ -254,12 +256,18 @@ def build_parser() -> Parser:
 
     recognize_parser = commands.add_parser(
         "recognize", formatter_class=_formatter,
-        help="read the digits in a handwritten line image",
-        description="Read a line of handwritten digits with a handwriting run's model.\n"
-                    "Any height (scaled), dark-on-light or light-on-dark (detected).",
-        epilog="example:\n  rnnkit recognize runs/RUN line.png")
-    recognize_parser.add_argument("run", metavar="RUN", help="run directory of a handwriting run")
-    recognize_parser.add_argument("image", metavar="IMAGE", help="PNG (or other image) file")
+        help="read the digits in handwritten line images or spoken recordings",
+        description="Read a line of handwritten digits with a handwriting run's model (any\n"
+                    "height, dark-on-light or light-on-dark), or the digits spoken in WAV or\n"
+                    "FLAC recordings with a speech run's model (any rate and channels): one\n"
+                    "line per file, its name and the digits.",
+        epilog="examples:\n  rnnkit recognize runs/RUN line.png\n"
+               "  rnnkit recognize runs/SPEECH one.wav two.flac recordings/")
+    recognize_parser.add_argument("run", metavar="RUN",
+                                  help="run directory of a handwriting or speech run")
+    recognize_parser.add_argument("image", metavar="FILE", nargs="+",
+                                  help="PNG (or other image) file for a handwriting run; WAV or "
+                                       "FLAC recordings, or folders of them, for a speech run")
     recognize_parser.add_argument("--beam", type=int, metavar="N",
                                   help="prefix beam search with N beams (default best path)")
     recognize_parser.set_defaults(handler=recognize_command, parser=recognize_parser)
@@ -427,8 +435,17 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 
 def recognize_command(args: argparse.Namespace) -> int:
-    """``rnnkit recognize``: print the digits a handwriting run reads in an image."""
-    print(recognize_image(args.run, args.image, beam_size=args.beam))
+    """``rnnkit recognize``: print the digits a handwriting run reads in an image (several:
+    one line each, "name: digits"), or a speech run hears in each recording."""
+    if RunDirectory.open(args.run).read_config().task == SPEECH:
+        for path, digits in recognize_recordings(args.run, args.image, beam_size=args.beam):
+            print(f"{path}: {digits}")
+        return 0
+    if len(args.image) == 1:
+        print(recognize_image(args.run, args.image[0], beam_size=args.beam))
+        return 0
+    for image in args.image:
+        print(f"{image}: {recognize_image(args.run, image, beam_size=args.beam)}")
     return 0
 
 

@@ -10,8 +10,9 @@
   Fei-Fei 2015). Writes ``gates_layer<N>.png``, ``saturation.png``, ``gate_saturation.csv`` and
   ``gate_traces.csv``.
 * ``--ctc IMAGE`` -- a handwriting run's per-step label probabilities under a line image, or
-  under test line N when IMAGE is a number (:func:`inspect_ctc`, drawn by
-  :func:`rnnkit.diagnostics.plot_ctc`). Writes ``ctc.png``.
+  under test line N when IMAGE is a number, or a connected-digit speech run's under a
+  recording's features (:func:`inspect_ctc`, drawn by :func:`rnnkit.diagnostics.plot_ctc`).
+  Writes ``ctc.png``.
 
 Every problem (a missing run, a flag that does not apply to the run's task, no flag at all) is a
 :class:`~rnnkit.training.errors.RunError` with a one-line message.
@@ -54,6 +55,8 @@ from rnnkit.models.ctc import greedy_decode
 from rnnkit.tasks import build_task
 from rnnkit.tasks.handwriting import TASK as HANDWRITING
 from rnnkit.tasks.handwriting import digits_text, figure_line, load_recognizer
+from rnnkit.tasks.speech import TASK as SPEECH
+from rnnkit.tasks.speech import ctc_figure
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import pick_device
@@ -343,12 +346,20 @@ def inspect_ctc(run_dir: str | os.PathLike[str], source: str,
                 out_dir: str | os.PathLike[str]) -> Path:
     """``ctc.png`` of a handwriting run for an image file, or test line N if ``source`` is
     all digits: the line and, under it, the model's probability of each digit and of the blank
-    at every column (:func:`rnnkit.diagnostics.plot_ctc`). Returns the path written."""
+    at every column (:func:`rnnkit.diagnostics.plot_ctc`); of a connected-digit speech run for
+    a recording: its log-mel features and the probabilities at every step. Returns the path
+    written."""
     run = RunDirectory.open(run_dir)
     config = run.read_config()
+    if config.task == SPEECH:
+        features, probs, title = ctc_figure(run.path, source)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return plot_ctc(features, probs, out / "ctc.png", title=title,
+                        step_name="time step (20 ms)")
     if config.task != HANDWRITING:
-        raise RunError(f"--ctc needs a handwriting run (rnnkit train --task handwriting); "
-                       f"{run.path} is a {config.task!r} run")
+        raise RunError(f"--ctc needs a handwriting run (rnnkit train --task handwriting) or a "
+                       f"connected-digit speech run; {run.path} is a {config.task!r} run")
     line_source: str | int = int(source) if source.isdigit() else source
     if isinstance(line_source, str) and not Path(line_source).is_file():
         raise RunError(f"--ctc {source}: no such image file; give a PNG or the number of a "

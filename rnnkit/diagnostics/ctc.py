@@ -13,13 +13,15 @@ from rnnkit.models.ctc import BLANK
 
 
 def plot_ctc(line: np.ndarray, probs: np.ndarray, path: str | Path, *, title: str = "",
-             labels: Sequence[str] | None = None) -> Path:
+             labels: Sequence[str] | None = None,
+             step_name: str = "time step (pixel column)") -> Path:
     """Draw a line image (height, T) over its per-step class probabilities (T, C); write PNG.
 
     The top panel shows the line; the bottom one, aligned column by column, the probability
     of each label (one coloured curve each, named at the steps where best-path decoding emits
     it) and of the blank (black, dotted). ``labels`` names the classes 1..C-1 (default: the
-    digits 0..C-2, as the handwriting task's classes stand for). Returns the path written.
+    digits 0..C-2, as the handwriting task's classes stand for); ``step_name`` labels the time
+    axis. A line may as well be a recording's features (bands, T). Returns the path written.
     """
     names = list(labels) if labels is not None else [str(k) for k in range(probs.shape[1] - 1)]
     best = probs.argmax(axis=1)
@@ -40,7 +42,7 @@ def plot_ctc(line: np.ndarray, probs: np.ndarray, path: str | Path, *, title: st
         bottom.annotate(names[best[step] - 1], (step, probs[step, best[step]]),
                         textcoords="offset points", xytext=(0, 3), ha="center", fontsize=9,
                         color=colours((best[step] - 1) % 10))
-    bottom.set(xlabel="time step (pixel column)", ylabel="probability", ylim=(0, 1.12),
+    bottom.set(xlabel=step_name, ylabel="probability", ylim=(0, 1.12),
                xlim=(-0.5, len(steps) - 0.5))
     bottom.legend(fontsize=7, ncol=len(names) + 1, loc="upper center",
                   bbox_to_anchor=(0.5, -0.28), frameon=False)

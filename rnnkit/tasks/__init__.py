@@ -6,6 +6,7 @@
 * :mod:`~rnnkit.tasks.g2p` -- ``seq2seq``: grapheme-to-phoneme conversion on CMUdict.
 * :mod:`~rnnkit.tasks.synthetic` -- ``adding`` and ``copy``: long-range synthetic problems.
 * :mod:`~rnnkit.tasks.handwriting` -- ``handwriting``: lines of handwritten digits with CTC.
+* :mod:`~rnnkit.tasks.speech` -- ``speech``: spoken digits, isolated or connected (CTC).
 
 A task is a function ``(config, device, saved) -> Task`` (:class:`rnnkit.training.Task`) that
 loads its data, builds its model and says how to batch and evaluate, with the settings it
@@ -32,7 +33,15 @@ from typing import Any
 import torch
 
 from rnnkit.layers import RecurrentLayer
-from rnnkit.tasks import classify, forecast, g2p, handwriting, language_model, synthetic
+from rnnkit.tasks import (
+    classify,
+    forecast,
+    g2p,
+    handwriting,
+    language_model,
+    speech,
+    synthetic,
+)
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
 from rnnkit.training.task import Task, TaskBuilder
@@ -60,6 +69,7 @@ TASKS: dict[str, TaskEntry] = {
     "copy": TaskEntry(synthetic.copy_task, synthetic.COPY_DESCRIPTION, synthetic.COPY_DEFAULTS),
     "handwriting": TaskEntry(handwriting.handwriting_task, handwriting.DESCRIPTION,
                              handwriting.DEFAULTS),
+    "speech": TaskEntry(speech.speech_task, speech.DESCRIPTION, speech.DEFAULTS),
 }
 """Task name -> :class:`TaskEntry`."""
 

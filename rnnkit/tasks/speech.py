@@ -1,0 +1,373 @@
+"""``rnnkit train --task speech``: spoken digits, isolated or connected, from unseen speakers.
+
+The data are the bundled Free Spoken Digit Dataset's 2,500 recordings (:mod:`rnnkit.data.fsdd`),
+read as log-mel features computed on the fly (:mod:`rnnkit.data.audio`), each recording's
+features normalised by its own mean and spread. ``--data`` says what to learn and how to
+split (:func:`parse_data`):
+
+* ``fsdd`` -- isolated digits: one recording in, one digit out. A (by default bidirectional,
+  two-layer GRU) :class:`~rnnkit.models.SequenceClassifier` averages its outputs over the
+  recording. Metrics: ``error_rate`` (1 - accuracy) and ``cross_entropy``.
+* ``fsdd-strings`` -- connected digits: strings of 1-7 digits, made by joining recordings of
+  one speaker with random pauses, level changes and background noise
+  (:func:`~rnnkit.data.fsdd.make_digit_strings`), read by the handwriting task's CTC
+  recognizer (:class:`~rnnkit.models.ctc.LineRecognizer`, bidirectional, or unidirectional
+  with ``--no-bidirectional``) frame by frame. Metrics: ``cer`` (character error rate) and
+  ``string_error`` (share of strings not read exactly).
+
+``:SPEAKER`` after either name holds that speaker out (``fsdd:theo``): the test set is their
+500 recordings (or strings made of them), never heard in training or in choosing the
+checkpoint; without it the test set is the data set's own split, recordings 0-4. Training
+augments the audio (``/speed,noise,mask`` after the name picks which; ``/none`` turns it
+off): speed perturbation by 0.9-1.1, white noise 5-40 dB below the speech in half the
+recordings, and SpecAugment masks of bands and frames.
+
+:func:`recognize_recordings` reads users' WAV or FLAC files with a trained run
+(``rnnkit recognize``); :func:`ctc_figure` gives what ``rnnkit inspect --ctc`` draws. Every
+problem with the user's input raises :class:`~rnnkit.data.DataError` or
+:class:`~rnnkit.training.errors.RunError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.data.audio import (
+    N_MELS,
+    add_noise,
+    audio_files,
+    change_speed,
+    log_mel,
+    mask_features,
+    normalise_features,
+    pad_waveforms,
+    read_audio,
+    stack_frames,
+    trim_silence,
+)
+from rnnkit.data.fsdd import (
+    MAX_STRING_DIGITS,
+    SPEAKERS,
+    Recording,
+    fsdd_split,
+    make_digit_strings,
+)
+from rnnkit.models import evaluation_mode
+from rnnkit.models.ctc import LineRecognizer, LineRecognizerConfig, beam_decode, greedy_decode
+from rnnkit.tasks.classify import ClassifierAdapter, classification_metrics, confusion_table
+from rnnkit.tasks.handwriting import (
+    RecognizerForTraining,
+    digits_text,
+    score_lines,
+    showcase_lines,
+)
+from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.errors import RunError
+from rnnkit.training.run_dir import RunDirectory
+from rnnkit.training.task import Batch, Task, build_model, head_settings, in_chunks, shuffled_rows
+
+TASK = "speech"
+DESCRIPTION = ("spoken digits (bundled FSDD): isolated (fsdd) or connected strings with CTC "
+               "(fsdd-strings), any speaker held out (fsdd:theo)")
+
+DEFAULTS: dict[str, Any] = {
+    "data": "fsdd", "cell": "gru", "hidden_size": 128, "layers": 2, "bidirectional": True,
+    "dropout": 0.2, "batch_size": 32, "weight_decay": 0.01, "warmup": 50, "eval_every": 100,
+}
+"""A two-layer bidirectional GRU; it trains for as many steps as fit in the time limit."""
+
+ISOLATED, STRINGS = "fsdd", "fsdd-strings"
+AUGMENTATIONS = ("speed", "noise", "mask")
+SPEED_RANGE = (0.9, 1.1)
+NOISE_SHARE = 0.5
+"""Share of training recordings given white noise, at :data:`NOISE_SNR_DB` below them."""
+NOISE_SNR_DB = (5.0, 40.0)
+STACK = 2
+"""Consecutive 10 ms frames the recurrent layer reads as one step (20 ms steps)."""
+VAL_STRINGS = 200
+TEST_STRINGS = 500
+EVAL_SEED = 0
+"""The validation and test strings are fixed (this seed), whatever a run's seed."""
+EVAL_BATCH = 100
+MEAN_STRING_DIGITS = (1 + MAX_STRING_DIGITS) / 2
+
+
+@dataclass(frozen=True)
+class SpeechData:
+    """What ``--data`` asks for: connected ``strings`` or isolated digits, the speaker held
+    out (None: the data set's own split) and the training augmentations."""
+
+    strings: bool
+    holdout: str | None
+    augment: tuple[str, ...]
+
+
+def parse_data(data: str) -> SpeechData:
+    """``NAME[:SPEAKER][/AUGMENTATIONS]``: NAME ``fsdd`` (isolated digits) or ``fsdd-strings``
+    (connected digits); SPEAKER one of :data:`~rnnkit.data.fsdd.SPEAKERS`; AUGMENTATIONS a
+    comma list of :data:`AUGMENTATIONS` or ``none`` (default all). Else RunError."""
+    expected = (f"give --data {ISOLATED} or {STRINGS}, optionally :SPEAKER to hold one of "
+                f"{', '.join(SPEAKERS)} out and /AUGMENTATIONS ({','.join(AUGMENTATIONS)} or "
+                f"none), e.g. {ISOLATED}:theo")
+    rest, _, augment_text = data.partition("/")
+    name, _, holdout = rest.partition(":")
+    if name not in (ISOLATED, STRINGS):
+        raise RunError(f"--data {data!r}: the speech task reads the bundled spoken digits; "
+                       f"{expected}")
+    if ":" in rest and holdout not in SPEAKERS:
+        raise RunError(f"--data {data!r}: unknown speaker {holdout!r}; {expected}")
+    augment = AUGMENTATIONS
+    if "/" in data:
+        augment = () if augment_text == "none" else tuple(augment_text.split(","))
+        unknown = [a for a in augment if a not in AUGMENTATIONS]
+        if unknown or not augment_text:
+            wrong = unknown[0] if unknown else ""
+            raise RunError(f"--data {data!r}: unknown augmentation {wrong!r}; {expected}")
+    return SpeechData(name == STRINGS, holdout or None, augment)
+
+
+def features_of(waves: Sequence[Tensor | np.ndarray], masks: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """The recurrent layer's input for waveforms at 8 kHz: normalised log-mel features,
+    :data:`STACK` frames a step, (B, T, STACK * N_MELS), and each one's step count (B,).
+    ``masks`` (training) draws SpecAugment masks."""
+    features, frames = log_mel(*pad_waveforms(waves))
+    features = normalise_features(features, frames)
+    if masks is not None:
+        features = mask_features(features, frames, masks)
+    return stack_frames(features, frames, STACK)
+
+
+def augmented(wave: np.ndarray, augment: tuple[str, ...], rng: np.random.Generator,
+              generator: torch.Generator) -> Tensor:
+    """A training waveform with the chosen speed change and noise (:data:`AUGMENTATIONS`)."""
+    samples = torch.from_numpy(wave)
+    if "speed" in augment:
+        samples = change_speed(samples, float(rng.uniform(*SPEED_RANGE)))
+    if "noise" in augment and rng.random() < NOISE_SHARE:
+        samples = add_noise(samples, float(rng.uniform(*NOISE_SNR_DB)), generator)
+    return samples
+
+
+def training_features(waves: Sequence[np.ndarray], augment: tuple[str, ...], seed: int,
+                      step: int) -> tuple[Tensor, Tensor]:
+    """:func:`features_of` the waveforms of training ``step``, augmented; the same for the
+    same seed and step (so a resumed run repeats them)."""
+    rng = np.random.default_rng([seed, step, 1])
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    inputs = [augmented(wave, augment, rng, generator) for wave in waves]
+    return features_of(inputs, generator if "mask" in augment else None)
+
+
+def speech_task(config: TrainConfig, device: torch.device,
+                saved: dict[str, Any] | None = None) -> Task:
+    """The isolated- or connected-digit task of ``config.data`` (see the module's docstring);
+    ``saved`` (from a checkpoint) fixes the model's sizes."""
+    data = parse_data(config.data)
+    if saved is not None and saved.get("strings") != data.strings:
+        kind = "connected digits" if saved.get("strings") else "isolated digits"
+        raise RunError(f"--data {config.data}: the run's model reads {kind}; give --data "
+                       f"{STRINGS if saved.get('strings') else ISOLATED}[:SPEAKER]")
+    split = fsdd_split(data.holdout)
+    if data.strings:
+        return _strings_task(config, device, saved, data, split)
+    return _isolated_task(config, device, saved, data, split)
+
+
+def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, Any] | None,
+                   data: SpeechData, split: dict[str, list[Recording]]) -> Task:
+    settings = head_settings(config, saved, input_size=STACK * N_MELS, num_outputs=10,
+                             pooling="mean")
+    model = build_model(ClassifierAdapter, settings).to(device)
+    train = split["train"]
+    labels = torch.tensor([r.digit for r in train])
+    held_out: dict[str, tuple[list[tuple[Tensor, Tensor]], Tensor]] = {}
+
+    def batch_at(step: int) -> Batch:
+        rows = shuffled_rows(len(train), config.batch_size, step, config.seed)
+        features, frames = training_features([train[int(i)].samples for i in rows],
+                                             data.augment, config.seed, step)
+        return Batch((features.to(device), frames.to(device)), labels[rows].to(device),
+                     starts_sequences=True)
+
+    def scores(name: str) -> tuple[Tensor, Tensor]:
+        if name == "all":
+            parts = [scores(part) for part in ("val", "test")]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if name not in held_out:
+            recordings = split[name]
+            held_out[name] = ([features_of([r.samples for r in recordings[rows]])
+                               for rows in in_chunks(len(recordings), EVAL_BATCH)],
+                              torch.tensor([r.digit for r in recordings]))
+        chunks, targets = held_out[name]
+        with evaluation_mode(model):
+            outputs = [model((f.to(device), n.to(device))).outputs.float().cpu()
+                       for f, n in chunks]
+        return torch.cat(outputs), targets
+
+    return Task(
+        model=model, batch_at=batch_at,
+        steps_per_epoch=math.ceil(len(train) / config.batch_size),
+        evaluate=lambda name: classification_metrics(*scores(name)),
+        metric="error_rate", metric_names=("error_rate", "cross_entropy"),
+        saved={"model": settings, "strings": False, "data": config.data},
+        showcase=lambda: confusion_table([str(d) for d in range(10)], *scores("test")).replace(
+            "validation confusion", "test confusion").replace(" series:", " recordings:"),
+    )
+
+
+def recognizer_config(config: TrainConfig) -> LineRecognizerConfig:
+    """The CTC recognizer's sizes: ``--embedding-size`` features from each step's frames,
+    ``--layers`` stacked per direction."""
+    return LineRecognizerConfig(
+        line_height=STACK * N_MELS, cell=config.cell, hidden_size=config.hidden_size,
+        num_layers=config.layers, bidirectional=config.bidirectional,
+        feature_size=config.embedding_size, dropout=config.dropout)
+
+
+Line = tuple[np.ndarray, list[int]]
+"""A string's features as a line (features, steps) -- the handwriting task's layout -- and
+its digits."""
+
+
+def as_lines(waves: Sequence[np.ndarray], labels: Sequence[list[int]]) -> list[Line]:
+    """Recordings as the lines the CTC recognizer's helpers read (features transposed)."""
+    lines: list[Line] = []
+    for rows in in_chunks(len(waves), EVAL_BATCH):
+        features, steps = features_of(list(waves[rows]))
+        lines.extend((features[i, :int(steps[i])].T.numpy(), list(labels[rows][i]))
+                     for i in range(len(steps)))
+    return lines
+
+
+def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, Any] | None,
+                  data: SpeechData, split: dict[str, list[Recording]]) -> Task:
+    model_config = (LineRecognizerConfig(**saved["model"]) if saved
+                    else recognizer_config(config))
+    model = RecognizerForTraining(build_model(LineRecognizer, model_config)).to(device)
+    held_out: dict[str, list[Line]] = {}
+
+    def strings_of(name: str) -> list[Line]:
+        if name == "all":
+            return strings_of("val") + strings_of("test")
+        if name not in held_out:
+            count = VAL_STRINGS if name == "val" else TEST_STRINGS
+            made = make_digit_strings(split[name], count, EVAL_SEED, name)
+            held_out[name] = as_lines([w for w, _ in made], [d for _, d in made])
+        return held_out[name]
+
+    def batch_at(step: int) -> Batch:
+        digits = int(np.random.default_rng([config.seed, step]).integers(
+            1, MAX_STRING_DIGITS + 1))
+        made = make_digit_strings(split["train"], config.batch_size, config.seed, "train",
+                                  start=step * config.batch_size, min_digits=digits,
+                                  max_digits=digits)
+        features, steps = training_features([w for w, _ in made], data.augment, config.seed,
+                                            step)
+        targets = torch.tensor([d for _, d in made]) + 1
+        return Batch((features.to(device), steps.to(device)),
+                     (targets.to(device), torch.full((len(made),), digits, device=device)),
+                     starts_sequences=True)
+
+    def evaluate(name: str) -> dict[str, float]:
+        scores = score_lines(model.recognizer, strings_of(name))
+        return {"cer": scores["cer"], "string_error": 1.0 - scores["line_accuracy"]}
+
+    per_step = MEAN_STRING_DIGITS * config.batch_size
+    return Task(
+        model=model, batch_at=batch_at,
+        steps_per_epoch=max(1, math.ceil(len(split["train"]) / per_step)),
+        evaluate=evaluate, metric="cer", metric_names=("cer", "string_error"),
+        saved={"model": dataclasses.asdict(model_config), "strings": True, "data": config.data},
+        showcase=lambda: showcase_lines(model.recognizer, strings_of("test")[:8]).replace(
+            "test line", "test string"),
+    )
+
+
+def load_speech_model(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, bool]:
+    """The best checkpoint's model of a speech run in eval mode -- a
+    :class:`~rnnkit.models.SequenceClassifier` or a :class:`LineRecognizer` -- and whether it
+    reads digit strings. A missing or damaged run, or a run of another task, raises RunError."""
+    run = RunDirectory.open(run_dir)
+    task = run.read_config().task
+    if task != TASK:
+        raise RunError(f"{run.path}: is a run of task {task!r}, not speech; give a run "
+                       "directory written by `rnnkit train --task speech`")
+    checkpoint = load_checkpoint(run.checkpoint_for_use())
+    try:
+        saved = checkpoint.info["task"]
+        strings = bool(saved["strings"])
+        if strings:
+            model: nn.Module = RecognizerForTraining(
+                build_model(LineRecognizer, LineRecognizerConfig(**saved["model"])))
+        else:
+            model = build_model(ClassifierAdapter, saved["model"])
+        checkpoint.restore_model(model)
+    except (KeyError, TypeError):
+        raise RunError(f"{run.path}: its checkpoint does not describe a speech model; train "
+                       "it again with `rnnkit train --task speech`") from None
+    inner = model.recognizer if strings else model.net
+    return inner.eval(), strings
+
+
+def recording_features(path: str | os.PathLike[str]) -> Tensor:
+    """A user's recording as the model reads it: read and resampled (:func:`read_audio`),
+    its quiet start and end cut (:func:`trim_silence`), features (T, F)."""
+    wave = trim_silence(read_audio(path))
+    return features_of([wave])[0][0]
+
+
+def recognize_recordings(run_dir: str | os.PathLike[str],
+                         paths: Sequence[str | os.PathLike[str]],
+                         beam_size: int | None = None) -> list[tuple[Path, str]]:
+    """The digits a speech run hears in each recording (files, or folders of them):
+    ``(path, digits)`` pairs in order. Every file is read (and a bad one reported, naming it)
+    before any is recognised. Strings are decoded by best path, or prefix beam search with
+    ``beam_size`` beams."""
+    if beam_size is not None and beam_size < 1:
+        raise RunError(f"--beam must be >= 1, got {beam_size}")
+    model, strings = load_speech_model(run_dir)
+    files = audio_files(paths)
+    features = [recording_features(path) for path in files]
+    found = []
+    with torch.no_grad():
+        for path, steps in zip(files, features):
+            if strings:
+                log_probs = model(steps.unsqueeze(0)).outputs
+                classes = (greedy_decode(log_probs) if beam_size is None
+                           else beam_decode(log_probs, beam_size=beam_size))[0]
+                found.append((path, digits_text(classes)))
+            else:
+                found.append((path, str(int(model(steps.unsqueeze(0)).outputs.argmax()))))
+    return found
+
+
+def ctc_figure(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+    """What ``rnnkit inspect --ctc`` draws for a connected-digit run and a recording: its
+    log-mel bands (40, T), the per-step class probabilities (T, 11) and a title."""
+    model, strings = load_speech_model(run_dir)
+    if not strings:
+        raise RunError(f"--ctc needs a connected-digit run (--data {STRINGS}); {run_dir} "
+                       "reads isolated digits")
+    features = recording_features(path)
+    with torch.no_grad():
+        log_probs = model(features.unsqueeze(0)).outputs[0]
+    title = f"{Path(path).name}: read {digits_text(greedy_decode(log_probs)[0])}"
+    # Each step's first frame, low bands at the bottom, as a spectrogram is drawn.
+    return features[:, :N_MELS].T.flip(0).numpy(), log_probs.exp().numpy(), title
+
+
+__all__ = ["DEFAULTS", "DESCRIPTION", "SpeechData", "ctc_figure", "features_of",
+           "load_speech_model", "parse_data", "recognize_recordings", "speech_task"]

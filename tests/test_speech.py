@@ -1,0 +1,209 @@
+"""Tests for audio in (rnnkit.data.audio), the bundled spoken digits (rnnkit.data.fsdd) and
+the speech task: `rnnkit train --task speech`, recognize and inspect --ctc on recordings."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from rnnkit.cli import main
+from rnnkit.data import DataError
+from rnnkit.data.audio import (
+    HOP,
+    N_MELS,
+    SAMPLE_RATE,
+    frame_count,
+    log_mel,
+    normalise_features,
+    pad_waveforms,
+    read_audio,
+    resample,
+    stack_frames,
+    trim_silence,
+)
+from rnnkit.data.fsdd import SPEAKERS, fsdd_split, load_fsdd, make_digit_strings
+from rnnkit.tasks.speech import parse_data, recognize_recordings
+from rnnkit.training.errors import RunError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def recording(digit: int, speaker: str = "theo", index: int = 0) -> np.ndarray:
+    return next(r.samples for r in load_fsdd()
+                if (r.digit, r.speaker, r.index) == (digit, speaker, index))
+
+
+# --- reading and features -------------------------------------------------------------------
+
+
+def test_any_rate_and_channel_count_is_read_as_mono_at_8_khz(tmp_path) -> None:
+    t = np.arange(16000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([tone, tone], axis=1)
+    soundfile.write(tmp_path / "tone.wav", stereo, 16000)
+    soundfile.write(tmp_path / "tone.flac", tone, 16000)
+    for name in ("tone.wav", "tone.flac"):
+        samples = read_audio(tmp_path / name)
+        assert samples.dtype == np.float32 and samples.shape == (SAMPLE_RATE,)
+        spectrum = np.abs(np.fft.rfft(samples))
+        assert np.argmax(spectrum) == 440  # 1-second signal: bin k is k Hz
+        assert np.abs(samples).max() == pytest.approx(0.5, abs=0.02)
+
+
+def test_resampling_keeps_a_tone_and_speed_change_shifts_it() -> None:
+    tone = torch.sin(2 * math.pi * 300 * torch.arange(8000) / 8000)
+    faster = resample(tone, 1.25, 1.0)
+    assert faster.shape == (6400,)
+    peak = int(torch.fft.rfft(faster).abs().argmax())  # bins of 8000/6400 Hz
+    assert peak * 8000 / 6400 == pytest.approx(375, abs=2)
+
+
+def bad_recordings(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF this is not audio at all" * 20)
+    soundfile.write(tmp_path / "short.wav", np.full(400, 0.1), 8000)
+    soundfile.write(tmp_path / "silent.wav", np.zeros(4000), 8000)
+    soundfile.write(tmp_path / "nothing.wav", np.zeros(0), 8000)
+    return {
+        "missing": (tmp_path / "absent.wav", "no such file"),
+        "folder": (tmp_path, "is a folder"),
+        "empty": (tmp_path / "empty.wav", "the file is empty"),
+        "corrupt": (tmp_path / "junk.wav", "not a recording soundfile can read"),
+        "short": (tmp_path / "short.wav", "too short"),
+        "silent": (tmp_path / "silent.wav", "silent"),
+        "no samples": (tmp_path / "nothing.wav", "holds no samples"),
+    }
+
+
+def test_bad_recordings_are_one_line_errors_naming_the_file(tmp_path) -> None:
+    for case, (path, words) in bad_recordings(tmp_path).items():
+        with pytest.raises(DataError, match=re.escape(words)) as caught:
+            read_audio(path)
+        message = str(caught.value)
+        assert str(path) in message and "\n" not in message, case
+
+
+def test_log_mel_of_a_padded_batch_equals_each_recording_alone() -> None:
+    waves = [recording(3), recording(8, "jackson")]
+    batch, lengths = pad_waveforms(waves)
+    features, frames = log_mel(batch, lengths)
+    assert features.shape == (2, frame_count(int(lengths.max())), N_MELS)
+    for row, wave in enumerate(waves):
+        alone, count = log_mel(torch.from_numpy(wave).unsqueeze(0))
+        assert int(frames[row]) == int(count[0]) == len(wave) // HOP + 1
+        # Frames near the end see the padding (zeros) either way; the rest are equal.
+        inner = int(count[0]) - 3
+        torch.testing.assert_close(features[row, :inner], alone[0, :inner])
+        assert (features[row, int(count[0]):] == 0).all()
+    normal = normalise_features(features, frames)
+    valid = normal[0, :int(frames[0])]
+    torch.testing.assert_close(valid.mean(0), torch.zeros(N_MELS), atol=1e-4, rtol=0)
+    assert valid.std(0).mean() == pytest.approx(1.0, abs=0.05)
+    stacked, steps = stack_frames(normal, frames, 2)
+    assert stacked.shape[-1] == 2 * N_MELS and steps.tolist() == ((frames + 1) // 2).tolist()
+    torch.testing.assert_close(stacked[0, 1, N_MELS:], normal[0, 3])
+
+
+def test_trim_silence_cuts_quiet_edges_and_keeps_the_digit() -> None:
+    digit = torch.from_numpy(recording(5))
+    padded = torch.cat([torch.zeros(4000), digit, torch.zeros(8000)])
+    trimmed = trim_silence(padded)
+    assert len(digit) - 2 * HOP <= len(trimmed) <= len(digit) + 6 * HOP
+
+
+# --- the data set ---------------------------------------------------------------------------
+
+
+def test_the_bundled_data_set_is_complete_and_splits_by_speaker() -> None:
+    recordings = load_fsdd()
+    assert len(recordings) == 2500
+    assert {r.speaker for r in recordings} == set(SPEAKERS)
+    assert all(len(r.samples) >= 0.1 * SAMPLE_RATE for r in recordings)
+    own = fsdd_split()
+    assert [len(own[s]) for s in ("train", "val", "test")] == [2000, 250, 250]
+    assert {r.index for r in own["test"]} == set(range(5))
+    for speaker in SPEAKERS:
+        split = fsdd_split(speaker)
+        assert {r.speaker for r in split["test"]} == {speaker} and len(split["test"]) == 500
+        assert speaker not in {r.speaker for r in split["train"] + split["val"]}
+
+
+def test_digit_strings_are_seeded_and_spoken_by_one_speaker() -> None:
+    pool = fsdd_split("nicolas")["test"][:100] + fsdd_split("theo")["test"][:100]
+    first = make_digit_strings(pool, 6, seed=3, split="test", min_digits=2, max_digits=4)
+    again = make_digit_strings(pool, 2, seed=3, split="test", start=4, min_digits=2,
+                               max_digits=4)
+    assert all(2 <= len(digits) <= 4 for _, digits in first)
+    for (wave, digits), (wave2, digits2) in zip(first[4:], again):
+        assert digits == digits2 and np.array_equal(wave, wave2)
+    assert all(set(d) <= {r.digit for r in pool} for _, d in first)
+
+
+def test_data_names_are_parsed_and_bad_ones_are_one_line_errors() -> None:
+    assert parse_data("fsdd") == parse_data("fsdd/speed,noise,mask")
+    spec = parse_data("fsdd-strings:theo/none")
+    assert spec.strings and spec.holdout == "theo" and spec.augment == ()
+    for bad, words in (("fsd", "bundled spoken digits"), ("fsdd:lucas", "unknown speaker"),
+                       ("fsdd/pitch", "unknown augmentation"), ("fsdd/", "augmentation")):
+        with pytest.raises(RunError, match=words):
+            parse_data(bad)
+
+
+# --- training, recognize, inspect -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def isolated_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("speech") / "isolated"
+    code = main(["train", "--task", "speech", "--data", "fsdd:nicolas", "--hidden-size", "32",
+                 "--layers", "1", "--steps", "60", "--eval-every", "30", "--lr", "0.01",
+                 "--warmup", "5", "--threads", "1", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_a_short_isolated_run_beats_chance_on_a_speaker_it_never_heard(isolated_run) -> None:
+    report = json.loads((isolated_run / "report.json").read_text())
+    assert report["validation"]["error_rate"] < 0.6  # chance: 0.9
+    assert report["test"]["error_rate"] < 0.75  # nicolas, held out
+    assert "test confusion" in report["sample"] and "250 recordings" not in report["sample"]
+
+
+def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys) -> None:
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    for digit in (1, 4):
+        soundfile.write(folder / f"{digit}.wav", recording(digit, "nicolas"), 8000)
+    soundfile.write(tmp_path / "seven.flac", recording(7, "nicolas"), 8000)
+    code, out, err = run_cli(capsys, "recognize", str(isolated_run), str(tmp_path / "seven.flac"),
+                             str(folder))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [
+        str(tmp_path / "seven.flac"), str(folder / "1.wav"), str(folder / "4.wav")]
+    assert all(re.fullmatch(r"\d", line.split(": ")[1]) for line in lines)
+    found = recognize_recordings(isolated_run, [folder])
+    assert [digits for _, digits in found] == [line.split(": ")[1] for line in lines[1:]]
+    (tmp_path / "bad").mkdir()
+    for case, (path, words) in bad_recordings(tmp_path / "bad").items():
+        if case == "folder":  # recognize reads the recordings in a folder
+            continue
+        code, out, err = run_cli(capsys, "recognize", str(isolated_run), str(path))
+        assert code == 1 and out == "" and err.count("\n") == 1, case
+        assert words in err and err.startswith("rnnkit recognize: error: "), case
+    code, _, err = run_cli(capsys, "inspect", str(isolated_run), "--ctc",
+                           str(tmp_path / "seven.flac"))
+    assert code == 1 and "connected-digit run" in err
