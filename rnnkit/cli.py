@@ -28,6 +28,7 @@ from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
 from rnnkit.tasks.handwriting import recognize_image
 from rnnkit.tasks.speech import TASK as SPEECH
 from rnnkit.tasks.speech import recognize_recordings
+from rnnkit.tasks.translate import BEAM_SIZE, evaluation_report, translate_lines
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import OPTIMIZERS, PRECISIONS, TrainConfig
@@ -112,6 +113,11 @@ def build_parser() -> Parser:
         help="forecast: the CSV column to forecast (default: the single numeric column)")
     add("--horizon", type=int, metavar="H",
         help=f"forecast: predict 1..H steps ahead (default {_default('horizon')})")
+    add("--source", metavar="LANG_OR_COLUMN",
+        help="translate: the source language of multi30k (de, en, fr; default de) or the "
+             "source column of a TSV (default 1)")
+    add("--target", metavar="LANG_OR_COLUMN",
+        help="translate: the target language (default en) or TSV column (default 2)")
     add("--cell", metavar="NAME",
         help=f"recurrent cell, see `rnnkit list` (default {_default('cell')})")
     add("--embedding-size", type=int, metavar="N",
@@ -272,6 +278,25 @@ def build_parser() -> Parser:
                                   help="prefix beam search with N beams (default best path)")
     recognize_parser.set_defaults(handler=recognize_command, parser=recognize_parser)
 
+    translate_parser = commands.add_parser(
+        "translate", formatter_class=_formatter, help="translate sentences with a translate run",
+        description="Translate sentences with a translate run's best checkpoint, one line of\n"
+                    "output per sentence: the arguments, else each line of --file, else each\n"
+                    "line of standard input.",
+        epilog="examples:\n  rnnkit translate runs/RUN \"Ein Mann fährt Fahrrad.\"\n"
+               "  rnnkit translate runs/RUN --file sentences.de > sentences.en\n"
+               "  echo \"Zwei Hunde spielen im Schnee.\" | rnnkit translate runs/RUN --beam 1")
+    translate_parser.add_argument("run", metavar="RUN", help="run directory of a translate run")
+    translate_parser.add_argument("text", metavar="SENTENCE", nargs="*",
+                                  help="sentences to translate")
+    translate_parser.add_argument("--file", metavar="PATH",
+                                  help="a UTF-8 text file, one sentence a line")
+    translate_parser.add_argument("--beam", type=int, default=BEAM_SIZE, metavar="N",
+                                  help=f"beam search with N beams; 1 = greedy (default "
+                                       f"{BEAM_SIZE})")
+    translate_parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    translate_parser.set_defaults(handler=translate_command, parser=translate_parser)
+
     experiment_parser = commands.add_parser(
         "experiment", formatter_class=_formatter,
         help="run an experiment that shows why gates matter",
@@ -391,6 +416,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """``rnnkit evaluate``: metrics of a run's best checkpoint on a split of its data."""
     run = RunDirectory.open(args.run)
     config = run.read_config()
+    if config.task == "translate":  # BLEU and chrF, greedy and beam, with their signatures
+        print(evaluation_report(run.path, args.split or "test", args.data,
+                                device=distributed.pick_device(args.device)))
+        return 0
     if args.data is not None:
         config.data = args.data
     config = dataclasses.replace(config, **EVALUATION_SETTINGS.get(config.task, {}))
@@ -446,6 +475,25 @@ def recognize_command(args: argparse.Namespace) -> int:
         return 0
     for image in args.image:
         print(f"{image}: {recognize_image(args.run, image, beam_size=args.beam)}")
+    return 0
+
+
+def translate_command(args: argparse.Namespace) -> int:
+    """``rnnkit translate``: print the translation of each sentence, one a line."""
+    if args.text and args.file:
+        raise RunError("give sentences as arguments or --file, not both")
+    if args.text:
+        lines = args.text
+    elif args.file:
+        try:
+            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise RunError(f"--file {args.file}: not UTF-8 ({err.reason} at byte "
+                           f"{err.start}); save it as UTF-8") from None
+    else:
+        lines = sys.stdin.read().splitlines()
+    for line in translate_lines(args.run, lines, args.beam, args.device):
+        print(line)
     return 0
 
 

@@ -46,6 +46,13 @@ class Seq2Seq(nn.Module):
     between stacked layers and before the projection. ``switches`` go to
     :func:`rnnkit.build_layer` for both layers.
 
+    For translation (joint subword vocabularies): ``decoder_size`` gives the decoder its own
+    width (default ``hidden_size``; the bridge maps the encoder's state to it);
+    ``tie_embeddings`` shares one matrix between the source and target embeddings and the
+    output projection (Press & Wolf 2017; needs equal vocabularies and attention, whose
+    combined output then has ``embedding_size`` features); ``label_smoothing`` spreads that
+    share of each target's probability evenly over the vocabulary in the training loss.
+
     Decoding (:meth:`greedy_decode`, :meth:`beam_decode`) runs the decoder one step at a time,
     carrying its state; PAD and BOS are never emitted.
 
@@ -72,19 +79,30 @@ class Seq2Seq(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         attention: str | None = "general",
+        decoder_size: int | None = None,
+        tie_embeddings: bool = False,
+        label_smoothing: float = 0.0,
         **switches: Any,
     ) -> None:
         """Build embeddings, encoder, bridge, decoder, attention (if any) and output projection."""
         super().__init__()
         if attention is not None and attention not in ATTENTIONS:
             raise ValueError(f"attention: expected None or one of {ATTENTIONS}, got {attention!r}")
+        if tie_embeddings and (source_vocab_size != target_vocab_size or attention is None):
+            raise ValueError("tie_embeddings: needs one vocabulary for source and target "
+                             f"(got {source_vocab_size} and {target_vocab_size}) and attention "
+                             f"(got {attention!r})")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
         layer_dropout = dropout if num_layers > 1 else 0.0
-        self.source_embedding = nn.Embedding(source_vocab_size, embedding_size, padding_idx=PAD)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_size, padding_idx=PAD)
+        self.source_embedding = (self.target_embedding if tie_embeddings else
+                                 nn.Embedding(source_vocab_size, embedding_size, padding_idx=PAD))
         self.encoder = build_layer(cell, embedding_size, hidden_size, num_layers, batch_first=True,
                                    bidirectional=bidirectional, dropout=layer_dropout, **switches)
-        self.decoder = build_layer(cell, embedding_size, hidden_size, num_layers, batch_first=True,
-                                   dropout=layer_dropout, **switches)
+        self.decoder = build_layer(cell, embedding_size, decoder_size or hidden_size, num_layers,
+                                   batch_first=True, dropout=layer_dropout, **switches)
         directions = self.encoder.num_directions
         self.bridge = nn.ModuleList(
             nn.Linear(directions * encoder_size, decoder_size) for encoder_size, decoder_size
@@ -98,10 +116,13 @@ class Seq2Seq(nn.Module):
         self.attention = attention
         if attention == "general":
             self.attention_weight = nn.Linear(decoder_size, memory_size, bias=False)
+        combined_size = embedding_size if tie_embeddings else decoder_size
         if attention is not None:
-            self.combine = nn.Linear(memory_size + decoder_size, decoder_size)
+            self.combine = nn.Linear(memory_size + decoder_size, combined_size)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(decoder_size, target_vocab_size)
+        self.head = nn.Linear(combined_size, target_vocab_size)
+        if tie_embeddings:
+            self.head.weight = self.target_embedding.weight
 
     def forward(
         self, source: Tensor, source_lengths: Tensor | Sequence[int], target_input: Tensor,
@@ -115,7 +136,7 @@ class Seq2Seq(nn.Module):
             return ModelOutput(logits)
         scores = logits.float()  # float32 softmax, also under autocast
         loss = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), targets.reshape(-1),
-                               ignore_index=PAD)
+                               ignore_index=PAD, label_smoothing=self.label_smoothing)
         return ModelOutput(logits, None, loss)
 
     def encode(
@@ -148,11 +169,31 @@ class Seq2Seq(nn.Module):
         state = map_state(state, lambda part: part.to(embedded.dtype))
         outputs, state = self.decoder(embedded, state, start_step=start_step)
         if self.attention is not None:
-            query = outputs if self.attention == "dot" else self.attention_weight(outputs)
-            scores = (query @ memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), -torch.inf)
-            context = scores.softmax(dim=-1) @ memory
-            outputs = torch.tanh(self.combine(torch.cat([context, outputs], dim=-1)))
+            outputs, _ = self.attend(outputs, memory, mask)
         return self.head(self.dropout(outputs)), state
+
+    def attend(self, outputs: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Decoder outputs (B, T, H) with attention over ``memory`` (B, S, M): the combined
+        outputs ``tanh(W_c [c; h])`` and the attention weights (B, T, S)."""
+        query = outputs if self.attention == "dot" else self.attention_weight(outputs)
+        scores = (query @ memory.transpose(1, 2)).masked_fill(~mask.unsqueeze(1), -torch.inf)
+        weights = scores.softmax(dim=-1)
+        combined = torch.tanh(self.combine(torch.cat([weights @ memory, outputs], dim=-1)))
+        return combined, weights
+
+    @torch.no_grad()
+    def attention_map(self, source: Tensor, source_lengths: Tensor | Sequence[int],
+                      target_input: Tensor) -> Tensor:
+        """Attention weights (B, T, S) of the teacher-forced decoder: row t is where the
+        decoder looks while scoring target token t. In eval mode; needs attention."""
+        if self.attention is None:
+            raise ValueError("attention_map: this model was built with attention=None")
+        with evaluation_mode(self):
+            memory, mask, state = self.encode(source, source_lengths)
+            embedded = self.target_embedding(target_input)
+            state = map_state(state, lambda part: part.to(embedded.dtype))
+            outputs, _ = self.decoder(embedded, state)
+            return self.attend(outputs, memory, mask)[1]
 
     def output_log_probs(self, logits: Tensor) -> Tensor:
         """Log-probabilities of the next token as decoding sees them: PAD and BOS, never an

@@ -6,6 +6,7 @@
 * :mod:`~rnnkit.tasks.g2p` -- ``seq2seq``: grapheme-to-phoneme conversion on CMUdict.
 * :mod:`~rnnkit.tasks.synthetic` -- ``adding`` and ``copy``: long-range synthetic problems.
 * :mod:`~rnnkit.tasks.handwriting` -- ``handwriting``: lines of handwritten digits with CTC.
+* :mod:`~rnnkit.tasks.translate` -- ``translate``: translation of sentences (Multi30K).
 * :mod:`~rnnkit.tasks.speech` -- ``speech``: spoken digits, isolated or connected (CTC).
 
 A task is a function ``(config, device, saved) -> Task`` (:class:`rnnkit.training.Task`) that
@@ -41,6 +42,7 @@ from rnnkit.tasks import (
     language_model,
     speech,
     synthetic,
+    translate,
 )
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
@@ -70,6 +72,8 @@ TASKS: dict[str, TaskEntry] = {
     "handwriting": TaskEntry(handwriting.handwriting_task, handwriting.DESCRIPTION,
                              handwriting.DEFAULTS),
     "speech": TaskEntry(speech.speech_task, speech.DESCRIPTION, speech.DEFAULTS),
+    "translate": TaskEntry(translate.translation_task, translate.DESCRIPTION,
+                           translate.DEFAULTS),
 }
 """Task name -> :class:`TaskEntry`."""
 
@@ -107,6 +111,10 @@ def build_task(config: TrainConfig, device: torch.device,
     if config.column is not None and config.task != "forecast":
         raise RunError(f"--column: only --task forecast reads a CSV column, got --task "
                        f"{config.task}; drop --column")
+    for name in ("source", "target"):
+        if getattr(config, name) is not None and config.task != "translate":
+            raise RunError(f"--{name}: only --task translate takes it, got --task "
+                           f"{config.task}; drop --{name}")
     if config.data is None:
         config = dataclasses.replace(config, data=task_entry.defaults["data"])
     task = task_entry.build(config, device, saved)

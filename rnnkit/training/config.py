@@ -27,6 +27,10 @@ class TrainConfig:
     """forecast: the CSV column to forecast (None: the file's single numeric column)."""
     horizon: int = 10
     """forecast: how many steps ahead each forecast reaches (1 .. horizon)."""
+    source: str | None = None
+    target: str | None = None
+    """translate: the source and target languages (Multi30K) or TSV columns (None: the
+    data's default, German -> English for Multi30K, columns 1 -> 2 for a TSV)."""
     # The model.
     cell: str = "lstm"
     embedding_size: int = 64
@@ -149,6 +153,7 @@ class TrainConfig:
 ADDED_SETTINGS: dict[str, Any] = {
     "column": None, "horizon": 10, "ema": None, "weight_dropout": 0.0, "zoneout_hidden": 0.0,
     "zoneout_cell": 0.0, "activation_penalty": 0.0, "temporal_penalty": 0.0,
+    "source": None, "target": None,
 }
 """Settings added after runs were first saved, with the values that continue such a run as
 it was (a config.json without them): each setting off. Every other setting is in every saved
