@@ -256,6 +256,9 @@ def build_parser() -> Parser:
     inspect_parser.add_argument("--ctc", metavar="IMAGE",
                                 help="a handwriting run's per-step label probabilities under "
                                      "a line image (a PNG, or the number of a test line)")
+    inspect_parser.add_argument("--attention", metavar="SENTENCE",
+                                help="a translate run's attention weights while it translates "
+                                     "SENTENCE: source against target pieces (PNG and CSV)")
     inspect_parser.add_argument("--out", metavar="DIR", help="output folder (default RUN/inspect)")
     inspect_parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     inspect_parser.set_defaults(handler=inspect_command, parser=inspect_parser)

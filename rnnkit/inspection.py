@@ -13,6 +13,9 @@
   under test line N when IMAGE is a number, or a connected-digit speech run's under a
   recording's features (:func:`inspect_ctc`, drawn by :func:`rnnkit.diagnostics.plot_ctc`).
   Writes ``ctc.png``.
+* ``--attention SENTENCE`` -- a translate run's attention weights while it translates the
+  sentence, source pieces against the pieces it emits (:func:`inspect_attention`, drawn by
+  :func:`rnnkit.diagnostics.plot_attention`). Writes ``attention.png`` and ``attention.csv``.
 
 Every problem (a missing run, a flag that does not apply to the run's task, no flag at all) is a
 :class:`~rnnkit.training.errors.RunError` with a one-line message.
@@ -42,6 +45,7 @@ from rnnkit.diagnostics import (
     GradientFlow,
     gate_saturation,
     gradient_flow,
+    plot_attention,
     plot_ctc,
     plot_gate_traces,
     plot_gradient_flow,
@@ -57,6 +61,8 @@ from rnnkit.tasks.handwriting import TASK as HANDWRITING
 from rnnkit.tasks.handwriting import digits_text, figure_line, load_recognizer
 from rnnkit.tasks.speech import TASK as SPEECH
 from rnnkit.tasks.speech import ctc_figure
+from rnnkit.tasks.translate import TASK as TRANSLATE
+from rnnkit.tasks.translate import attention_figure
 from rnnkit.training.checkpoint import load_checkpoint
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import pick_device
@@ -374,6 +380,27 @@ def inspect_ctc(run_dir: str | os.PathLike[str], source: str,
     return plot_ctc(line, log_probs.exp().numpy(), out / "ctc.png", title=title)
 
 
+def inspect_attention(run_dir: str | os.PathLike[str], sentence: str,
+                      out_dir: str | os.PathLike[str]) -> tuple[Path, Path, str]:
+    """``attention.png`` and ``attention.csv`` of a translate run for ``sentence``: where its
+    decoder attends, over the source pieces, while emitting each piece of its greedy
+    translation. Returns the two paths and the translation."""
+    run = RunDirectory.open(run_dir)
+    task = run.read_config().task
+    if task != TRANSLATE:
+        raise RunError(f"--attention needs a translate run (rnnkit train --task translate); "
+                       f"{run.path} is a {task!r} run")
+    weights, source, target, title = attention_figure(run.path, sentence)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"target_index": t, "target_piece": target[t], "source_index": s,
+             "source_piece": source[s], "weight": float(weights[t, s])}
+            for t in range(len(target)) for s in range(len(source))]
+    csv_path = write_csv(rows, out / "attention.csv")
+    png = plot_attention(weights.numpy(), source, target, out / "attention.png", title=title)
+    return png, csv_path, title.split("\n-> ", 1)[1]
+
+
 def inspect_run(args: argparse.Namespace) -> int:
     """``rnnkit inspect RUN [RUN ...] [--gradients] [--gates --text T] [--ctc IMAGE] [--out DIR]``.
 
@@ -382,23 +409,28 @@ def inspect_run(args: argparse.Namespace) -> int:
     gates = getattr(args, "gates", False)
     text = getattr(args, "text", None)
     ctc = getattr(args, "ctc", None)
+    attention = getattr(args, "attention", None)
     gradients = getattr(args, "gradients", False)
     if text is not None and not gates:
         raise RunError("--text is read by --gates; add --gates")
-    if not (gradients or gates or ctc):
+    if not (gradients or gates or ctc or attention):
         raise RunError("nothing to inspect; give --gradients, --gates --text TEXT, or --ctc "
                        "IMAGE")
     if gates and text is None:
         raise RunError("--gates needs --text TEXT: the characters to read")
     run_paths = args.run if isinstance(args.run, list) else [args.run]
     runs = [RunDirectory.open(path) for path in run_paths]
-    if len(runs) > 1 and (gates or ctc):
-        raise RunError("--gates and --ctc read one run; several RUNs are for --gradients")
+    if len(runs) > 1 and (gates or ctc or attention):
+        raise RunError("--gates, --ctc and --attention read one run; several RUNs are for "
+                       "--gradients")
     run = runs[0]
     out = Path(args.out) if getattr(args, "out", None) else run.path / "inspect"
     device = pick_device(getattr(args, "device", "cpu") or "cpu")
     if ctc:
         print(f"ctc: {inspect_ctc(run.path, ctc, out)}")
+    if attention:
+        png, csv_path, translation = inspect_attention(run.path, attention, out)
+        print(f"translation: {translation}\nattention: {png}, {csv_path}")
     if gradients:
         if len(runs) == 1:
             all_flows = {"": inspect_gradients(run.path, out, device)}
@@ -424,6 +456,7 @@ def inspect_run(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "LoadedRun", "compare_gradients", "final_step_loss", "inspect_ctc", "inspect_gates",
+    "LoadedRun", "compare_gradients", "final_step_loss", "inspect_attention", "inspect_ctc",
+    "inspect_gates",
     "inspect_gradients", "inspect_run", "load_run", "model_gradient_flow", "recurrent_layer",
 ]

@@ -190,6 +190,20 @@ def test_train_evaluate_and_translate_from_the_command_line(tmp_path, capsys, mo
     code, out, _ = cli(capsys, "translate", run)
     assert code == 0 and out.splitlines()[0] == lines[0]
 
+    code, out, err = cli(capsys, "inspect", run, "--attention", "ka lo mi.", "--out",
+                         tmp_path / "inspect")
+    assert code == 0, err
+    assert f"translation: {lines[0]}" in out
+    assert (tmp_path / "inspect" / "attention.png").stat().st_size > 1000
+    rows = (tmp_path / "inspect" / "attention.csv").read_text().splitlines()
+    assert rows[0] == "target_index,target_piece,source_index,source_piece,weight"
+    # Each emitted piece's weights over the source sum to 1.
+    sums = {}
+    for row in rows[1:]:
+        target_index, *_, weight = row.split(",")
+        sums[target_index] = sums.get(target_index, 0.0) + float(weight)
+    assert len(sums) >= 4 and all(abs(total - 1) < 1e-5 for total in sums.values())
+
 
 def test_bad_translate_options_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad.tsv"
@@ -200,3 +214,5 @@ def test_bad_translate_options_are_one_line_errors(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
     code, _, err = cli(capsys, "train", "--task", "classify", "--source", "de")
     assert code == 1 and "--source: only --task translate takes it" in err
+    code, _, err = cli(capsys, "translate", tmp_path / "nowhere", "Hallo.")
+    assert code == 1 and len(err.strip().splitlines()) == 1

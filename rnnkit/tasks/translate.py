@@ -275,3 +275,23 @@ def evaluation_report(run_dir: str | os.PathLike[str], split: str = "test",
     lines += [f"  BLEU signature: {signatures['bleu_signature']}",
               f"  chrF signature: {signatures['chrf_signature']}"]
     return "\n".join(lines)
+
+
+def attention_figure(run_dir: str | os.PathLike[str], sentence: str
+                     ) -> tuple[Tensor, list[str], list[str], str]:
+    """What ``rnnkit inspect --attention`` draws for ``sentence``: the attention weights
+    (T, S) of a translate run's decoder while it emits its greedy translation (EOS last), the
+    source pieces, the emitted pieces, and the title."""
+    if not sentence.strip():
+        raise RunError("--attention: the sentence is empty; give the text to translate")
+    model, vocab, info = load_translator(run_dir)
+    source_ids = vocab.encode(sentence.strip())
+    source = torch.tensor([source_ids])
+    lengths = torch.tensor([len(source_ids)])
+    emitted = model.greedy_decode(source, lengths, 2 * len(source_ids) + 10)[0] + [EOS]
+    target_input = torch.tensor([[BOS] + emitted[:-1]])
+    weights = model.attention_map(source, lengths, target_input)[0]
+    translation = vocab.decode(emitted)
+    title = (f"{info['task']['source']} -> {info['task']['target']}: "
+             f"{sentence.strip()}\n-> {translation}")
+    return weights, vocab.pieces(source_ids), vocab.pieces(emitted), title
