@@ -113,6 +113,13 @@ def build_parser() -> Parser:
         help="forecast: the CSV column to forecast (default: the single numeric column)")
     add("--horizon", type=int, metavar="H",
         help=f"forecast: predict 1..H steps ahead (default {_default('horizon')})")
+    add("--season", metavar="M[,M2]",
+        help="forecast: the series' season lengths in steps, e.g. 48,336 for half-hourly data "
+             "with daily and weekly cycles, or none (default: detected from the timestamps "
+             "or the autocorrelation)")
+    add("--covariates", metavar="COLUMNS",
+        help="forecast: comma-separated CSV columns the model also reads (up to each "
+             "forecast's origin)")
     add("--source", metavar="LANG_OR_COLUMN",
         help="translate: the source language of multi30k (de, en, fr; default de) or the "
              "source column of a TSV (default 1)")
@@ -214,9 +221,9 @@ def build_parser() -> Parser:
     evaluate_parser = commands.add_parser(
         "evaluate", formatter_class=_formatter, help="score a trained model on held-out data",
         description="Score a run's best checkpoint on the test split of its data (lm:\n"
-                    "cross-entropy per character; classify: error rate; forecast: RMSE at\n"
-                    "horizons 1 and H with baselines; seq2seq: phoneme error rate; adding:\n"
-                    "MSE; copy: cross-entropy and copy error rate).",
+                    "cross-entropy per character; classify: error rate; forecast: MASE,\n"
+                    "sMAPE and RMSE over rolling origins with baselines; seq2seq: phoneme\n"
+                    "error rate; adding: MSE; copy: cross-entropy and copy error rate).",
         epilog="examples:\n  rnnkit evaluate runs/RUN\n"
                "  rnnkit evaluate runs/RUN --data other.txt   # an lm run on all of other.txt\n"
                "  rnnkit evaluate runs/ADDING --data 200   # an adding run on T = 200")

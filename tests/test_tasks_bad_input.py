@@ -83,8 +83,14 @@ def test_forecast_refuses_data_that_is_not_a_csv_series(capsys, tmp_path):
 def test_forecast_refuses_a_window_longer_than_the_training_part(capsys, tmp_path):
     path = write_csv(tmp_path)
     err = fails(capsys, tmp_path, "--task", "forecast", "--data", path, "--column", "value",
-                "--bptt", "100")
+                "--bptt", "100", "--horizon", "3")
     assert "--bptt 100" in err and "lower --bptt" in err
+
+
+def test_forecast_refuses_a_horizon_too_long_for_the_series(capsys, tmp_path):
+    err = fails(capsys, tmp_path, "--task", "forecast", "--data", write_csv(tmp_path),
+                "--column", "value", "--horizon", "20")
+    assert "60 values are too few" in err and "lower --horizon" in err
 
 
 def test_forecast_refuses_a_zero_horizon(capsys, tmp_path):

@@ -1,7 +1,8 @@
 """Univariate time series from CSV files, chronological splits and forecasting windows.
 
-Bundled series: ``"sunspots"`` (yearly sunspot numbers 1700-2008, 309 values) and
-``"airline"`` (monthly airline passengers 1949-1960, 144 values). The sunspots task is to
+Bundled series: ``"sunspots"`` (yearly sunspot numbers 1700-2008, 309 values),
+``"airline"`` (monthly airline passengers 1949-1960, 144 values) and ``"co2"`` (weekly
+Mauna Loa CO2 1958-2001, 2,284 values, 59 missing). The sunspots task is to
 forecast the last 30 years: ``chronological_split(values, test_size=30, ...)``.
 
 Standardise with :class:`Normalizer` fitted on the training part only.
@@ -13,6 +14,7 @@ import csv
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,7 @@ import torch
 from rnnkit.data.bundle import DataError
 from rnnkit.data.missing import fill_missing
 from rnnkit.data.normalizer import Normalizer
+from rnnkit.data.seasons import parse_timestamp
 from rnnkit.data.textfile import read_text_file, resolve_data_path
 
 __all__ = [
@@ -36,8 +39,13 @@ __all__ = [
 BUNDLED_SERIES: dict[str, str] = {
     "sunspots": "timeseries/sunspots_yearly.csv",
     "airline": "timeseries/airline_monthly.csv",
+    "co2": "timeseries/co2_weekly.csv",
 }
 """Names accepted by :func:`load_csv_series`, mapped to their bundled files."""
+
+BUNDLED_SEASONS: dict[str, list[int]] = {"sunspots": [11], "airline": [12], "co2": [52]}
+"""The documented season of each bundled series (the sunspot cycle of about 11 years, the
+year of monthly and weekly data)."""
 
 DATE_COLUMN_NAMES = (
     "date",
@@ -63,7 +71,11 @@ class CsvSeries:
     * ``values``: float64 array of shape (N,), in file order, without NaN.
     * ``dates``: the date column's text for each value (length N), or None if there is none.
     * ``column``: the name of the value column; ``path``: the file read.
-    * ``missing_filled``: how many missing values ``fill="interpolate"`` filled.
+    * ``missing_filled``: how many missing values ``fill="interpolate"`` filled (in the value
+      and covariate columns).
+    * ``covariates``: float64 (N, K) of the ``covariates`` columns asked for, or None;
+      ``covariate_names`` their names.
+    * ``date_column``: the name of the date column, or None.
     """
 
     values: np.ndarray
@@ -71,6 +83,16 @@ class CsvSeries:
     column: str
     path: str
     missing_filled: int = 0
+    covariates: np.ndarray | None = None
+    covariate_names: tuple[str, ...] = ()
+    date_column: str | None = None
+
+    def position(self, index: int) -> str:
+        """How messages name the value at ``index`` (0-based): its date, else its line in
+        the file (the header is line 1, blank lines aside)."""
+        if self.dates is not None:
+            return f"{self.dates[index]} ({self.date_column})"
+        return f"row {index + 1} of the data"
 
     def __len__(self) -> int:
         """Number of values N."""
@@ -90,15 +112,19 @@ def load_csv_series(
     column: str | None = None,
     date_column: str | None = None,
     fill: str | None = None,
+    covariates: Sequence[str] = (),
 ) -> CsvSeries:
     """Read one numeric column of a CSV file with a header row.
 
-    ``path_or_name`` is ``"sunspots"``, ``"airline"`` or the path of a UTF-8 CSV file.
+    ``path_or_name`` is a name of :data:`BUNDLED_SERIES` or the path of a UTF-8 CSV file.
     ``column`` names the value column; by default it is the single numeric column that is
-    not the date column (the date column is ``date_column`` or, if None, the first column
-    named like one of :data:`DATE_COLUMN_NAMES`; a column counts as numeric when its first
-    non-empty value is a number). Missing values (empty, NA, NaN, ?) are an error unless
-    ``fill="interpolate"`` (linear interpolation, ends take the nearest value).
+    neither the date column nor a covariate. The date column is ``date_column`` or, if None,
+    the first column named like one of :data:`DATE_COLUMN_NAMES`, else the first whose first
+    value is a date or time (:func:`~rnnkit.data.seasons.parse_timestamp`); a file may have
+    none. A column counts as numeric when its first non-empty value is a number.
+    ``covariates`` names further numeric columns read beside the value column. Missing values
+    (empty, NA, NaN, ?) are an error unless ``fill="interpolate"`` (linear interpolation, ends
+    take the nearest value).
 
     Raises :class:`DataError` naming the file and, where it applies, the line (the header
     is line 1) and column: unknown column (the message lists the columns), no or several
@@ -129,10 +155,23 @@ def load_csv_series(
             raise DataError(f"{path}: no {role} column {name!r}; the columns are {listing}")
         return header.index(name)
 
+    def first_value(i: int) -> str | None:
+        return next((row[i].strip() for _, row in body
+                     if row[i].strip().lower() not in _MISSING_TOKENS), None)
+
     if date_column is not None:
         date_index: int | None = index_of(date_column, "date")
     else:
         date_index = next((i for i, h in enumerate(header) if h.lower() in DATE_COLUMN_NAMES), None)
+        if date_index is None:
+            date_index = next((i for i in range(len(header)) if (first := first_value(i))
+                               is not None and parse_timestamp(first) is not None), None)
+    covariate_indices = [index_of(name, "covariate") for name in covariates]
+    if date_index is not None and date_index in covariate_indices:
+        raise DataError(f"{path}: covariate column {header[date_index]!r} is the date column; "
+                        f"pick numeric columns among {listing}")
+    besides = (f"besides the date column {header[date_index]!r}" if date_index is not None
+               else "and no date column")
     if column is not None:
         value_index = index_of(column, "value")
         if value_index == date_index:
@@ -140,30 +179,41 @@ def load_csv_series(
                 f"{path}: column {column!r} is the date column; pick a value column among {listing}"
             )
     else:
-        candidates = []
-        for i in range(len(header)):
-            first = next(
-                (
-                    row[i].strip()
-                    for _, row in body
-                    if row[i].strip().lower() not in _MISSING_TOKENS
-                ),
-                None,
-            )
-            if i != date_index and first is not None and _is_number(first):
-                candidates.append(i)
+        candidates = [i for i in range(len(header))
+                      if i != date_index and i not in covariate_indices
+                      and (first := first_value(i)) is not None and _is_number(first)]
         if len(candidates) != 1:
-            found = "no numeric column" if not candidates else "several numeric columns"
+            found = ("no numeric column" if not candidates else "several numeric columns ("
+                     + ", ".join(repr(header[i]) for i in candidates) + ")")
             raise DataError(
-                f"{path}: {found} besides the date column; choose one with --column "
-                f"(column= in Python): {listing}"
+                f"{path}: {found} {besides}; choose the value column with --column "
+                f"(column= in Python) among {listing}"
             )
         value_index = candidates[0]
+    if value_index in covariate_indices:
+        raise DataError(f"{path}: column {header[value_index]!r} is both the value column and "
+                        "a covariate; name it once")
     name = header[value_index]
+    values = _read_column(path, body, value_index, name, fill)
+    extra = [_read_column(path, body, i, header[i], fill) for i in covariate_indices]
+    n_missing = int(np.isnan(values).sum()) + sum(int(np.isnan(c).sum()) for c in extra)
+    values = fill_missing(values)
+    extra_values = fill_missing(np.stack(extra, axis=1)) if extra else None
+    dates = [row[date_index].strip() for _, row in body] if date_index is not None else None
+    return CsvSeries(
+        values=values, dates=dates, column=name, path=str(path), missing_filled=n_missing,
+        covariates=extra_values, covariate_names=tuple(header[i] for i in covariate_indices),
+        date_column=header[date_index] if date_index is not None else None,
+    )
 
+
+def _read_column(path: os.PathLike[str] | str, body: list[tuple[int, list[str]]], index: int,
+                 name: str, fill: str | None) -> np.ndarray:
+    """Column ``index`` of the data rows as float64, NaN where a value is missing (allowed
+    only with a ``fill``); a bad value raises DataError naming the line."""
     values = np.empty(len(body), dtype=np.float64)
     for k, (number, row) in enumerate(body):
-        token = row[value_index].strip()
+        token = row[index].strip()
         if token.lower() in _MISSING_TOKENS:
             if fill is None:
                 raise DataError(
@@ -182,15 +232,9 @@ def load_csv_series(
         if not math.isfinite(value):
             raise DataError(f"{path}: line {number}: {token!r} in column {name!r} is not finite")
         values[k] = value
-    n_missing = int(np.isnan(values).sum())
-    if n_missing == len(values):
+    if np.isnan(values).all():
         raise DataError(f"{path}: column {name!r} has no values at all; pick another column")
-    if n_missing:
-        values = fill_missing(values)
-    dates = [row[date_index].strip() for _, row in body] if date_index is not None else None
-    return CsvSeries(
-        values=values, dates=dates, column=name, path=str(path), missing_filled=n_missing
-    )
+    return values
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,230 +1,475 @@
-"""``rnnkit train --task forecast``: the next ``--horizon`` H values of a CSV series at once
-from the ``--bptt`` L values before them.
+"""``rnnkit train --task forecast``: the next ``--horizon`` H values of a CSV series at once,
+with prediction intervals, scored over many forecast origins against the usual baselines.
 
-``--data`` is sunspots, airline or a CSV path; ``--column`` names the value column. The series
-is split in time order: the last n points are the test part, the n before them the validation
-part (n = a tenth of the series, at most 30, at least H). Training windows have inputs and
-targets inside the training part; a held-out point t is forecast h steps ahead from the L
-values before t - h (observed history). Metrics, in the series' units: RMSE over all horizons,
-at horizon 1 and at H, and the same for the last-value forecast (y[t-h]) and, for series with
-a known season s (sunspots 11 years, airline 12 months), the seasonal-naive forecast
-y[t - s*ceil(h/s)].
+``--data`` is a bundled series (sunspots, airline, co2) or a CSV path; ``--column`` names the
+value column, ``--covariates`` further columns the model reads (their values up to each
+origin). The series is split in time order: the last n points are the test part, the n before
+them the validation part (n = a tenth of the series, at least 2H). Seasons come from
+``--season``, else the bundled series' own, else the timestamps' step (half-hourly: 48 and 336),
+else the autocorrelation (:func:`rnnkit.data.seasons.detect_seasons`).
+
+The model reads the ``--bptt`` L values before an origin (by default three of the shortest
+seasons, at least 2H; for a season longer than the window, the values one season back as a
+further channel) and outputs, for each horizon, corrections in three quantiles (10 %, 50 %,
+90 %) to a naive forecast: at each horizon the last value or a seasonal naive, whichever was
+better there inside the training part. It is trained with the pinball loss; the median is
+the point forecast, the outer quantiles an 80 % interval.
+
+Evaluation uses every origin of a part whose H targets lie inside it (rolling origin; at
+most 250, evenly spaced). Metrics: MASE (divided by the in-sample seasonal-naive error of the
+shortest season), sMAPE (%) and RMSE (series units) over all horizons, MASE at horizons 1 and
+H, the 80 % interval's coverage and the pinball loss; and the same three scores for the
+last-value, seasonal-naive (each season) and exponential-smoothing (statsmodels Holt-Winters)
+forecasts from the same origins.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from rnnkit.data import (
-    ChronologicalSplit,
-    CsvSeries,
-    DataError,
-    Normalizer,
-    chronological_split,
-    load_csv_series,
-    make_windows,
-)
+from rnnkit.data import CsvSeries, DataError, Normalizer, load_csv_series
+from rnnkit.data.seasons import detect_seasons, timestamp_seasons
+from rnnkit.data.timeseries import BUNDLED_SEASONS
 from rnnkit.models import Forecaster, ModelOutput, evaluation_mode
+from rnnkit.models.forecast_scores import (
+    ExponentialSmoothing,
+    horizon_scores,
+    interval_scores,
+    mase_scale,
+    mean_over_horizons,
+    naive_forecasts,
+    targets_at,
+)
 from rnnkit.models.state import State
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.errors import RunError
-from rnnkit.training.task import (
-    Batch,
-    HeadAdapter,
-    Task,
-    build_model,
-    head_settings,
-    shuffled_rows,
-)
+from rnnkit.training.task import Batch, HeadAdapter, Task, build_model, head_settings, shuffled_rows
 
-DESCRIPTION = "forecast the next --horizon values of a CSV series (sunspots, airline)"
+DESCRIPTION = "forecast the next --horizon values of a CSV series, with intervals (sunspots)"
 
 DEFAULTS: dict[str, Any] = {
-    "data": "sunspots", "hidden_size": 32, "bptt": 33, "steps": 600, "warmup": 20,
+    "data": "sunspots", "hidden_size": 32, "bptt": None, "steps": 600, "warmup": 20,
     "eval_every": 25, "time_limit": 300.0,
 }
-"""A window of 33 values (three sunspot cycles) into a small network, validated often to keep
-the best of a few hundred steps."""
+"""A small network validated often to keep the best of a few hundred steps; the window
+(``bptt`` None) follows the series' seasons."""
 
-SEASONS = {"sunspots": 11, "airline": 12}
-"""Season length of the bundled series, for the seasonal-naive baseline."""
+QUANTILES = (0.1, 0.5, 0.9)
+"""The quantiles the model forecasts: the median and an 80 % interval."""
+
+MAX_ORIGINS = 250
+"""At most this many forecast origins per evaluated part, evenly spaced."""
 
 
-class ForecasterAdapter(HeadAdapter):
-    """:class:`Forecaster` as a task's model: (window (B, L, 1), state, next values
-    (B, horizon)) -> (forecast (B, horizon), None, mean squared error).
+class QuantileForecaster(HeadAdapter):
+    """:class:`Forecaster` as a task's model: ((window (B, L, C), naive (B, H)), state,
+    next values (B, H)) -> (quantile forecasts (B, H, Q), None, pinball loss).
 
-    Each window is standardised by its own mean m and spread s (standard deviation + 0.1)
-    before the forecaster reads it, and the forecast is scaled back (``m + s * output``), so
-    cycles of a height never seen in training are forecast on a familiar scale (the
-    "reversible instance normalisation" of Kim et al. 2022). The loss is that of the forecast
-    scaled back.
+    Channel 0 of the window is the series, the next ``lags`` channels the series one season
+    back, the rest covariates. The series' channels are standardised by the window's own mean
+    m and spread s (standard deviation of channel 0 + 0.1) before the forecaster reads them
+    (reversible instance normalisation, Kim et al. 2022); its outputs are corrections to the
+    naive forecast in units of s: forecast = naive + s * output. The head starts at zero, so
+    an untrained model forecasts the naive forecast. The loss is the pinball loss of the
+    corrections, so every window weighs the same whatever its spread.
     """
 
     head_class = Forecaster
 
-    def forward(self, inputs: Tensor, state: State | None = None,
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """The head for ``settings`` with ``horizon`` H * Q outputs, and ``quantiles`` and
+        ``lags`` (series channels after the first) among them."""
+        settings = dict(settings)
+        self.quantiles: tuple[float, ...] = tuple(settings.pop("quantiles"))
+        self.lags: int = settings.pop("lags")
+        super().__init__(settings)
+        self.settings = {**settings, "quantiles": list(self.quantiles), "lags": self.lags}
+        nn.init.zeros_(self.net.head.weight)
+        nn.init.zeros_(self.net.head.bias)
+        self.register_buffer("levels", torch.tensor(self.quantiles), persistent=False)
+
+    def forward(self, inputs: tuple[Tensor, Tensor], state: State | None = None,
                 targets: Tensor | None = None) -> ModelOutput:
-        """The forecast after each window, and its loss against ``targets``."""
-        mean = inputs.mean(dim=1, keepdim=True)
-        spread = (inputs.std(dim=1, keepdim=True) + 0.1 if inputs.shape[1] > 1
-                  else torch.ones_like(mean))
-        predicted = self.net((inputs - mean) / spread).outputs * spread[..., 0] + mean[..., 0]
-        loss = None if targets is None else F.mse_loss(predicted.float(), targets)
+        """Quantile forecasts after each window, and their pinball loss against ``targets``."""
+        window, naive = inputs
+        series = window[..., :1 + self.lags]
+        mean = window[..., :1].mean(dim=1, keepdim=True)
+        spread = window[..., :1].std(dim=1, keepdim=True) + 0.1 if window.shape[1] > 1 \
+            else torch.ones_like(mean)
+        normalised = torch.cat([(series - mean) / spread, window[..., 1 + self.lags:]], dim=-1)
+        correction = self.net(normalised).outputs.float()
+        correction = correction.view(len(window), -1, len(self.quantiles))
+        scale = spread[:, :, :1]
+        predicted = naive[..., None] + scale * correction
+        loss = None
+        if targets is not None:
+            miss = ((targets - naive) / scale[..., 0])[..., None] - correction
+            loss = torch.maximum(self.levels * miss, (self.levels - 1) * miss).mean()
         return ModelOutput(predicted, None, loss)
 
 
 @dataclass
 class PreparedSeries:
-    """A series ready for the forecaster: its values, split, and the scale the model reads.
+    """A series ready for the model: values, parts, seasons and the model's inputs.
 
-    ``scaled`` is the standardised series (of its square root when ``root``: a series that
-    never goes below zero, such as counts, has a spread less dependent on its level there).
+    Parts: training ``[0, train_end)``, validation ``[train_end, test_start)``, test
+    ``[test_start, N)``. ``channels`` (N, C) holds the standardised series then the
+    standardised covariates; ``naive_seasons`` gives at each horizon 1 (last value) or the
+    season whose naive forecast the model corrects; ``lags`` the seasons read as extra channels;
+    ``first_origin`` the first origin with the history all of that needs.
     """
 
     series: CsvSeries
-    split: ChronologicalSplit
-    root: bool
+    horizon: int
+    window: int
+    train_end: int
+    test_start: int
+    seasons: list[int]
+    season_source: str
+    naive_seasons: list[int]
+    lags: list[int]
     normalizer: Normalizer
-    scaled: Tensor
+    covariate_normalizer: Normalizer | None
+    channels: Tensor
+    first_origin: int
+    scale: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        """The MASE scale: the seasonal-naive error of the shortest season in training."""
+        self.scale = mase_scale(self.series.values[:self.train_end],
+                                self.seasons[0] if self.seasons else 1)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The series (N,), float64, in its units."""
+        return self.series.values
+
+    def inputs(self, origins: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The model's inputs for ``origins``: windows (B, L, C + lags), standardised, and the
+        naive forecasts (B, H), standardised."""
+        index = torch.as_tensor(list(origins))[:, None]
+        steps = index + torch.arange(-self.window, 0)
+        series = self.channels[:, 0]
+        parts = [series[steps][..., None]]
+        parts += [series[steps - m][..., None] for m in self.lags]
+        parts.append(self.channels[steps, 1:])
+        return torch.cat(parts, dim=-1), series[index + naive_offsets(self.naive_seasons)]
+
+    def targets(self, origins: Sequence[int]) -> Tensor:
+        """The standardised values (B, H) each origin's forecast aims at."""
+        index = torch.as_tensor(list(origins))[:, None] + torch.arange(self.horizon)
+        return self.channels[index, 0]
+
+    def span(self, split: str) -> tuple[int, int]:
+        """The values ``[start, end)`` a part's forecasts aim at."""
+        return {"val": (self.train_end, self.test_start),
+                "test": (self.test_start, len(self.values)),
+                "all": (self.first_origin, len(self.values))}[split]
 
 
 def forecasting_task(config: TrainConfig, device: torch.device,
                      saved: dict[str, Any] | None = None) -> Task:
     """The forecasting task of ``config`` (see the module's docstring); ``saved`` (from a
-    checkpoint) fixes the column, window, horizon, scale and the model's sizes."""
-    horizon, window = ((saved["model"]["horizon"], saved["window"]) if saved
-                       else (config.horizon, config.bptt))
-    prepared = prepare_series(config, saved, window, horizon)
-    values = prepared.series.values
-    train_inputs, train_targets = make_windows(prepared.scaled[:prepared.split.val_start],
-                                               window, horizon)
-    season = saved["season"] if saved else SEASONS.get(str(config.data).lower())
-    settings = head_settings(config, saved, horizon=horizon, input_size=1)
-    model = build_model(ForecasterAdapter, settings).to(device)
+    checkpoint) fixes the columns, window, horizon, seasons, scales and the model's sizes."""
+    if saved is not None and "naive_seasons" not in saved:
+        raise RunError("this forecast run was trained by an earlier rnnkit, whose model this "
+                       "version does not read; train it again")
+    prepared = prepare_series(config, saved)
+    horizon = prepared.horizon
+    settings = head_settings(config, saved, horizon=horizon * len(QUANTILES),
+                             input_size=prepared.channels.shape[1] + len(prepared.lags),
+                             quantiles=list(QUANTILES), lags=len(prepared.lags))
+    model = build_model(QuantileForecaster, settings).to(device)
+    train_origins = torch.arange(prepared.first_origin, prepared.train_end - horizon + 1)
     batch_size = config.batch_size
+    baselines: dict[str, dict[str, float]] = {}
+    smoothing: list[ExponentialSmoothing] = []
 
     def batch_at(step: int) -> Batch:
-        rows = shuffled_rows(len(train_targets), batch_size, step, config.seed)
-        return Batch(train_inputs[rows].to(device), train_targets[rows].to(device),
-                     starts_sequences=True)
+        origins = train_origins[shuffled_rows(len(train_origins), batch_size, step, config.seed)]
+        window, naive = prepared.inputs(origins.tolist())
+        return Batch((window.to(device), naive.to(device)),
+                     prepared.targets(origins.tolist()).to(device), starts_sequences=True)
 
-    def evaluate(split_name: str) -> dict[str, float]:
-        start, end = {"val": (prepared.split.val_start, prepared.split.test_start),
-                      "test": (prepared.split.test_start, len(values)),
-                      "all": (window + horizon, len(values))}[split_name]
-        predicted = forecasts(model, prepared, window, range(start - horizon + 1, end + 1))
-        return forecast_metrics(values, predicted, start, end, horizon, season)
+    def exponential_smoothing() -> ExponentialSmoothing:
+        if not smoothing:
+            try:
+                smoothing.append(ExponentialSmoothing.fit(
+                    prepared.values, prepared.train_end,
+                    next((m for m in prepared.seasons if m <= 200), None)))
+            except ImportError as err:
+                raise RunError(f"--task forecast: {err}") from None
+        return smoothing[0]
+
+    def origins_of(split: str) -> list[int]:
+        start, end = prepared.span(split)
+        if split == "all":
+            start = max(start, exponential_smoothing().start + 1)
+        return rolling_origins(start, end, horizon)
+
+    def baseline_scores(split: str) -> dict[str, float]:
+        if split not in baselines:
+            origins = origins_of(split)
+            truth = targets_at(prepared.values, origins, horizon)
+            guesses = {"last_value": naive_forecasts(prepared.values, origins, horizon)}
+            guesses.update({f"snaive{m}": naive_forecasts(prepared.values, origins, horizon, m)
+                            for m in prepared.seasons})
+            guesses["ets"] = exponential_smoothing().forecasts(origins, horizon)
+            baselines[split] = {
+                f"{name}_{score}": value for name, guess in guesses.items()
+                for score, value in mean_over_horizons(
+                    horizon_scores(truth, guess, prepared.scale)).items()}
+        return baselines[split]
+
+    def evaluate(split: str) -> dict[str, float]:
+        origins = origins_of(split)
+        predicted = quantile_forecasts(model, prepared, origins)
+        truth = targets_at(prepared.values, origins, horizon)
+        scores = horizon_scores(truth, predicted[..., len(QUANTILES) // 2], prepared.scale)
+        metrics = mean_over_horizons(scores)
+        metrics.update({f"mase_h{h}": float(scores["mase"][h - 1])
+                        for h in sorted({1, horizon})})
+        metrics.update(interval_scores(truth, predicted, QUANTILES))
+        return metrics | baseline_scores(split)
+
+    def details(split: str) -> str:
+        return horizon_table(prepared, split, model, exponential_smoothing(),
+                             origins_of(split))
+
+    def describe_split(split: str) -> str:
+        start, end = prepared.span(split)
+        return (f"{len(origins_of(split))} forecast origins, {horizon} steps each, over the "
+                f"{end - start} values from {prepared.series.position(start)}")
 
     def showcase() -> str:
-        ahead = forecasts(model, prepared, window, [len(values)])[0].tolist()
+        values = prepared.values
+        ahead = quantile_forecasts(model, prepared, [len(values)])[0]
         series = prepared.series
-        last = series.dates[-1] if series.dates else f"value {len(values)}"
-        return (f"forecast of {series.column!r} for the {horizon} steps after {last}: "
-                + ", ".join(f"{v:.1f}" for v in ahead))
+        lines = [describe_setup(prepared, exponential_smoothing()), details("test"),
+                 f"forecast of {series.column!r} for the {horizon} steps after "
+                 f"{series.position(len(values) - 1)}, median [80 % interval]:",
+                 ", ".join(f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for lo, m, hi in ahead.tolist())]
+        return "\n".join(lines)
 
     return Task(
         model=model, batch_at=batch_at,
-        steps_per_epoch=math.ceil(len(train_targets) / batch_size),
-        evaluate=evaluate, metric="rmse", metric_names=metric_names(horizon, season),
-        saved={"model": settings, "normalizer": prepared.normalizer.to_dict(),
-               "column": prepared.series.column, "sqrt": prepared.root, "window": window,
-               "season": season},
-        showcase=showcase,
+        steps_per_epoch=math.ceil(len(train_origins) / batch_size),
+        evaluate=evaluate, metric="mase",
+        metric_names=metric_names(horizon, prepared.seasons),
+        saved={"model": model.settings, "normalizer": prepared.normalizer.to_dict(),
+               "covariate_normalizer": (prepared.covariate_normalizer.to_dict()
+                                        if prepared.covariate_normalizer else None),
+               "column": prepared.series.column,
+               "covariates": list(prepared.series.covariate_names),
+               "window": prepared.window, "horizon": horizon, "seasons": prepared.seasons,
+               "season_source": prepared.season_source,
+               "naive_seasons": prepared.naive_seasons, "lags": prepared.lags},
+        showcase=showcase, describe_split=describe_split, details=details,
     )
 
 
 def held_out_size(length: int, horizon: int) -> int:
     """Points in each of the validation and test parts of a series of ``length`` points:
-    a tenth of it, at most 30 and at least the horizon (30 for the sunspots)."""
-    return max(horizon, min(30, length // 10))
+    a tenth of it, at least 2 * horizon (30 of the 309 sunspot years)."""
+    return max(2 * horizon, length // 10)
 
 
-def prepare_series(config: TrainConfig, saved: dict[str, Any] | None, window: int,
-                   horizon: int) -> PreparedSeries:
-    """Load ``--data`` (``--column``), split it in time order and scale it; unusable data
-    or a window too long for the training part raise RunError."""
-    where = f"--data {config.data}" + (f" --column {config.column}" if config.column else "")
+def rolling_origins(start: int, end: int, horizon: int) -> list[int]:
+    """Origins whose H targets all lie in ``[start, end)``: every one, or
+    :data:`MAX_ORIGINS` evenly spaced from the first to the last."""
+    last = end - horizon
+    if last < start:
+        return []
+    count = last - start + 1
+    if count <= MAX_ORIGINS:
+        return list(range(start, last + 1))
+    return sorted({round(x) for x in np.linspace(start, last, MAX_ORIGINS)})
+
+
+def parse_seasons(text: str) -> list[int]:
+    """``--season``: "48,336" -> [48, 336]; "none" or "0" -> []; anything else RunError."""
+    if text.strip().lower() in ("none", "0", ""):
+        return []
     try:
-        series = load_csv_series(config.data, column=saved["column"] if saved else config.column)
-    except DataError as err:
-        raise RunError(f"{where} for --task forecast (expected a CSV series: sunspots, airline "
-                       f"or a path, and a value column): {err}") from None
-    values = series.values
-    held_out = held_out_size(len(values), horizon)
-    try:
-        split = chronological_split(values, test_size=held_out, val_size=held_out)
+        seasons = sorted({int(part) for part in text.split(",")})
     except ValueError:
-        raise RunError(f"{where}: {len(values)} values are too few to hold out {held_out} "
-                       "for validation and test and keep a training part") from None
-    if len(split.train) < window + horizon + 1:
+        raise RunError(f"--season: expected season lengths in steps separated by commas "
+                       f"(such as 48,336) or none, got {text!r}") from None
+    if seasons[0] < 2:
+        raise RunError(f"--season: a season is at least 2 steps, got {text!r}")
+    return seasons
+
+
+def default_window(seasons: list[int], horizon: int, train_length: int) -> int:
+    """Three of the shortest seasons (24 steps without a season), at least 2H, at most what
+    leaves half the training part for the windows' origins."""
+    window = max(3 * seasons[0] if seasons else 24, 2 * horizon)
+    longest_lag = max((m for m in seasons if m >= window), default=0)
+    return max(1, min(window, (train_length - horizon - longest_lag) // 2))
+
+
+def better_naive(train: np.ndarray, seasons: list[int], horizon: int) -> list[int]:
+    """At each horizon 1..H, 1 (last value) or the season whose naive forecast had the lowest
+    mean absolute error there over the training part's origins (1 where there are too few)."""
+    candidates = [1, *seasons]
+    origins = range(max(candidates), len(train) - horizon + 1)
+    if len(origins) < 1:
+        return [1] * horizon
+    truth = targets_at(train, origins, horizon)
+    errors = np.stack([np.abs(naive_forecasts(train, origins, horizon, m) - truth).mean(axis=0)
+                       for m in candidates])
+    return [candidates[k] for k in errors.argmin(axis=0)]
+
+
+def naive_offsets(seasons: Sequence[int]) -> Tensor:
+    """Where, relative to an origin, the naive forecast at each horizon h = 1..H takes its
+    value: ``h - 1 - m * ceil(h / m)`` for the horizon's season m (1: the last value)."""
+    season = torch.as_tensor(list(seasons))
+    ahead = torch.arange(1, len(season) + 1)
+    return ahead - 1 - season * torch.ceil(ahead / season).long()
+
+
+def prepare_series(config: TrainConfig, saved: dict[str, Any] | None) -> PreparedSeries:
+    """Load ``--data`` (``--column``, ``--covariates``), split it in time order, find its
+    seasons and scale it; unusable data or settings raise RunError."""
+    column = saved["column"] if saved else config.column
+    covariates = (saved["covariates"] if saved else
+                  [c.strip() for c in config.covariates.split(",") if c.strip()]
+                  if config.covariates else [])
+    where = f"--data {config.data}" + (f" --column {column}" if column else "")
+    try:
+        series = load_csv_series(config.data, column=column, fill="interpolate",
+                                 covariates=covariates)
+    except DataError as err:
+        raise RunError(f"{where} for --task forecast (expected a CSV series: "
+                       f"sunspots, airline, co2 or a path, and a value column): {err}") from None
+    horizon = saved["horizon"] if saved else config.horizon
+    length = len(series)
+    held_out = held_out_size(length, horizon)
+    train_end, test_start = length - 2 * held_out, length - held_out
+    if train_end < 2 * horizon + 2:
+        raise RunError(f"{where}: {length} values are too few to hold out {held_out} for each "
+                       f"of validation and test (2 x --horizon {horizon} at least) and keep a "
+                       "training part; lower --horizon")
+    train = series.values[:train_end]
+    if saved:
+        seasons, source = list(saved["seasons"]), saved["season_source"]
+    elif config.season is not None:
+        seasons, source = parse_seasons(config.season), "--season"
+        too_long = [m for m in seasons if 2 * m > train_end]
+        if too_long:
+            raise RunError(f"--season {config.season}: the training part of {where} has "
+                           f"{train_end} values, fewer than two seasons of {too_long[0]}")
+    elif str(config.data).lower() in BUNDLED_SEASONS:
+        seasons, source = BUNDLED_SEASONS[str(config.data).lower()], "the series' own"
+    else:
+        seasons = detect_seasons(train, series.dates)
+        source = ("its timestamps" if seasons and series.dates
+                  and timestamp_seasons(series.dates) else "its autocorrelation")
+    window = (saved["window"] if saved else config.bptt
+              or default_window(seasons, horizon, train_end))
+    lags = saved["lags"] if saved else [m for m in seasons if m >= window]
+    naive_seasons = (saved["naive_seasons"] if saved
+                     else better_naive(train, seasons, horizon))
+    first_origin = max(window + max(lags, default=0), -int(naive_offsets(naive_seasons).min()))
+    if train_end - horizon + 1 - first_origin < 1:
         raise RunError(f"--bptt {window} / --horizon {horizon}: the training part of {where} "
-                       f"has {len(split.train)} values, fewer than a window of {window} plus "
-                       f"{horizon} targets needs; lower --bptt or --horizon")
-    root = saved["sqrt"] if saved else bool((split.train >= 0).all())
-    if root and (values < 0).any():
-        raise RunError(f"{where}: the model works on the square root of this series, which has "
-                       "negative values; use a series without them")
-    stable = np.sqrt(values) if root else values
+                       f"has {train_end} values, fewer than a window of {window} (and "
+                       f"{max(lags, default=0)} values before it for the seasons longer than "
+                       f"the window) plus {horizon} targets need; lower --bptt or --horizon")
     normalizer = (Normalizer.from_dict(saved["normalizer"]) if saved
-                  else Normalizer.fit(stable[:split.val_start]))
-    scaled = torch.as_tensor(normalizer.transform(stable[:, None])[:, 0], dtype=torch.float32)
-    return PreparedSeries(series, split, root, normalizer, scaled)
+                  else Normalizer.fit(train))
+    columns = [normalizer.transform(series.values[:, None])]
+    covariate_normalizer = None
+    if series.covariates is not None:
+        covariate_normalizer = (Normalizer.from_dict(saved["covariate_normalizer"]) if saved
+                                else Normalizer.fit(series.covariates[:train_end]))
+        columns.append(covariate_normalizer.transform(series.covariates))
+    channels = torch.as_tensor(np.concatenate(columns, axis=1), dtype=torch.float32)
+    return PreparedSeries(series, horizon, window, train_end, test_start, seasons, source,
+                          naive_seasons, lags, normalizer, covariate_normalizer, channels,
+                          first_origin)
 
 
-def forecasts(model: ForecasterAdapter, prepared: PreparedSeries, window: int,
-              origins: Sequence[int]) -> Tensor:
-    """Forecasts (len(origins), H) in the series' units of the values at indices o .. o+H-1,
-    each from the ``window`` values before its origin o."""
+def quantile_forecasts(model: QuantileForecaster, prepared: PreparedSeries,
+                       origins: Sequence[int]) -> np.ndarray:
+    """Forecasts (origins, H, Q) in the series' units, quantiles in increasing order, each
+    from the values before its origin."""
     device = next(model.parameters()).device
-    scaled = prepared.scaled
-    windows = torch.stack([scaled[o - window:o] for o in origins]).unsqueeze(-1)
+    outputs = []
     with evaluation_mode(model):
-        predicted = model(windows.to(device)).outputs.float().cpu().double()
-    predicted = prepared.normalizer.inverse_transform(predicted.numpy()[..., None])[..., 0]
-    return torch.as_tensor(np.maximum(predicted, 0.0) ** 2 if prepared.root else predicted)
+        for start in range(0, len(origins), 512):
+            window, naive = prepared.inputs(origins[start:start + 512])
+            outputs.append(model((window.to(device), naive.to(device))).outputs.float().cpu())
+    scaled = torch.cat(outputs).double().numpy()
+    mean, std = float(prepared.normalizer.mean[0]), float(prepared.normalizer.std[0])
+    return np.sort(scaled * std + mean, axis=-1)
 
 
-def metric_names(horizon: int, season: int | None) -> tuple[str, ...]:
-    """The forecast task's metrics, in the order :func:`forecast_metrics` gives them."""
-    horizons = sorted({1, horizon})
-    return ("rmse", *(f"rmse_h{h}" for h in horizons),
-            *(f"last_value_rmse_h{h}" for h in horizons),
-            *((f"seasonal_naive_rmse_h{h}" for h in horizons) if season else ()))
+def metric_names(horizon: int, seasons: list[int]) -> tuple[str, ...]:
+    """The forecast task's metrics, in the order its ``evaluate`` gives them."""
+    scores = ("mase", "smape", "rmse")
+    baselines = ("last_value", *(f"snaive{m}" for m in seasons), "ets")
+    return (*scores, *(f"mase_h{h}" for h in sorted({1, horizon})), "coverage", "pinball",
+            *(f"{name}_{score}" for name in baselines for score in scores))
 
 
-def forecast_metrics(values: np.ndarray, predicted: Tensor, start: int, end: int, horizon: int,
-                     season: int | None) -> dict[str, float]:
-    """RMSEs of the forecasts of the points ``start .. end-1``, next to the baselines'.
+def describe_setup(prepared: PreparedSeries, smoothing: ExponentialSmoothing) -> str:
+    """Two lines on what the run found: seasons, the naive forecast corrected, the parts."""
+    seasons = (", ".join(str(m) for m in prepared.seasons) if prepared.seasons else "none")
+    runs: list[tuple[int, int, int]] = []  # (season, first h, last h)
+    for h, m in enumerate(prepared.naive_seasons, start=1):
+        if runs and runs[-1][0] == m:
+            runs[-1] = (m, runs[-1][1], h)
+        else:
+            runs.append((m, h, h))
+    naive = "the naive forecasts: " + ", ".join(
+        ("last value" if m == 1 else f"season {m}") + (f" at h {a}" if a == b else
+                                                        f" at h {a}-{b}")
+        for m, a, b in runs)
+    return (f"seasons: {seasons} (from {prepared.season_source}); the model corrects {naive}; "
+            f"window {prepared.window}; exponential smoothing: {smoothing.describe()}\n"
+            f"parts: training {prepared.train_end} values, validation "
+            f"{prepared.test_start - prepared.train_end}, test "
+            f"{len(prepared.values) - prepared.test_start} (from "
+            f"{prepared.series.position(prepared.test_start)}); MASE divides by "
+            f"{prepared.scale:.4g}, the in-sample error of the seasonal naive of season "
+            f"{prepared.seasons[0] if prepared.seasons else 1}")
 
-    Row r of ``predicted`` is the forecast made with the values before index
-    ``start - horizon + 1 + r`` known (see :func:`forecasts`).
-    """
-    truth = torch.as_tensor(values, dtype=torch.float64)
-    targets = truth[start:end]
 
-    def rmse(guess: Tensor) -> float:
-        return math.sqrt(float(((guess - targets) ** 2).mean()))
+def horizon_table(prepared: PreparedSeries, split: str, model: QuantileForecaster,
+                  smoothing: ExponentialSmoothing, origins: list[int]) -> str:
+    """MASE of the model and the baselines, and the model's sMAPE, RMSE and interval
+    coverage, at each horizon (at most 12 rows, evenly spaced) over a part's origins."""
+    horizon = prepared.horizon
+    truth = targets_at(prepared.values, origins, horizon)
+    predicted = quantile_forecasts(model, prepared, origins)
+    median = predicted[..., len(QUANTILES) // 2]
+    model_scores = horizon_scores(truth, median, prepared.scale)
+    rivals = {"last_value": naive_forecasts(prepared.values, origins, horizon)}
+    rivals.update({f"snaive{m}": naive_forecasts(prepared.values, origins, horizon, m)
+                   for m in prepared.seasons})
+    rivals["ets"] = smoothing.forecasts(origins, horizon)
+    rival_mase = {name: horizon_scores(truth, guess, prepared.scale)["mase"]
+                  for name, guess in rivals.items()}
+    inside = ((truth >= predicted[..., 0]) & (truth <= predicted[..., -1])).mean(axis=0)
+    shown = sorted({round(h) for h in np.linspace(1, horizon, min(horizon, 12))})
+    header = ["h", "mase", *(f"{name}_mase" for name in rivals), "smape_%", "rmse",
+              "coverage_80"]
+    rows = [[str(h), f"{model_scores['mase'][h - 1]:.3f}",
+             *(f"{rival_mase[name][h - 1]:.3f}" for name in rivals),
+             f"{model_scores['smape'][h - 1]:.2f}", f"{model_scores['rmse'][h - 1]:.4g}",
+             f"{inside[h - 1]:.2f}"] for h in shown]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead):"]
+    lines += [" ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+              for row in [header, *rows]]
+    return "\n".join(lines)
 
-    def at(h: int) -> Tensor:  # forecasts of the targets made h steps ahead
-        rows = torch.arange(start, end) - h + 1 - (start - horizon + 1)
-        return predicted[rows, h - 1]
-
-    horizons = sorted({1, horizon})
-    metrics = {"rmse": math.sqrt(sum(rmse(at(h)) ** 2 for h in range(1, horizon + 1))
-                                 / horizon)}
-    metrics.update({f"rmse_h{h}": rmse(at(h)) for h in horizons})
-    metrics.update({f"last_value_rmse_h{h}": rmse(truth[start - h:end - h]) for h in horizons})
-    if season:
-        for h in horizons:
-            back = season * math.ceil(h / season)
-            metrics[f"seasonal_naive_rmse_h{h}"] = rmse(truth[start - back:end - back])
-    return metrics

@@ -27,6 +27,12 @@ class TrainConfig:
     """forecast: the CSV column to forecast (None: the file's single numeric column)."""
     horizon: int = 10
     """forecast: how many steps ahead each forecast reaches (1 .. horizon)."""
+    season: str | None = None
+    """forecast: the series' season lengths in steps, comma-separated ("48,336"), or "none";
+    None: the bundled series' own, else detected from the timestamps or the autocorrelation."""
+    covariates: str | None = None
+    """forecast: comma-separated CSV columns read beside the forecast column as inputs (their
+    values up to each forecast's origin)."""
     source: str | None = None
     target: str | None = None
     """translate: the source and target languages (Multi30K) or TSV columns (None: the
@@ -154,6 +160,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "column": None, "horizon": 10, "ema": None, "weight_dropout": 0.0, "zoneout_hidden": 0.0,
     "zoneout_cell": 0.0, "activation_penalty": 0.0, "temporal_penalty": 0.0,
     "source": None, "target": None,
+    "season": None, "covariates": None,
 }
 """Settings added after runs were first saved, with the values that continue such a run as
 it was (a config.json without them): each setting off. Every other setting is in every saved
