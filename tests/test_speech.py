@@ -29,6 +29,7 @@ from rnnkit.data.audio import (
     trim_silence,
 )
 from rnnkit.data.fsdd import SPEAKERS, fsdd_split, load_fsdd, make_digit_strings
+from rnnkit.models.spectrogram import SpectrogramClassifier
 from rnnkit.tasks.speech import parse_data, recognize_recordings
 from rnnkit.training.errors import RunError
 
@@ -124,6 +125,20 @@ def test_trim_silence_cuts_quiet_edges_and_keeps_the_digit() -> None:
     assert len(digit) - 2 * HOP <= len(trimmed) <= len(digit) + 6 * HOP
 
 
+def test_the_spectrogram_classifier_reads_rows_of_a_padded_batch_as_alone() -> None:
+    torch.manual_seed(0)
+    model = SpectrogramClassifier(N_MELS, 10, frames_per_step=2, cell="gru", hidden_size=8,
+                                  bidirectional=True, pooling="mean").eval()
+    features = torch.randn(2, 30, 2 * N_MELS)
+    features[1, 20:] = 0.0
+    with torch.no_grad():
+        both = model(features, torch.tensor([30, 20])).outputs
+        alone = model(features[1:, :20]).outputs
+    torch.testing.assert_close(both[1], alone[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        SpectrogramClassifier(42, 10)
+
+
 # --- the data set ---------------------------------------------------------------------------
 
 
@@ -154,6 +169,7 @@ def test_digit_strings_are_seeded_and_spoken_by_one_speaker() -> None:
 
 def test_data_names_are_parsed_and_bad_ones_are_one_line_errors() -> None:
     assert parse_data("fsdd") == parse_data("fsdd/speed,noise,mask")
+    assert parse_data("fsdd:george/warp,mask").augment == ("warp", "mask")
     spec = parse_data("fsdd-strings:theo/none")
     assert spec.strings and spec.holdout == "theo" and spec.augment == ()
     for bad, words in (("fsd", "bundled spoken digits"), ("fsdd:lucas", "unknown speaker"),

@@ -99,17 +99,21 @@ def resample(samples: Tensor, from_rate: float, to_rate: float) -> Tensor:
     return (torch.fft.irfft(resized, n=new_count) * (new_count / count)).to(samples.dtype)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=64)
 def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
-                   n_mels: int = N_MELS) -> Tensor:
+                   n_mels: int = N_MELS, warp: float = 1.0) -> Tensor:
     """Triangular filters (n_fft // 2 + 1, n_mels), equally spaced on the mel scale
-    (mel = 2595 log10(1 + f / 700)) from 0 Hz to the Nyquist frequency; each has peak 1."""
+    (mel = 2595 log10(1 + f / 700)) from 0 Hz to the Nyquist frequency; each has peak 1.
+
+    ``warp`` != 1 reads frequency f where f * warp would be: the spectrum is stretched
+    (``warp`` > 1 moves formants up), as vocal tract length perturbation does (Jaitly & Hinton
+    2013)."""
     def to_mel(hz: np.ndarray) -> np.ndarray:
         return 2595.0 * np.log10(1.0 + hz / 700.0)
 
     edges_mel = np.linspace(0.0, to_mel(np.array(sample_rate / 2)), n_mels + 2)
     edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
-    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)[:, None]
+    bins = warp * np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)[:, None]
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins - lower) / (centre - lower)
     falling = (upper - bins) / (upper - centre)
@@ -122,13 +126,15 @@ def frame_count(samples: int | Tensor) -> int | Tensor:
 
 
 def log_mel(waveforms: Tensor, lengths: Tensor | Sequence[int] | None = None,
-            n_mels: int = N_MELS) -> tuple[Tensor, Tensor]:
+            n_mels: int = N_MELS, warps: Sequence[float] | None = None
+            ) -> tuple[Tensor, Tensor]:
     """Log-mel features of a padded batch of waveforms (B, N) at :data:`SAMPLE_RATE`.
 
     Returns features (B, T, n_mels) -- the log of each frame's mel-band energies, frames of
     :data:`WINDOW` samples (Hann window) every :data:`HOP` samples, centred -- and each
     recording's frame count (B,) (:func:`frame_count` of its length). Frames after a
-    recording's end are zero.
+    recording's end are zero. ``warps`` (B,) gives each recording a warped filterbank
+    (:func:`mel_filterbank`; training augmentation).
     """
     if waveforms.dim() != 2:
         raise ValueError(f"waveforms must be (B, N), got {tuple(waveforms.shape)}")
@@ -139,8 +145,12 @@ def log_mel(waveforms: Tensor, lengths: Tensor | Sequence[int] | None = None,
     spectra = torch.stft(waveforms, N_FFT, HOP, WINDOW, window, center=True,
                          pad_mode="constant", return_complex=True)
     power = spectra.real.square() + spectra.imag.square()  # (B, F, T)
-    bank = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels).to(waveforms.device)
-    features = torch.log(power.transpose(1, 2) @ bank + LOG_FLOOR)
+    if warps is None:
+        bank = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels)
+    else:
+        bank = torch.stack([mel_filterbank(SAMPLE_RATE, N_FFT, n_mels, round(float(w), 3))
+                            for w in warps])
+    features = torch.log(power.transpose(1, 2) @ bank.to(waveforms.device) + LOG_FLOOR)
     frames = frame_count(lengths).clamp(max=features.shape[1])
     valid = torch.arange(features.shape[1]).unsqueeze(0) < frames.unsqueeze(1)
     return features * valid.unsqueeze(-1).to(features.device), frames

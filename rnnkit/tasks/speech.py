@@ -5,9 +5,11 @@ read as log-mel features computed on the fly (:mod:`rnnkit.data.audio`), each re
 features normalised by its own mean and spread. ``--data`` says what to learn and how to
 split (:func:`parse_data`):
 
-* ``fsdd`` -- isolated digits: one recording in, one digit out. A (by default bidirectional,
-  two-layer GRU) :class:`~rnnkit.models.SequenceClassifier` averages its outputs over the
-  recording. Metrics: ``error_rate`` (1 - accuracy) and ``cross_entropy``.
+* ``fsdd`` -- isolated digits: one recording in, one digit out. Two convolutions over time
+  and frequency band, then a (by default bidirectional, two-layer GRU)
+  :class:`~rnnkit.models.SequenceClassifier` that averages its outputs over the recording
+  (:class:`~rnnkit.models.spectrogram.SpectrogramClassifier`). Metrics: ``error_rate``
+  (1 - accuracy) and ``cross_entropy``.
 * ``fsdd-strings`` -- connected digits: strings of 1-7 digits, made by joining recordings of
   one speaker with random pauses, level changes and background noise
   (:func:`~rnnkit.data.fsdd.make_digit_strings`), read by the handwriting task's CTC
@@ -18,9 +20,10 @@ split (:func:`parse_data`):
 ``:SPEAKER`` after either name holds that speaker out (``fsdd:theo``): the test set is their
 500 recordings (or strings made of them), never heard in training or in choosing the
 checkpoint; without it the test set is the data set's own split, recordings 0-4. Training
-augments the audio (``/speed,noise,mask`` after the name picks which; ``/none`` turns it
+augments the audio (``/speed,noise,mask`` after the name picks which, ``/none`` turns it
 off): speed perturbation by 0.9-1.1, white noise 5-40 dB below the speech in half the
-recordings, and SpecAugment masks of bands and frames.
+recordings, and SpecAugment masks of bands and frames; ``warp`` (vocal tract length
+perturbation of the filterbank by 0.85-1.15) is there to be chosen, not used by default.
 
 :func:`recognize_recordings` reads users' WAV or FLAC files with a trained run
 (``rnnkit recognize``); :func:`ctc_figure` gives what ``rnnkit inspect --ctc`` draws. Every
@@ -64,6 +67,7 @@ from rnnkit.data.fsdd import (
 )
 from rnnkit.models import evaluation_mode
 from rnnkit.models.ctc import LineRecognizer, LineRecognizerConfig, beam_decode, greedy_decode
+from rnnkit.models.spectrogram import SpectrogramClassifier
 from rnnkit.tasks.classify import ClassifierAdapter, classification_metrics, confusion_table
 from rnnkit.tasks.handwriting import (
     RecognizerForTraining,
@@ -88,13 +92,20 @@ DEFAULTS: dict[str, Any] = {
 """A two-layer bidirectional GRU; it trains for as many steps as fit in the time limit."""
 
 ISOLATED, STRINGS = "fsdd", "fsdd-strings"
-AUGMENTATIONS = ("speed", "noise", "mask")
+AUGMENTATIONS = ("speed", "warp", "noise", "mask")
+DEFAULT_AUGMENTATIONS = ("speed", "noise", "mask")
+"""What training uses unless ``--data`` names others: frequency warping did not help (results
+page)."""
 SPEED_RANGE = (0.9, 1.1)
+WARP_RANGE = (0.85, 1.15)
+"""Frequency warping of the mel filterbank (vocal tract length perturbation)."""
 NOISE_SHARE = 0.5
 """Share of training recordings given white noise, at :data:`NOISE_SNR_DB` below them."""
 NOISE_SNR_DB = (5.0, 40.0)
 STACK = 2
 """Consecutive 10 ms frames the recurrent layer reads as one step (20 ms steps)."""
+FRONT_CHANNELS = 16
+"""Channels of the isolated-digit model's convolutional front end."""
 VAL_STRINGS = 200
 TEST_STRINGS = 500
 EVAL_SEED = 0
@@ -116,7 +127,8 @@ class SpeechData:
 def parse_data(data: str) -> SpeechData:
     """``NAME[:SPEAKER][/AUGMENTATIONS]``: NAME ``fsdd`` (isolated digits) or ``fsdd-strings``
     (connected digits); SPEAKER one of :data:`~rnnkit.data.fsdd.SPEAKERS`; AUGMENTATIONS a
-    comma list of :data:`AUGMENTATIONS` or ``none`` (default all). Else RunError."""
+    comma list of :data:`AUGMENTATIONS` or ``none`` (default :data:`DEFAULT_AUGMENTATIONS`).
+    Else RunError."""
     expected = (f"give --data {ISOLATED} or {STRINGS}, optionally :SPEAKER to hold one of "
                 f"{', '.join(SPEAKERS)} out and /AUGMENTATIONS ({','.join(AUGMENTATIONS)} or "
                 f"none), e.g. {ISOLATED}:theo")
@@ -127,7 +139,7 @@ def parse_data(data: str) -> SpeechData:
                        f"{expected}")
     if ":" in rest and holdout not in SPEAKERS:
         raise RunError(f"--data {data!r}: unknown speaker {holdout!r}; {expected}")
-    augment = AUGMENTATIONS
+    augment = DEFAULT_AUGMENTATIONS
     if "/" in data:
         augment = () if augment_text == "none" else tuple(augment_text.split(","))
         unknown = [a for a in augment if a not in AUGMENTATIONS]
@@ -137,12 +149,12 @@ def parse_data(data: str) -> SpeechData:
     return SpeechData(name == STRINGS, holdout or None, augment)
 
 
-def features_of(waves: Sequence[Tensor | np.ndarray], masks: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor]:
+def features_of(waves: Sequence[Tensor | np.ndarray], masks: torch.Generator | None = None,
+                warps: Sequence[float] | None = None) -> tuple[Tensor, Tensor]:
     """The recurrent layer's input for waveforms at 8 kHz: normalised log-mel features,
     :data:`STACK` frames a step, (B, T, STACK * N_MELS), and each one's step count (B,).
-    ``masks`` (training) draws SpecAugment masks."""
-    features, frames = log_mel(*pad_waveforms(waves))
+    ``masks`` (training) draws SpecAugment masks; ``warps`` warps each one's filterbank."""
+    features, frames = log_mel(*pad_waveforms(waves), warps=warps)
     features = normalise_features(features, frames)
     if masks is not None:
         features = mask_features(features, frames, masks)
@@ -167,7 +179,8 @@ def training_features(waves: Sequence[np.ndarray], augment: tuple[str, ...], see
     rng = np.random.default_rng([seed, step, 1])
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     inputs = [augmented(wave, augment, rng, generator) for wave in waves]
-    return features_of(inputs, generator if "mask" in augment else None)
+    warps = rng.uniform(*WARP_RANGE, len(waves)) if "warp" in augment else None
+    return features_of(inputs, generator if "mask" in augment else None, warps)
 
 
 def speech_task(config: TrainConfig, device: torch.device,
@@ -185,11 +198,19 @@ def speech_task(config: TrainConfig, device: torch.device,
     return _isolated_task(config, device, saved, data, split)
 
 
+class DigitClassifier(ClassifierAdapter):
+    """:class:`~rnnkit.models.spectrogram.SpectrogramClassifier` as the isolated-digit task's
+    model: ((features (B, T, F), steps (B,)), state, digits (B,)) -> (scores (B, 10), None,
+    cross-entropy)."""
+
+    head_class = SpectrogramClassifier
+
+
 def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, Any] | None,
                    data: SpeechData, split: dict[str, list[Recording]]) -> Task:
-    settings = head_settings(config, saved, input_size=STACK * N_MELS, num_outputs=10,
-                             pooling="mean")
-    model = build_model(ClassifierAdapter, settings).to(device)
+    settings = head_settings(config, saved, bands=N_MELS, num_outputs=10,
+                             frames_per_step=STACK, channels=FRONT_CHANNELS, pooling="mean")
+    model = build_model(DigitClassifier, settings).to(device)
     train = split["train"]
     labels = torch.tensor([r.digit for r in train])
     held_out: dict[str, tuple[list[tuple[Tensor, Tensor]], Tensor]] = {}
@@ -222,8 +243,8 @@ def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, A
         evaluate=lambda name: classification_metrics(*scores(name)),
         metric="error_rate", metric_names=("error_rate", "cross_entropy"),
         saved={"model": settings, "strings": False, "data": config.data},
-        showcase=lambda: confusion_table([str(d) for d in range(10)], *scores("test")).replace(
-            "validation confusion", "test confusion").replace(" series:", " recordings:"),
+        showcase=lambda: confusion_table([str(d) for d in range(10)], *scores("test"),
+                                         split="test").replace(" series:", " recordings:"),
     )
 
 
@@ -297,8 +318,9 @@ def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, An
 
 def load_speech_model(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, bool]:
     """The best checkpoint's model of a speech run in eval mode -- a
-    :class:`~rnnkit.models.SequenceClassifier` or a :class:`LineRecognizer` -- and whether it
-    reads digit strings. A missing or damaged run, or a run of another task, raises RunError."""
+    :class:`~rnnkit.models.spectrogram.SpectrogramClassifier` or a :class:`LineRecognizer` --
+    and whether it reads digit strings. A missing or damaged run, or a run of another task,
+    raises RunError."""
     run = RunDirectory.open(run_dir)
     task = run.read_config().task
     if task != TASK:
@@ -312,7 +334,7 @@ def load_speech_model(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, bool]
             model: nn.Module = RecognizerForTraining(
                 build_model(LineRecognizer, LineRecognizerConfig(**saved["model"])))
         else:
-            model = build_model(ClassifierAdapter, saved["model"])
+            model = build_model(DigitClassifier, saved["model"])
         checkpoint.restore_model(model)
     except (KeyError, TypeError):
         raise RunError(f"{run.path}: its checkpoint does not describe a speech model; train "

@@ -1,0 +1,73 @@
+"""Leave-one-speaker-out for the speech task: one `rnnkit train --task speech` run per held-out
+speaker, then the table of test scores with their mean and the worst speaker.
+
+Each fold is the default command with ``--data NAME:SPEAKER`` (the speaker never heard in
+training or in choosing the checkpoint) and the options given after ``--``; runs are written to
+``OUT/SPEAKER`` and a fold whose run directory already holds a report is read, not trained again.
+
+Example::
+
+    python benchmarks/speech_folds.py --out runs/loso                 # isolated digits, 5 folds
+    python benchmarks/speech_folds.py --data fsdd-strings --out runs/loso-strings
+    python benchmarks/speech_folds.py --speakers theo nicolas --out runs/two -- --time-limit 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from rnnkit.cli import main as rnnkit_main
+from rnnkit.data.fsdd import SPEAKERS
+
+
+def fold_report(out: Path, data: str, speaker: str, options: list[str]) -> dict:
+    """The report of the fold holding ``speaker`` out, training it first if needed."""
+    run = out / speaker
+    if not (run / "report.json").is_file():
+        code = rnnkit_main(["train", "--task", "speech", "--data", f"{data}:{speaker}",
+                            "--out", str(run), *options])
+        if code != 0:
+            raise SystemExit(f"fold {speaker}: rnnkit train exited with {code}")
+    return json.loads((run / "report.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or read) the folds and print the Markdown table."""
+    argv = sys.argv[1:] if argv is None else argv
+    options = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="fsdd", help="fsdd or fsdd-strings (default fsdd)")
+    parser.add_argument("--speakers", nargs="+", default=list(SPEAKERS), choices=SPEAKERS)
+    parser.add_argument("--out", type=Path, required=True, help="folder of the fold runs")
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    strings = args.data.startswith("fsdd-strings")
+    rows = []
+    for speaker in args.speakers:
+        report = fold_report(args.out, args.data, speaker, options)
+        test = report["test"]
+        score = (1 - test["string_error"]) if strings else (1 - test["error_rate"])
+        rows.append((speaker, score, test.get("cer"), report["steps"],
+                     report["seconds_this_session"]))
+    name = "strings right" if strings else "accuracy"
+    print(f"| held-out speaker | {name} |" + (" CER |" if strings else "") + " steps | s |")
+    print("|---|---|" + ("---|" if strings else "") + "---|---|")
+    for speaker, score, cer, steps, seconds in rows:
+        print(f"| {speaker} | {score:.1%} |" + (f" {cer:.2%} |" if strings else "")
+              + f" {steps} | {seconds:.0f} |")
+    scores = [row[1] for row in rows]
+    worst = min(rows, key=lambda row: row[1])
+    line = f"| mean | {statistics.mean(scores):.1%} |"
+    if strings:
+        line += f" {statistics.mean(row[2] for row in rows):.2%} |"
+    print(line + " | |")
+    print(f"| worst ({worst[0]}) | {worst[1]:.1%} |" + (f" {worst[2]:.2%} |" if strings else "")
+          + " | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
