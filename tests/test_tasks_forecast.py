@@ -3,6 +3,7 @@ and a short training run that beats the naive forecasts."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -202,6 +203,15 @@ def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
     assert test["mase"] < test["snaive12_mase"]
     assert 0.3 < test["coverage"] <= 1.0
     assert "forecast of 'Passengers' for the 6 steps after 1960-12 (Date)" in out
+    assert (run / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with (run / "forecast.csv").open() as handle:
+        future = list(csv.DictReader(handle))
+    assert [row["step"] for row in future] == ["1", "2", "3", "4", "5", "6"]
+    assert all(float(r["q10"]) <= float(r["q50"]) <= float(r["q90"]) for r in future)
+    with (run / "test_by_horizon.csv").open() as handle:
+        by_horizon = list(csv.DictReader(handle))
+    assert len(by_horizon) == 6
+    assert np.mean([float(r["mase"]) for r in by_horizon]) == pytest.approx(test["mase"])
     code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
     assert code == 0, err
     assert f"{test['mase']:.4f}" in out

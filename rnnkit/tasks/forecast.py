@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from rnnkit.data import CsvSeries, DataError, Normalizer, load_csv_series
 from rnnkit.data.seasons import detect_seasons, timestamp_seasons
 from rnnkit.data.timeseries import BUNDLED_SEASONS
+from rnnkit.diagnostics import plot_forecast, write_csv
 from rnnkit.models import Forecaster, ModelOutput, evaluation_mode
 from rnnkit.models.forecast_scores import (
     ExponentialSmoothing,
@@ -272,6 +274,8 @@ def forecasting_task(config: TrainConfig, device: torch.device,
                "season_source": prepared.season_source,
                "naive_seasons": prepared.naive_seasons, "lags": prepared.lags},
         showcase=showcase, describe_split=describe_split, details=details,
+        write_files=lambda folder: write_forecast_files(prepared, model,
+                                                        exponential_smoothing(), folder),
     )
 
 
@@ -444,32 +448,66 @@ def describe_setup(prepared: PreparedSeries, smoothing: ExponentialSmoothing) ->
             f"{prepared.seasons[0] if prepared.seasons else 1}")
 
 
+def by_horizon(prepared: PreparedSeries, model: QuantileForecaster,
+               smoothing: ExponentialSmoothing, origins: list[int]) -> dict[str, np.ndarray]:
+    """Scores (H,) at each horizon over ``origins``: the model's ``mase``, ``smape``,
+    ``rmse`` and ``coverage_80`` (share inside its 80 % interval), and each baseline's MASE
+    (``last_value_mase``, ``snaive{m}_mase``, ``ets_mase``)."""
+    values, horizon = prepared.values, prepared.horizon
+    truth = targets_at(values, origins, horizon)
+    predicted = quantile_forecasts(model, prepared, origins)
+    scores = horizon_scores(truth, predicted[..., len(QUANTILES) // 2], prepared.scale)
+    scores["coverage_80"] = ((truth >= predicted[..., 0])
+                             & (truth <= predicted[..., -1])).mean(axis=0)
+    rivals = {"last_value": naive_forecasts(values, origins, horizon)}
+    rivals.update({f"snaive{m}": naive_forecasts(values, origins, horizon, m)
+                   for m in prepared.seasons})
+    rivals["ets"] = smoothing.forecasts(origins, horizon)
+    scores.update({f"{name}_mase": horizon_scores(truth, guess, prepared.scale)["mase"]
+                   for name, guess in rivals.items()})
+    return scores
+
+
 def horizon_table(prepared: PreparedSeries, split: str, model: QuantileForecaster,
                   smoothing: ExponentialSmoothing, origins: list[int]) -> str:
     """MASE of the model and the baselines, and the model's sMAPE, RMSE and interval
     coverage, at each horizon (at most 12 rows, evenly spaced) over a part's origins."""
     horizon = prepared.horizon
-    truth = targets_at(prepared.values, origins, horizon)
-    predicted = quantile_forecasts(model, prepared, origins)
-    median = predicted[..., len(QUANTILES) // 2]
-    model_scores = horizon_scores(truth, median, prepared.scale)
-    rivals = {"last_value": naive_forecasts(prepared.values, origins, horizon)}
-    rivals.update({f"snaive{m}": naive_forecasts(prepared.values, origins, horizon, m)
-                   for m in prepared.seasons})
-    rivals["ets"] = smoothing.forecasts(origins, horizon)
-    rival_mase = {name: horizon_scores(truth, guess, prepared.scale)["mase"]
-                  for name, guess in rivals.items()}
-    inside = ((truth >= predicted[..., 0]) & (truth <= predicted[..., -1])).mean(axis=0)
+    scores = by_horizon(prepared, model, smoothing, origins)
+    columns = ["mase", *(name for name in scores if name.endswith("_mase") and name != "mase"),
+               "smape", "rmse", "coverage_80"]
     shown = sorted({round(h) for h in np.linspace(1, horizon, min(horizon, 12))})
-    header = ["h", "mase", *(f"{name}_mase" for name in rivals), "smape_%", "rmse",
-              "coverage_80"]
-    rows = [[str(h), f"{model_scores['mase'][h - 1]:.3f}",
-             *(f"{rival_mase[name][h - 1]:.3f}" for name in rivals),
-             f"{model_scores['smape'][h - 1]:.2f}", f"{model_scores['rmse'][h - 1]:.4g}",
-             f"{inside[h - 1]:.2f}"] for h in shown]
+    header = ["h", *(f"{name}_%" if name == "smape" else name for name in columns)]
+    rows = [[str(h), *(f"{scores[name][h - 1]:.4g}" if name == "rmse"
+                       else f"{scores[name][h - 1]:.3f}" for name in columns)] for h in shown]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead):"]
     lines += [" ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
               for row in [header, *rows]]
     return "\n".join(lines)
 
+
+def write_forecast_files(prepared: PreparedSeries, model: QuantileForecaster,
+                         smoothing: ExponentialSmoothing, folder: Path) -> list[Path]:
+    """Write ``forecast.png`` (the series' end, the forecast from the last test origin against
+    what came, and the forecast beyond the end, with 80 % intervals), ``forecast.csv`` (the
+    forecast beyond the end: step, date where known, quantiles) and ``test_by_horizon.csv``
+    (the test part's scores at every horizon, the model's and the baselines' MASE)."""
+    values, horizon = prepared.values, prepared.horizon
+    last_origin = len(values) - horizon
+    backtest, future = quantile_forecasts(model, prepared, [last_origin, len(values)])
+    series = prepared.series
+    figure = plot_forecast(
+        values, folder / "forecast.png", backtest_origin=last_origin, backtest=backtest,
+        future=future, history=max(4 * horizon, 2 * prepared.window), dates=series.dates,
+        title=f"{series.column} ({Path(series.path).name}): {horizon} steps ahead")
+    rows = [{"step": h, "after": series.position(len(values) - 1),
+             **{f"q{round(100 * q)}": float(v) for q, v in zip(QUANTILES, future[h - 1],
+                                                                strict=True)}}
+            for h in range(1, horizon + 1)]
+    forecast_table = write_csv(rows, folder / "forecast.csv")
+    origins = rolling_origins(prepared.test_start, len(values), horizon)
+    scores = by_horizon(prepared, model, smoothing, origins)
+    table = [{"h": h, **{name: float(score[h - 1]) for name, score in scores.items()}}
+             for h in range(1, horizon + 1)]
+    return [figure, forecast_table, write_csv(table, folder / "test_by_horizon.csv")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,6 +65,8 @@ class Task:
     * ``describe_split(split)`` -- optional: what a split reads, for messages (the file of the
       test series, say), and ``details(split)`` -- optional: a longer text about the model on a
       split (a confusion matrix), printed by ``rnnkit evaluate``.
+    * ``write_files(folder)`` -- optional: files about the trained model (plots, tables)
+      written to the run directory once training ends; returns their paths.
     """
 
     model: nn.Module
@@ -76,6 +79,7 @@ class Task:
     showcase: Callable[[], str]
     describe_split: Callable[[str], str] | None = None
     details: Callable[[str], str] | None = None
+    write_files: Callable[[Path], list[Path]] | None = None
 
 
 TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]

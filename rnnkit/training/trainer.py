@@ -372,6 +372,9 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
             load_checkpoint(run.best_checkpoint).restore_model(model)
             result.test = task.evaluate("test")
             result.sample = task.showcase()
+            if task.write_files is not None:
+                written = task.write_files(run.path)
+                result.sample += "".join(f"\nwritten: {path}" for path in written)
     if ranks.is_main:
         tokens_per_s = session_tokens / max(seconds, 1e-9)
         write_report(run, config, result, steps_this_session=step - first_step,
