@@ -5,23 +5,30 @@ A plain ``torch.nn`` model, as calibrated on this kind of machine (Multi30K de-e
 sacreBLEU in 25 minutes): a bidirectional ``nn.GRU`` encoder of 256 units each way, an
 ``nn.GRU`` decoder of 512 units with general attention after it (Luong et al. 2015), separate
 source and target embeddings of 256 and an untied output projection, an 8,000-piece joint
-SentencePiece vocabulary, label smoothing 0.1, bfloat16 autocast, batches of 64, AdamW at a
-constant 1e-3 with gradient clipping at 1. It trains epoch after epoch until ``--minutes`` run
-out (the epoch under way is finished), then scores test_2016_flickr greedy and with beam 5
-(sacreBLEU, cased, 13a). Data, vocabulary, batching, decoding and scoring are rnnkit's own
-(:mod:`rnnkit.data.parallel`, :mod:`rnnkit.tasks.translate`), so only the model and its
-training differ from the task's.
+SentencePiece vocabulary, label smoothing 0.1, bfloat16 autocast where the CPU computes
+bfloat16 natively (else float32: on an AVX2-only CPU a bf16 step took 22 times as long),
+batches of 64, AdamW at a constant 1e-3 with gradient clipping at 1. It trains epoch after
+epoch until ``--minutes`` run out (the epoch under way is finished), then scores
+test_2016_flickr greedy and with beam 5 (sacreBLEU, cased, 13a). Data, vocabulary, batching,
+decoding and scoring are rnnkit's own (:mod:`rnnkit.data.parallel`,
+:mod:`rnnkit.tasks.translate`), so only the model and its training differ from the task's.
+
+``--speed`` instead times training steps of this model and of the translate task's default
+model (:data:`rnnkit.tasks.translate.DEFAULTS`) on the same random batch, alternating, so that
+both see the same machine load.
 
 Usage::
 
     python benchmarks/translation_baseline.py --minutes 30 --threads 2
     python benchmarks/translation_baseline.py --data multi30k:fr-en --minutes 30
+    python benchmarks/translation_baseline.py --speed --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -33,14 +40,17 @@ from rnnkit.data.parallel import SubwordVocab, load_parallel
 from rnnkit.models import evaluation_mode
 from rnnkit.models.base import valid_steps
 from rnnkit.models.seq2seq import Seq2Seq
+from rnnkit.tasks import task_config
 from rnnkit.tasks.translate import (
     BEAM_SIZE,
+    LABEL_SMOOTHING,
     VOCABULARY_SIZE,
     bucketed_batches,
     corpus_scores,
     make_batch,
     translate,
 )
+from rnnkit.training.trainer import uses_bf16
 
 
 class TorchBaseline(nn.Module):
@@ -95,16 +105,56 @@ class TorchBaseline(nn.Module):
                                label_smoothing=self.smoothing)
 
 
+def time_steps(threads: int, rounds: int = 5, batch: int = 64, length: int = 16) -> dict:
+    """Median seconds per training step of the baseline and of the task's default model on
+    one random batch of ``batch`` pairs of ``length`` pieces, the two timed in turn."""
+    config = task_config("translate")
+    default = Seq2Seq(VOCABULARY_SIZE, VOCABULARY_SIZE, cell=config.cell,
+                      embedding_size=config.embedding_size, hidden_size=config.hidden_size,
+                      bidirectional=config.bidirectional, dropout=config.dropout,
+                      decoder_size=2 * config.hidden_size, tie_embeddings=True,
+                      label_smoothing=LABEL_SMOOTHING)
+    baseline = TorchBaseline(VOCABULARY_SIZE)
+    source = torch.randint(3, VOCABULARY_SIZE, (batch, length))
+    lengths = torch.full((batch,), length)
+    target_input = torch.randint(3, VOCABULARY_SIZE, (batch, length))
+    targets = torch.randint(3, VOCABULARY_SIZE, (batch, length))
+    models = {"rnnkit default (fp32)": (default, False),
+              "torch.nn baseline (fp32)": (baseline, False),
+              "torch.nn baseline (bf16)": (baseline, True)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    torch.set_num_threads(threads)
+    for _ in range(rounds):
+        for name, (model, bf16) in models.items():
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            started = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                output = model(source, lengths, target_input, targets)
+            loss = output if isinstance(output, Tensor) else output.loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times[name].append(time.perf_counter() - started)
+    return {name: round(statistics.median(values[1:]), 3) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="multi30k:de-en")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                        help="training arithmetic (default bf16 autocast, as calibrated)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="training arithmetic; auto: bf16 autocast (as calibrated) where "
+                             "the CPU computes bf16 natively, else fp32")
+    parser.add_argument("--speed", action="store_true",
+                        help="only time training steps of both models (seconds per step)")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args()
+    if args.speed:
+        print(json.dumps(time_steps(args.threads), indent=2))
+        return
+    bf16 = uses_bf16(args.precision, torch.device("cpu"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.monotonic()
@@ -123,7 +173,7 @@ def main() -> None:
         for rows in batches:
             (source, source_lengths, target_input), targets = make_batch(
                 [encoded[i] for i in rows.tolist()])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = model(source, source_lengths, target_input, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -136,7 +186,7 @@ def main() -> None:
     trained_minutes = (time.monotonic() - started) / 60
     sources = [s for s, _ in text.splits["test"]]
     references = [t for _, t in text.splits["test"]]
-    results = {"data": args.data, "precision": args.precision, "epochs": epoch,
+    results = {"data": args.data, "precision": "bf16" if bf16 else "fp32", "epochs": epoch,
                "minutes": round(trained_minutes, 1),
                "parameters": sum(p.numel() for p in model.parameters())}
     with evaluation_mode(model):
