@@ -91,8 +91,9 @@ def check_state(
     return tuple(checked)
 
 
-def check_lengths(lengths: object, batch: int, steps: int) -> Tensor:
-    """Validate ``lengths``: ``batch`` integers in [1, steps]; returns a CPU int64 tensor."""
+def check_lengths(lengths: object, batch: int, steps: int, check_values: bool = True) -> Tensor:
+    """Validate ``lengths``: ``batch`` integers in [1, steps] (their range only with
+    ``check_values``); returns a CPU int64 tensor."""
     if isinstance(lengths, Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"lengths: expected integers, got a tensor of dtype {lengths.dtype}")
@@ -103,7 +104,7 @@ def check_lengths(lengths: object, batch: int, steps: int) -> Tensor:
     elif isinstance(lengths, np.ndarray):
         if lengths.dtype.kind not in "iu":
             raise TypeError(f"lengths: expected integers, got an array of dtype {lengths.dtype}")
-        return check_lengths(torch.from_numpy(lengths), batch, steps)
+        return check_lengths(torch.from_numpy(lengths), batch, steps, check_values)
     elif isinstance(lengths, Sequence) and not isinstance(lengths, str):
         bad = [v for v in lengths if not isinstance(v, numbers.Integral) or isinstance(v, bool)]
         if bad:
@@ -115,7 +116,7 @@ def check_lengths(lengths: object, batch: int, steps: int) -> Tensor:
     if values.numel() != batch:
         raise ValueError(f"lengths: expected {batch} lengths (one per sequence), got "
                          f"{values.numel()}")
-    if batch and (values.min() < 1 or values.max() > steps):
+    if check_values and batch and (values.min() < 1 or values.max() > steps):
         raise ValueError(f"lengths: each length must be in [1, {steps}] (the padded length), "
                          f"got min {int(values.min())} and max {int(values.max())}")
     return values

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ import torch
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
 from rnnkit.experiments import add_experiment_arguments, experiment_command
+from rnnkit.export import export_task_model
 from rnnkit.inspection import inspect_run
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
@@ -235,6 +237,23 @@ def build_parser() -> Parser:
                                       "for --task lm with --data)")
     evaluate_parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate_parser.set_defaults(handler=evaluate_command, parser=evaluate_parser)
+
+    export_parser = commands.add_parser(
+        "export", formatter_class=_formatter, help="write a trained model as ONNX or .pt2",
+        description="Write a run's best checkpoint as a file that runs without rnnkit, for\n"
+                    "any batch size and sequence length: ONNX (onnxruntime, ...) or\n"
+                    "torch.export's .pt2 (torch.export.load). The inputs are those of a\n"
+                    "training batch, batch first; a language model also takes and returns\n"
+                    "its state (zeros to start), so it can generate step by step.\n"
+                    "Tasks: " + ", ".join(EXPORT_INPUTS) + ".",
+        epilog="examples:\n  rnnkit export runs/RUN   # runs/RUN/model.onnx\n"
+               "  rnnkit export runs/RUN --format pt2 --out model.pt2")
+    export_parser.add_argument("run", metavar="RUN", help="run directory")
+    export_parser.add_argument("--format", choices=("onnx", "pt2"), default="onnx",
+                               help="file format (default onnx)")
+    export_parser.add_argument("--out", metavar="FILE",
+                               help="file to write (default RUN/model.onnx or RUN/model.pt2)")
+    export_parser.set_defaults(handler=export_command, parser=export_parser)
 
     list_parser = commands.add_parser(
         "list", formatter_class=_formatter, help="list the cells and tasks",
@@ -455,6 +474,37 @@ ACCURACIES = {"error_rate": "accuracy", "line_error": "line_accuracy",
               "string_error": "string_accuracy"}
 """Error-rate metrics and the name of their complement, which ``rnnkit evaluate`` prints
 first."""
+
+
+EXPORT_INPUTS = {"lm": ("ids",), "classify": ("series", "lengths"),
+                 "forecast": ("window", "naive")}
+"""The tasks ``rnnkit export`` writes, with the names of their models' inputs."""
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``rnnkit export``: a run's best checkpoint as an ONNX or .pt2 file."""
+    run = RunDirectory.open(args.run)
+    config = run.read_config()
+    if config.task not in EXPORT_INPUTS:
+        raise RunError(f"{run.path}: is a --task {config.task} run; rnnkit export writes "
+                       f"--task {', '.join(EXPORT_INPUTS)} runs")
+    if args.format == "onnx":
+        missing = [name for name in ("onnx", "onnxscript")
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            raise RunError(f"--format onnx needs {' and '.join(missing)}: "
+                           f"pip install 'rnnkit[export]'")
+    out = Path(args.out) if args.out else run.path / f"model.{args.format}"
+    checkpoint = load_checkpoint(run.checkpoint_for_use())
+    task = build_task(config, torch.device("cpu"), checkpoint.info["task"])
+    checkpoint.restore_model(task.model)
+    try:
+        names = export_task_model(task.model, task.batch_at(0).inputs, out, args.format,
+                                  EXPORT_INPUTS[config.task], carries_state=config.task == "lm")
+    except ValueError as err:
+        raise RunError(f"{run.path}: {err}") from None
+    print(f"{out} ({args.format}; inputs {', '.join(names)}; any batch size and length)")
+    return 0
 
 
 def list_command(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ RANKS = {
     "cells": 1,
     "engine": 2,
     "layers": 3, "catalog": 3, "": 3,  # "" is rnnkit/__init__.py, which re-exports the layers
-    "diagnostics": 4, "models": 4,
+    "diagnostics": 4, "models": 4, "export": 4,
     "training": 5,
     "tasks": 6, "experiments": 6, "inspection": 6,
     "cli": 7, "__main__": 7,

@@ -42,7 +42,7 @@ hand and is not itself differentiable: for second derivatives (``create_graph=Tr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -50,7 +50,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.cells.minimal import positive
@@ -122,13 +121,20 @@ def own_products_run() -> bool:
     return extension is not None and extension.own_matmul(probe, probe) is not None
 
 
+@torch.compiler.assume_constant_result
+def extension_built() -> bool:
+    """Whether the kernels are built (building them on the first call); a constant to
+    torch.compile, which does not trace the build."""
+    return load_extension() is not None
+
+
 def fused_runs(inputs: Tensor) -> bool:
     """Whether the kernels take ``inputs`` (CPU, float32 or float64) and are built (building
     them on the first call)."""
-    return (inputs.device.type == "cpu" and inputs.dtype in _DTYPES
-            and load_extension() is not None)
+    return inputs.device.type == "cpu" and inputs.dtype in _DTYPES and extension_built()
 
 
+@torch.compiler.assume_constant_result
 @cache
 def onednn_multiplies_bf16() -> bool:
     """Whether torch's oneDNN multiplies bfloat16 on this CPU (it needs AVX-512 BW/VL/DQ,
@@ -147,6 +153,7 @@ def bf16_products_wanted(inputs: Tensor) -> bool:
             and onednn_multiplies_bf16())
 
 
+@torch.compiler.assume_constant_result
 @cache
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX512-BF16) and oneDNN does
@@ -190,60 +197,199 @@ def _products(extension, bf16: bool) -> Iterator[None]:
         extension.set_bf16_products(False)
 
 
+# The results of each family's kernel, by name (csrc/cells.h).
+
+_RESULT_NAMES = {"lstm": ("gates", "cells", "hiddens"),
+                 "gru": ("gates", "hiddens", "reset_hiddens"),
+                 "gru_after": ("gates", "hiddens", "candidate_hiddens"),
+                 "elman": ("hiddens",),
+                 "mingru": ("gates", "outputs"),
+                 "minlstm": ("gates", "outputs")}
+
+
+def _result_names(family: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The names of the kernel's results, in the order the operator returns them."""
+    result_names = _RESULT_NAMES[family]
+    if "weight_hr" in names:
+        result_names += ("unprojected",)
+    if "weight_gr" in names:
+        result_names += ("gate_states",)
+    return result_names
+
+
+def _forward(family: str, names: Sequence[str], tensors: Sequence[Tensor], options: tuple,
+             bf16_products: bool) -> list[Tensor]:
+    """One layer and direction of ``family`` over a sequence: the named inputs of csrc/cells.h
+    in, its results (:func:`_result_names`) out."""
+    extension = load_extension()
+    # The kernels compute in the dtype of the tensors they are given (the layer checked that
+    # it is the parameters'), with bfloat16 matrix products where asked.
+    with torch.autocast("cpu", enabled=False), _products(extension, bf16_products):
+        results = getattr(extension, f"{family}_forward")(dict(zip(names, tensors)), *options)
+    return [results[name] for name in _result_names(family, names)]
+
+
+def _backward(family: str, names: Sequence[str], tensors: Sequence[Tensor],
+              results: Sequence[Tensor], grads: Sequence[Tensor | None],
+              wanted: Sequence[bool], options: tuple, bf16_products: bool) -> list[Tensor]:
+    """The gradients of the ``wanted`` inputs of :func:`_forward` (in their order), given its
+    inputs, its results and the gradients of the results that reached them (``None`` where
+    none did). Not itself differentiable."""
+    extension = load_extension()
+    result_names = _result_names(family, names)
+    saved = dict(zip(names, tensors)) | dict(zip(result_names, results))
+    named_grads = {name: grad.contiguous() for name, grad in zip(result_names, grads)
+                   if grad is not None}
+    sequence = "inputs" if "inputs" in names else "token_table"
+    input_grad = wanted[names.index(sequence)]
+    with torch.autocast("cpu", enabled=False), _products(extension, bf16_products):
+        computed = getattr(extension, f"{family}_backward")(saved, named_grads, input_grad,
+                                                            *options)
+    return [computed[name] if name in computed else torch.zeros_like(tensor)
+            for name, tensor, want in zip(names, tensors, wanted) if want]
+
+
 class _FusedSequence(torch.autograd.Function):
-    """One layer and direction over a sequence; tensors travel by name (see csrc/cells.h)."""
+    """The eager path to the kernels: one autograd node, without the operator dispatch of
+    :func:`fused_forward` (which costs as much as the kernels on small layers)."""
 
     @staticmethod
-    def forward(ctx, family: str, options: tuple, names: tuple[str, ...],
-                result_names: tuple[str, ...], *tensors: Tensor) -> tuple[Tensor, ...]:
-        extension = load_extension()
-        named = dict(zip(names, tensors))
-        # The kernels compute in the dtype of the tensors they are given (the layer checked that
-        # it is the parameters'), under bfloat16 autocast with bfloat16 matrix products.
-        bf16 = bf16_products_wanted(named.get("inputs", named.get("token_table")))
-        with torch.autocast("cpu", enabled=False), _products(extension, bf16):
-            results = getattr(extension, f"{family}_forward")(named, *options)
-        ordered = tuple(results[name] for name in result_names)
-        ctx.family, ctx.options, ctx.names, ctx.result_names = family, options, names, result_names
-        ctx.bf16 = bf16
-        ctx.save_for_backward(*tensors, *ordered)
+    def forward(ctx, family: str, names: tuple[str, ...], options: tuple, bf16: bool,
+                *tensors: Tensor) -> tuple[Tensor, ...]:
+        results = _forward(family, names, tensors, options, bf16)
+        ctx.family, ctx.names, ctx.options, ctx.bf16 = family, names, options, bf16
+        ctx.save_for_backward(*tensors, *results)
         ctx.set_materialize_grads(False)
-        return ordered
+        return tuple(results)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
         count = len(ctx.names)
-        named = dict(zip(ctx.names, saved[:count])) | dict(zip(ctx.result_names, saved[count:]))
-        named_grads = {name: grad.contiguous() for name, grad in zip(ctx.result_names, grads)
-                       if grad is not None}
         wanted = ctx.needs_input_grad[4:]
-        sequence = "inputs" if "inputs" in ctx.names else "token_table"
-        input_grad = wanted[ctx.names.index(sequence)]
-        extension = load_extension()
-        with torch.autocast("cpu", enabled=False), _products(extension, ctx.bf16):
-            computed = getattr(extension, f"{ctx.family}_backward")(named, named_grads,
-                                                                    input_grad, *ctx.options)
-        return (None,) * 4 + tuple(computed.get(name) if want else None
-                                   for name, want in zip(ctx.names, wanted))
+        computed = iter(_backward(ctx.family, ctx.names, saved[:count], saved[count:], grads,
+                                  wanted, ctx.options, ctx.bf16))
+        return (None,) * 4 + tuple(next(computed) if want else None for want in wanted)
 
 
-def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h)."""
-    result_names = {"lstm": ("gates", "cells", "hiddens"),
-                    "gru": ("gates", "hiddens", "reset_hiddens"),
-                    "gru_after": ("gates", "hiddens", "candidate_hiddens"),
-                    "elman": ("hiddens",),
-                    "mingru": ("gates", "outputs"),
-                    "minlstm": ("gates", "outputs")}[family]
-    if "weight_hr" in tensors:
-        result_names += ("unprojected",)
-    if "weight_gr" in tensors:
-        result_names += ("gate_states",)
+# The same as torch operators with typed schemas (torch.library), for torch.compile and
+# torch.export: rnnkit::fused_forward and rnnkit::fused_backward, with fake implementations
+# (the results' shapes) and the autograd formula registered. Tensor names are comma-separated;
+# each family reads the options that concern it (the LSTM family: blocks .. hidden_zoneout;
+# the Elman and Clockwork RNNs: relu and start_step).
+
+def _family_options(family: str, blocks: str, coupled: bool, input_activation: bool,
+                    output_activation: bool, cell_zoneout: float, hidden_zoneout: float,
+                    relu: bool, start_step: int) -> tuple:
+    """The options the family's kernel takes, in its order (bindings.cpp)."""
+    if family == "lstm":
+        return (blocks, coupled, input_activation, output_activation, cell_zoneout,
+                hidden_zoneout)
+    if family == "elman":
+        return (relu, start_step)
+    return ()
+
+
+def _option_arguments(family: str, options: tuple) -> tuple:
+    """The operators' option arguments from a family's options (the inverse of
+    :func:`_family_options`)."""
+    blocks, coupled, input_activation, output_activation = "", False, True, True
+    cell_zoneout = hidden_zoneout = 0.0
+    relu, start_step = False, 0
+    if family == "lstm":
+        blocks, coupled, input_activation, output_activation, cell_zoneout, hidden_zoneout = \
+            options
+    elif family == "elman":
+        relu, start_step = options
+    return (blocks, coupled, input_activation, output_activation, cell_zoneout, hidden_zoneout,
+            relu, start_step)
+
+
+@torch.library.custom_op("rnnkit::fused_forward", mutates_args=())
+def fused_forward(family: str, names: str, tensors: list[Tensor], blocks: str,
+                  coupled: bool, input_activation: bool, output_activation: bool,
+                  cell_zoneout: float, hidden_zoneout: float, relu: bool, start_step: int,
+                  bf16_products: bool) -> list[Tensor]:
+    """:func:`_forward` as an operator."""
+    options = _family_options(family, blocks, coupled, input_activation, output_activation,
+                              cell_zoneout, hidden_zoneout, relu, start_step)
+    return _forward(family, names.split(","), tensors, options, bf16_products)
+
+
+@fused_forward.register_fake
+def _fused_forward_fake(family, names, tensors, blocks, *options) -> list[Tensor]:
+    names = names.split(",")
+    named = dict(zip(names, tensors))
+    hidden0 = named["hidden0"]
+    steps = (named["tokens"] if "tokens" in named else named["inputs"]).shape[0]
+    batch, hidden = hidden0.shape[0], hidden0.shape[1]
+    if "cell0" in named:
+        hidden = named["cell0"].shape[1]
+    gate_blocks = {"lstm": len(blocks), "gru": 3, "gru_after": 3, "elman": 0, "mingru": 2,
+                   "minlstm": 3}[family]
+    sizes = {"gates": (steps, batch, gate_blocks * hidden),
+             "cells": (steps + 1, batch, hidden),
+             "hiddens": (steps + 1, batch, hidden0.shape[1]),
+             "reset_hiddens": (steps, batch, hidden),
+             "candidate_hiddens": (steps, batch, hidden),
+             "outputs": (steps, batch, hidden),
+             "unprojected": (steps, batch, hidden),
+             "gate_states": (steps + 1, batch, named.get("gate_state0", hidden0).shape[-1])}
+    return [hidden0.new_empty(sizes[name]) for name in _result_names(family, names)]
+
+
+@torch.library.custom_op("rnnkit::fused_backward", mutates_args=())
+def fused_backward(family: str, names: str, tensors: list[Tensor], results: list[Tensor],
+                   grads: list[Tensor | None], wanted: list[bool], blocks: str, coupled: bool,
+                   input_activation: bool, output_activation: bool, cell_zoneout: float,
+                   hidden_zoneout: float, relu: bool, start_step: int,
+                   bf16_products: bool) -> list[Tensor]:
+    """:func:`_backward` as an operator."""
+    options = _family_options(family, blocks, coupled, input_activation, output_activation,
+                              cell_zoneout, hidden_zoneout, relu, start_step)
+    return _backward(family, names.split(","), tensors, results, grads, wanted, options,
+                     bf16_products)
+
+
+@fused_backward.register_fake
+def _fused_backward_fake(family, names, tensors, results, grads, wanted,
+                         *options) -> list[Tensor]:
+    return [torch.empty_like(tensor) for tensor, want in zip(tensors, wanted) if want]
+
+
+def _setup_context(ctx, inputs: tuple, output: list[Tensor]) -> None:
+    family, names, tensors, *options = inputs
+    ctx.family, ctx.names, ctx.options, ctx.count = family, names, options, len(tensors)
+    ctx.wanted = [tensor.requires_grad for tensor in tensors]
+    ctx.save_for_backward(*tensors, *output)
+    ctx.set_materialize_grads(False)
+
+
+def _operator_backward(ctx, grads: list[Tensor | None]) -> tuple:
+    saved = ctx.saved_tensors
+    computed = iter(fused_backward(ctx.family, ctx.names, list(saved[:ctx.count]),
+                                   list(saved[ctx.count:]), list(grads), ctx.wanted,
+                                   *ctx.options))
+    tensor_grads = [next(computed) if want else None for want in ctx.wanted]
+    return (None, None, tensor_grads) + (None,) * len(ctx.options)
+
+
+fused_forward.register_autograd(_operator_backward, setup_context=_setup_context)
+
+
+def _run_kernel(family: str, options: tuple, tensors: dict[str, Tensor],
+                bf16: bool) -> dict[str, Tensor]:
+    """Apply the family's kernel to named tensors; returns its named results (csrc/cells.h):
+    through the operator :func:`fused_forward` under torch.compile and torch.export, else
+    straight (:class:`_FusedSequence`)."""
+    names = tuple(tensors)
     values = [tensor.contiguous() for tensor in tensors.values()]
-    results = _FusedSequence.apply(family, options, tuple(tensors), result_names, *values)
-    return dict(zip(result_names, results))
+    if torch.compiler.is_compiling():
+        results = fused_forward(family, ",".join(names), values,
+                                *_option_arguments(family, options), bf16)
+    else:
+        results = _FusedSequence.apply(family, names, options, bf16, *values)
+    return dict(zip(_result_names(family, names), results))
 
 
 def _combined_bias(params: Params, rows: int, separate_rows: int = 0) -> Tensor | None:
@@ -433,7 +579,8 @@ def run_fused(
         tensors["inputs"] = inputs
     tensors["last_step"] = (torch.full((batch,), steps - 1, dtype=torch.int64)
                             if last_step is None else last_step)
-    results = _run_kernel(family, options, tensors)
+    bf16 = bf16_products_wanted(inputs)
+    results = _run_kernel(family, options, tensors, bf16)
 
     final = tuple(_final_state(results[name], last_step, first=int(name != "outputs"))
                   for name in ("hiddens", "outputs", "cells", "gate_states") if name in results)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch._higher_order_ops.scan import scan
 
 from rnnkit.cells.base import CellMath, Params, State, Traces
 
@@ -93,3 +94,56 @@ def run_reference(
         state = new_state
     stacked = {name: torch.stack(values) for name, values in trace_steps.items()}
     return torch.stack(outputs), state, (stacked if want_traces else None)
+
+
+def run_loop(
+    cell_math: CellMath,
+    params: Params,
+    inputs: Tensor,
+    state: State,
+    lengths: Tensor | None,
+    lower_cells: Tensor | None,
+    want_traces: bool,
+    start_step: int = 0,
+    zoneout: Zoneout | None = None,
+) -> tuple[Tensor, State, Traces | None]:
+    """:func:`run_reference` with the loop over time in torch's ``scan`` operator: one graph
+    for any number of steps, which ``torch.export`` keeps with a dynamic sequence length and
+    the ONNX exporter writes as an ONNX ``Scan`` of standard operators. Same contract as
+    :func:`run_reference`; the step's ``t`` is a 0-d int64 tensor."""
+    params = cell_math.prepare(params)
+    steps = inputs.shape[0]
+    xs: dict[str, Tensor] = {
+        "projected": cell_math.project_input(params, inputs),
+        "time": torch.arange(steps, device=inputs.device) + start_step,
+    }
+    mask = step_mask(lengths, steps, inputs.device)
+    if mask is not None:
+        xs["inside"] = mask
+    if lower_cells is not None:
+        xs["lower"] = lower_cells
+    keep = tuple(zoneout or ())
+    xs.update({f"keep{index}": k for index, k in enumerate(keep) if isinstance(k, Tensor)})
+    trace_names = cell_math.trace_names if want_traces else ()
+
+    def step(carry: State, x: dict[str, Tensor]) -> tuple[State, tuple[Tensor, ...]]:
+        new_state, traces = cell_math.step(params, x["projected"], carry, x["time"],
+                                           x.get("lower"), want_traces)
+        if keep:
+            new_state = zoned(new_state, carry, tuple(
+                x[f"keep{index}"].unsqueeze(0) if isinstance(k, Tensor) else k
+                for index, k in enumerate(keep)), 0)
+            if traces is not None:
+                traces.update({name: value for name, value in zip(("h", "c"), new_state)
+                               if name in traces})
+        recorded = [new_state[0]] + [traces[name] for name in trace_names]
+        if "inside" in x:
+            inside = x["inside"]
+            new_state = tuple(torch.where(inside, new, old) for new, old in zip(new_state, carry))
+            recorded = [value * inside for value in recorded]
+        # scan's outputs may alias neither its carry nor each other
+        return tuple(new_state), tuple(value.clone() for value in recorded)
+
+    final, recorded = scan(step, tuple(state), xs)
+    traces = dict(zip(trace_names, recorded[1:])) if want_traces else None
+    return recorded[0], tuple(final), traces

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellMath
@@ -78,8 +79,11 @@ def choose_engine(
         zoneout: the layer applies zoneout (the fused LSTM kernels and the reference loop do).
 
     Returns:
-        ``"native"``, ``"fused"``, ``"scan"`` or ``"reference"``. A requested engine that cannot
-        run these cells on these tensors raises ValueError saying why.
+        ``"native"``, ``"fused"``, ``"scan"`` or ``"reference"``; ``"auto"`` gives ``"loop"``
+        (:func:`rnnkit.engine.reference.run_loop`) under ``torch.export`` and where
+        ``torch.compile`` has neither the kernels nor a scan, and the fused kernels under
+        ``torch.compile`` where they run (torch's own cells included). A requested engine that
+        cannot run these cells on these tensors raises ValueError saying why.
     """
     source = "engine" if requested else "RNNKIT_ENGINE"
     name = requested or default_engine()
@@ -111,6 +115,13 @@ def choose_engine(
                          f"scan")
     if name != "auto":
         return name
+    if torch.compiler.is_exporting():
+        # One graph for any batch and length, of standard operators only (ONNX takes it too).
+        return "loop"
+    if torch.compiler.is_compiling():
+        # The kernels are operators torch.compile sees through; torch's own cells are not
+        # (it unrolls them over time, and recompiles for each length).
+        return "fused" if fused_runs else ("scan" if scan_ok else "loop")
     # torch's LSTM kernel stays first (see FUSED_FIRST) but under bfloat16 autocast where the
     # CPU computes bfloat16 natively (the fused kernels train faster there) or where oneDNN has
     # no bfloat16 products at all (torch's LSTM kernel fails there; the fused ones compute in

@@ -19,7 +19,7 @@ from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.checks import check_probability, check_size, check_state
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.native import run_native
-from rnnkit.engine.reference import Zoneout, run_reference
+from rnnkit.engine.reference import Zoneout, run_loop, run_reference
 from rnnkit.engine.scan import run_scan
 from rnnkit.engine.select import check_engine, choose_engine
 from rnnkit.layers.inputs import SequenceInput, read_sequence, restore_layout, reverse_padded
@@ -214,6 +214,10 @@ class RecurrentLayer(nn.Module):
         Single-direction stacks only, without ``lengths``; not on torch's kernels, which
         "auto" then skips.
         """
+        if torch.compiler.is_exporting():
+            problem = self.export_problem(packed=isinstance(input, PackedSequence))
+            if problem:
+                raise ValueError(f"{type(self).__name__}: {problem}")
         sequence = read_sequence(input, lengths, tokens, weight=self.weight_ih_l0,
                                  input_size=self.input_size, batch_first=self.batch_first,
                                  bidirectional=self.bidirectional)
@@ -237,6 +241,23 @@ class RecurrentLayer(nn.Module):
         if not return_traces:
             return output, result_state
         return output, result_state, traces
+
+    def export_problem(self, packed: bool = False) -> str | None:
+        """Why this layer (given a ``packed`` sequence or not) has no ``torch.export`` path
+        with a dynamic batch and length, naming the option; ``None`` if it has one."""
+        if self.training:
+            for option in ("dropout", "weight_dropout", "zoneout_hidden", "zoneout_cell"):
+                value = getattr(self, option)
+                if value:
+                    return (f"{option}={value} in training mode draws random masks per call "
+                            f"and has no export path; call model.eval() first")
+        if self.engine in ("native", "reference", "scan"):
+            return (f"engine={self.engine!r} has no export path with a dynamic sequence length "
+                    f"(it unrolls the steps or runs torch's kernels); use engine=None ('auto')")
+        if packed:
+            return ("a PackedSequence input has no export path; pass the padded tensor and "
+                    "lengths=")
+        return None
 
     def _initial_state(self, hx: object, batch: int, batched: bool, inputs: Tensor) -> State:
         top = self.layer_maths[0]
@@ -334,9 +355,9 @@ class RecurrentLayer(nn.Module):
                                                       lower, want_traces, start_step, tokens,
                                                       zoneout)
                 else:
-                    output, final, traces = run_reference(cell_math, params, inputs, start,
-                                                          lengths, lower, want_traces, start_step,
-                                                          zoneout)
+                    run = run_loop if engine == "loop" else run_reference
+                    output, final, traces = run(cell_math, params, inputs, start, lengths, lower,
+                                                want_traces, start_step, zoneout)
                 if direction:
                     output = reverse_padded(output, lengths)
                     if traces is not None:

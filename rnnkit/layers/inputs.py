@@ -94,8 +94,12 @@ def read_sequence(
     if steps == 0:
         raise ValueError("input: expected at least one time step, got 0")
     if sequence.lengths is not None:
-        sequence.lengths = check_lengths(sequence.lengths, sequence.batch, steps)
-        if bool((sequence.lengths == steps).all()):
+        # Under torch.compile and torch.export the values of lengths are not known (checking
+        # them would stop the graph), and lengths that are all T take the ragged path too.
+        tracing = torch.compiler.is_compiling()
+        sequence.lengths = check_lengths(sequence.lengths, sequence.batch, steps,
+                                         check_values=not tracing)
+        if not tracing and bool((sequence.lengths == steps).all()):
             sequence.lengths = None
         else:
             # Padding may hold anything (NaN for missing data): zero it so that nothing, not
@@ -129,7 +133,8 @@ def _read_tokens(table: object, tokens: object, lengths: object, weight: Tensor,
         tokens = tokens.unsqueeze(1)
     elif batch_first:
         tokens = tokens.t()
-    if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < table.shape[0]):
+    if (not torch.compiler.is_compiling() and tokens.numel()
+            and not (0 <= int(tokens.min()) and int(tokens.max()) < table.shape[0])):
         raise ValueError(f"tokens: expected ids in [0, {table.shape[0]}) (the table's rows), "
                          f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
     return table, tokens.contiguous(), batched

@@ -1,0 +1,160 @@
+"""Models with rnnkit layers as files that run without rnnkit: ONNX and torch.export's ``.pt2``.
+
+Under ``torch.export`` (which the ONNX exporter runs first) every rnnkit layer runs its cell's
+step inside torch's ``scan`` operator (:func:`rnnkit.engine.reference.run_loop`): one graph for
+any batch size and sequence length, of standard operators only, which the ONNX exporter writes
+as an ONNX ``Scan``. :func:`to_onnx` and :func:`to_pt2` check first that the model has an
+export path (:func:`check_exportable`) and mark the named dimensions of the inputs dynamic.
+
+Example::
+
+    >>> from rnnkit.export import to_onnx
+    >>> layer = rnnkit.GRU(3, 8).eval()
+    >>> path = to_onnx(layer, (torch.randn(5, 2, 3),), tmp / "gru.onnx",
+    ...                dims=({0: "steps", 1: "batch"},))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.layers.base import RecurrentLayer
+from rnnkit.models.state import state_tensors
+
+Dims = Sequence[Mapping[int, str] | None]
+"""Per input of ``forward``, its dynamic dimensions by index and name (``{0: "steps", 1:
+"batch"}``), or ``None`` for a static input; one name is one size across inputs."""
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Raise ValueError naming the first option of ``model`` that has no export path: random
+    masks drawn per call in training mode (``dropout``, ``weight_dropout``, ``zoneout_hidden``,
+    ``zoneout_cell`` of a layer, or a ``torch.nn.Dropout``), or an engine that unrolls time
+    or runs torch's kernels (``engine="native"``, ``"reference"`` or ``"scan"``)."""
+    for name, module in model.named_modules():
+        where = name or type(model).__name__
+        if isinstance(module, RecurrentLayer):
+            problem = module.export_problem()
+            if problem:
+                raise ValueError(f"{where}: {problem}")
+        elif isinstance(module, nn.modules.dropout._DropoutNd) and module.training \
+                and module.p:
+            raise ValueError(f"{where}: dropout p={module.p} in training mode draws a random "
+                             f"mask per call and has no export path; call model.eval() first")
+
+
+def _dynamic_shapes(model: nn.Module, inputs: Sequence[object],
+                    dims: Dims | None) -> tuple | None:
+    """torch.export's ``dynamic_shapes`` for ``model.forward(*inputs)`` from ``dims``."""
+    if dims is None:
+        return None
+    if len(dims) != len(inputs):
+        raise ValueError(f"dims: expected one entry per input ({len(inputs)}), got {len(dims)}")
+    named: dict[str, torch.export.Dim] = {}
+    shapes = []
+    for entry in dims:
+        if entry is None:
+            shapes.append(None)
+            continue
+        shapes.append({index: named.setdefault(label, torch.export.Dim(label, min=1))
+                       for index, label in entry.items()})
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    if parameters and parameters[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return (tuple(shapes),)  # forward(*tensors): one argument, a tuple
+    return tuple(shapes)
+
+
+def export_program(model: nn.Module, inputs: Sequence[object],
+                   dims: Dims | None = None) -> torch.export.ExportedProgram:
+    """``torch.export.export`` of ``model`` on example ``inputs`` with the ``dims`` dynamic,
+    after :func:`check_exportable`."""
+    check_exportable(model)
+    inputs = tuple(inputs)
+    return torch.export.export(model, inputs, dynamic_shapes=_dynamic_shapes(model, inputs, dims))
+
+
+def to_pt2(model: nn.Module, inputs: Sequence[object], path: str | Path,
+           dims: Dims | None = None) -> Path:
+    """Save :func:`export_program` to ``path`` (``torch.export.load(path).module()`` runs it,
+    without rnnkit); returns the path."""
+    path = Path(path)
+    torch.export.save(export_program(model, inputs, dims), path)
+    return path
+
+
+def to_onnx(model: nn.Module, inputs: Sequence[object], path: str | Path,
+            dims: Dims | None = None, input_names: Sequence[str] | None = None,
+            output_names: Sequence[str] | None = None) -> Path:
+    """Write ``model`` as ONNX (torch's dynamo exporter) to ``path``: inputs named
+    ``input_names`` (default: as ``forward``'s arguments), the ``dims`` dynamic; returns the
+    path. Runs under ``torch.no_grad()``: torch 2.13's exporter fails on a ``scan`` that
+    records gradients."""
+    check_exportable(model)
+    inputs = tuple(inputs)
+    path = Path(path)
+    with torch.no_grad():
+        program = torch.onnx.export(model, inputs, dynamo=True,
+                                    dynamic_shapes=_dynamic_shapes(model, inputs, dims),
+                                    input_names=list(input_names) if input_names else None,
+                                    output_names=list(output_names) if output_names else None,
+                                    verbose=False)
+    program.save(str(path))
+    return path
+
+
+class TaskForward(nn.Module):
+    """A task's model, ``forward(inputs, state, targets) -> ModelOutput``, as a function of
+    tensors for export: ``forward(*inputs, *state) -> (outputs, *state)``. ``state_count``
+    state tensors (the model's carried state, e.g. a language model's (h, c), each
+    (layers * directions, B, size)) follow the inputs; 0 for models that carry none."""
+
+    def __init__(self, model: nn.Module, input_count: int, state_count: int = 0) -> None:
+        super().__init__()
+        self.model, self.input_count, self.state_count = model, input_count, state_count
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        inputs = tensors[:self.input_count]
+        state = tensors[self.input_count:] or None
+        result = self.model(inputs[0] if len(inputs) == 1 else inputs, state, None)
+        outputs = result.outputs
+        outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+        if not self.state_count:
+            return outputs
+        return (*outputs, *state_tensors(result.state))
+
+
+def export_task_model(model: nn.Module, inputs: Tensor | Sequence[Tensor], path: str | Path,
+                      file_format: str, input_names: Sequence[str],
+                      carries_state: bool = False) -> list[str]:
+    """Write a task's model (see :class:`TaskForward`) in evaluation mode as ``file_format``
+    ("onnx" or "pt2") to ``path``, given a batch's ``inputs`` (batch first; the first is the
+    sequence, its dimension 1 the steps); returns the names of the file's inputs: the
+    ``input_names``, then ``state0``, ``state1``, ... with ``carries_state`` (a zero state is
+    the start of a sequence). Every batch size and length runs."""
+    model.eval()
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if len(input_names) != len(inputs):
+        raise ValueError(f"input_names: expected {len(inputs)} names, got {len(input_names)}")
+    state: tuple[Tensor, ...] = ()
+    if carries_state:
+        with torch.no_grad():
+            result = model(inputs[0] if len(inputs) == 1 else inputs, None, None)
+        state = tuple(torch.zeros_like(part) for part in state_tensors(result.state))
+    dims = [{0: "batch", 1: "steps"} if index == 0 and tensor.dim() >= 2 else {0: "batch"}
+            for index, tensor in enumerate(inputs)] + [{1: "batch"}] * len(state)
+    names = [*input_names, *(f"state{index}" for index in range(len(state)))]
+    wrapper = TaskForward(model, len(inputs), len(state))
+    if file_format == "onnx":
+        outputs = ["outputs", *(f"next_state{index}" for index in range(len(state)))]
+        to_onnx(wrapper, (*inputs, *state), path, dims, input_names=names,
+                output_names=outputs)
+    elif file_format == "pt2":
+        to_pt2(wrapper, (*inputs, *state), path, dims)
+    else:
+        raise ValueError(f"file_format: expected 'onnx' or 'pt2', got {file_format!r}")
+    return names

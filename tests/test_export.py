@@ -1,0 +1,261 @@
+"""Every cell through torch.compile(fullgraph=True), torch.export with a dynamic batch and length,
+and ONNX in onnxruntime; the fused kernels as torch.library operators.
+
+Compiling and exporting are slow, so each test puts many layers into one module and traces
+it once: one compile (on AOTAutograd, which checks the operators' fake and autograd
+registrations; Inductor once, on one layer), one export, one ONNX export. By default the
+layers are one cell of each kernel family (:data:`CELLS`); ``RNNKIT_EXPORT_TESTS=all`` runs
+every cell of the catalogue.
+"""
+
+import os
+
+import pytest
+import torch
+from torch import nn
+from torch._dynamo.utils import counters
+
+from rnnkit.catalog import CELL_NAMES, build_layer
+from rnnkit.engine import fused
+from rnnkit.models.state import state_tensors
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+INPUT, HIDDEN = 3, 4
+CELLS = CELL_NAMES if os.environ.get("RNNKIT_EXPORT_TESTS") == "all" else (
+    "lstm", "peephole-lstm", "gru", "gru-cho", "rnn", "clockwork", "depth-gated-lstm", "mingru",
+    "minlstm")
+
+
+def _variant(index: int, name: str) -> dict:
+    """Options that vary over the cells: two layers, both directions, a projection."""
+    options = {"num_layers": 2} if index % 2 or name == "depth-gated-lstm" else {}
+    if index % 3 == 0:
+        options["bidirectional"] = True
+    if name == "lstm":
+        options["proj_size"] = 2
+    return options
+
+
+class EveryCell(nn.Module):
+    """Layers of the ``names`` cells on the same input; the odd ones with ``lengths``."""
+
+    def __init__(self, names=CELLS) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(build_layer(name, INPUT, HIDDEN, **_variant(index, name))
+                                    for index, name in enumerate(names))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        results = []
+        for index, layer in enumerate(self.layers):
+            outputs, state = layer(x, lengths=lengths if index % 2 else None)
+            results += [outputs, *state_tensors(state)]
+        return tuple(results)
+
+
+def _inputs(steps: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(steps, batch, INPUT)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    lengths[0] = steps
+    return x, lengths
+
+
+def _gradients(model: nn.Module, function, x: torch.Tensor, lengths: torch.Tensor) -> list:
+    """Outputs of ``function`` and the gradients of a sum of them, input's and parameters'."""
+    x = x.clone().requires_grad_()
+    model.zero_grad()
+    results = function(x, lengths)
+    sum(result.square().sum() for result in results).backward()
+    return [*results, x.grad, *(p.grad for p in model.parameters())]
+
+
+def test_compile_fullgraph_every_cell_matches_eager_without_recompiling(fused_extension):
+    torch._dynamo.reset()
+    counters.clear()
+    model = EveryCell()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    for steps, batch in ((5, 2), (6, 3), (4, 5)):
+        x, lengths = _inputs(steps, batch)
+        expected = _gradients(model, model, x, lengths)
+        got = _gradients(model, compiled, x, lengths)
+        for want, have in zip(expected, got, strict=True):
+            torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5)
+    # a static graph, then one with dynamic batch and length for every later size
+    assert counters["stats"]["unique_graphs"] == 2
+
+
+def test_compile_inductor_runs_the_fused_operator(fused_extension):
+    torch._dynamo.reset()
+    layer = build_layer("peephole-lstm", INPUT, HIDDEN)
+    compiled = torch.compile(layer, fullgraph=True, dynamic=True)
+    x, lengths = _inputs(5, 2)
+    expected = _gradients(layer, lambda x, lengths: state_tensors(layer(x, lengths=lengths)[1]),
+                          x, lengths)
+    got = _gradients(layer, lambda x, lengths: state_tensors(compiled(x, lengths=lengths)[1]),
+                     x, lengths)
+    for want, have in zip(expected, got, strict=True):
+        torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5)
+    graph = torch._dynamo.explain(layer)(x, lengths=lengths)
+    assert graph.graph_break_count == 0
+
+
+def test_fused_operators_pass_opcheck(fused_extension):
+    layer = build_layer("gru-cho", INPUT, HIDDEN)
+    params = layer.cell_parameters(0)
+    x = torch.randn(4, 2, INPUT, dtype=torch.float64)
+    tensors = {"weight_hh": params["weight_hh"].detach().double().requires_grad_(),
+               "hidden0": torch.randn(2, HIDDEN, dtype=torch.float64, requires_grad=True),
+               "weight_ih": params["weight_ih"].detach().double().requires_grad_(),
+               "inputs": x.requires_grad_(),
+               "last_step": torch.tensor([3, 1])}
+    arguments = ("gru", ",".join(tensors), list(tensors.values()), "", False, True, True, 0.0,
+                 0.0, False, 0, False)
+    torch.library.opcheck(fused.fused_forward, arguments,
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_autograd_registration"))
+
+
+def test_export_dynamic_batch_and_length_matches_eager_at_other_sizes():
+    model = EveryCell().eval()
+    batch, steps = torch.export.Dim("batch", min=1), torch.export.Dim("steps", min=1)
+    program = torch.export.export(model, _inputs(5, 2),
+                                  dynamic_shapes=({0: steps, 1: batch}, {0: batch}))
+    exported = program.module()
+    for size in ((9, 3), (1, 1), (4, 6)):
+        x, lengths = _inputs(*size)
+        with torch.no_grad():
+            for want, have in zip(model(x, lengths), exported(x, lengths), strict=True):
+                torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5)
+
+
+def test_export_keeps_traces():
+    class Traced(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = build_layer("gru-cho", INPUT, HIDDEN, num_layers=2)
+
+        def forward(self, x):
+            _, _, traces = self.layer(x, return_traces=True)
+            return traces[1]["z"], traces[0]["h"]
+
+    model = Traced().eval()
+    batch, steps = torch.export.Dim("batch", min=1), torch.export.Dim("steps", min=1)
+    program = torch.export.export(model, (torch.randn(5, 2, INPUT),),
+                                  dynamic_shapes=({0: steps, 1: batch},))
+    x = torch.randn(7, 3, INPUT)
+    for want, have in zip(model(x), program.module()(x), strict=True):
+        torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5)
+
+
+def test_onnx_runs_in_onnxruntime_at_other_sizes(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from rnnkit.export import to_onnx
+
+    model = EveryCell(("lstm", "gru-cho", "clockwork", "minlstm")).eval()
+    path = to_onnx(model, _inputs(5, 2), tmp_path / "cells.onnx",
+                   dims=({0: "steps", 1: "batch"}, {0: "batch"}))
+    session = onnxruntime.InferenceSession(str(path))
+    for size in ((9, 3), (2, 1)):
+        x, lengths = _inputs(*size)
+        got = session.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})
+        with torch.no_grad():
+            for want, have in zip(model(x, lengths), got, strict=True):
+                torch.testing.assert_close(torch.from_numpy(have), want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"zoneout_hidden": 0.1}, "zoneout_hidden"),
+    ({"dropout": 0.2, "num_layers": 2}, "dropout"),
+    ({"engine": "reference"}, "engine"),
+])
+def test_export_without_a_path_fails_at_the_call_naming_the_option(options, named):
+    layer = build_layer("lstm", INPUT, HIDDEN, **options)  # in training mode
+    with pytest.raises(ValueError, match=rf"^LSTM: {named}="):
+        torch.export.export(layer, (torch.randn(5, 2, INPUT),))
+    from rnnkit.export import check_exportable
+
+    with pytest.raises(ValueError, match=rf"^model: {named}="):
+        check_exportable(nn.ModuleDict({"model": layer}))
+
+
+def test_export_refuses_training_mode_dropout_modules():
+    from rnnkit.export import to_pt2
+
+    model = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 3))
+    with pytest.raises(ValueError, match=r"^0: dropout p=0.5 in training mode"):
+        to_pt2(model, (torch.randn(2, 3),), "unused.pt2")
+
+
+def _cli(capsys, *argv):
+    from rnnkit.cli import main
+
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def _restored_task(run):
+    from rnnkit.tasks import build_task
+    from rnnkit.training.checkpoint import load_checkpoint
+    from rnnkit.training.run_dir import RunDirectory
+
+    directory = RunDirectory.open(run)
+    checkpoint = load_checkpoint(directory.checkpoint_for_use())
+    task = build_task(directory.read_config(), torch.device("cpu"), checkpoint.info["task"])
+    checkpoint.restore_model(task.model)
+    return task.model.eval()
+
+
+TINY_RUN = ["--hidden-size", "8", "--batch-size", "4", "--steps", "2", "--warmup", "0",
+            "--time-limit", "0", "--device", "cpu", "--threads", "1"]
+
+
+def test_cli_exports_a_language_model_that_onnxruntime_runs_step_by_step(tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("shall i compare thee to a summers day\n" * 40)
+    run = tmp_path / "lm"
+    _cli(capsys, "train", "--data", corpus, "--cell", "gru-cho", "--embedding-size", "8",
+         "--bptt", "8", *TINY_RUN, "--out", run)
+    out = _cli(capsys, "export", run)
+    assert f"{run / 'model.onnx'} (onnx; inputs ids, state0" in out
+    model = _restored_task(run)
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"))
+    ids = torch.randint(0, model.embedding.num_embeddings, (3, 7))
+    state = None
+    for chunk in (ids[:, :5], ids[:, 5:6], ids[:, 6:]):  # a prompt, then one step at a time
+        with torch.no_grad():
+            expected = model(chunk, state)
+        feed = {"ids": chunk.numpy()} | {
+            "state0": (state if state is not None else torch.zeros_like(expected.state)).numpy()}
+        logits, next_state = session.run(None, feed)
+        torch.testing.assert_close(torch.from_numpy(logits), expected.outputs, atol=1e-4,
+                                   rtol=1e-4)
+        state = torch.from_numpy(next_state)
+        torch.testing.assert_close(state, expected.state, atol=1e-4, rtol=1e-4)
+
+
+def test_cli_exports_a_classifier_as_pt2_for_other_batch_sizes_and_lengths(tmp_path, capsys):
+    run = tmp_path / "classify"
+    _cli(capsys, "train", "--task", "classify", "--data", "ItalyPowerDemand", *TINY_RUN,
+         "--out", run)
+    _cli(capsys, "export", run, "--format", "pt2", "--out", tmp_path / "classifier.pt2")
+    exported = torch.export.load(tmp_path / "classifier.pt2").module()
+    model = _restored_task(run)
+    series = torch.randn(5, 17, model.net.layer.input_size)
+    lengths = torch.tensor([17, 3, 9, 17, 1])
+    with torch.no_grad():
+        expected = model((series, lengths)).outputs
+    torch.testing.assert_close(exported(series, lengths)[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cli_export_names_the_tasks_it_writes(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    run = tmp_path / "adding"
+    _cli(capsys, "train", "--task", "adding", "--data", "6", *TINY_RUN, "--out", run)
+    assert main(["export", str(run)]) == 1
+    assert "rnnkit export writes --task lm, classify, forecast runs" in capsys.readouterr().err
