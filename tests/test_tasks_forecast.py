@@ -30,6 +30,7 @@ from rnnkit.tasks.forecast import (
     forecasting_task,
     held_out_size,
     parse_seasons,
+    prepare_series,
     rolling_origins,
 )
 from rnnkit.training.errors import RunError
@@ -220,13 +221,16 @@ def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
 def test_a_file_without_dates_names_rows_and_takes_a_given_season(tmp_path, capsys):
     path = tmp_path / "plain.csv"
     values = 10 + np.sin(2 * np.pi * np.arange(120) / 10)
-    path.write_text("level\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
+    lines = [f"{v:.4f}" for v in values]
+    lines[30] = lines[31] = "NA"
+    path.write_text("level\n" + "\n".join(lines) + "\n")
     code, out, err = cli(capsys, "train", "--task", "forecast", "--data", path, "--horizon", "4",
                          "--season", "10", "--steps", "2", "--hidden-size", "4",
                          "--threads", "1", "--device", "cpu", "--out", tmp_path / "run")
     assert code == 0, err
     assert "seasons: 10 (from --season)" in out
     assert "for the 4 steps after row 120 of the data" in out
+    assert "2 missing values filled by linear interpolation" in out
 
 
 def test_a_season_longer_than_half_the_training_part_is_refused(tmp_path, capsys):
@@ -235,3 +239,19 @@ def test_a_season_longer_than_half_the_training_part_is_refused(tmp_path, capsys
     assert code == 1 and err.count("\n") == 1
     assert "--season 60" in err and "fewer than two seasons of 60" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_covariates_are_read_up_to_the_origin_only(tmp_path):
+    config = task_config("forecast", data=str(half_hourly_csv(tmp_path / "d.csv", days=21)),
+                         column="demand", covariates="temperature", horizon=6)
+    prepared = prepare_series(config, None)
+    assert prepared.lags == [336] and prepared.channels.shape == (21 * 48, 2)
+    origin = prepared.test_start
+    window, naive = prepared.inputs([origin])
+    assert window.shape == (1, prepared.window, 3)  # the series, a week back, temperature
+    prepared.channels[origin:] = 1000.0  # nothing from the origin on is read
+    later_window, later_naive = prepared.inputs([origin])
+    assert torch.equal(window, later_window) and torch.equal(naive, later_naive)
+    task = forecasting_task(config, torch.device("cpu"))
+    assert task.model.net.layer.input_size == 3
+    assert math.isfinite(task.evaluate("val")["mase"])

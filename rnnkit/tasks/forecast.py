@@ -445,7 +445,9 @@ def describe_setup(prepared: PreparedSeries, smoothing: ExponentialSmoothing) ->
             f"{len(prepared.values) - prepared.test_start} (from "
             f"{prepared.series.position(prepared.test_start)}); MASE divides by "
             f"{prepared.scale:.4g}, the in-sample error of the seasonal naive of season "
-            f"{prepared.seasons[0] if prepared.seasons else 1}")
+            f"{prepared.seasons[0] if prepared.seasons else 1}"
+            + (f"; {prepared.series.missing_filled} missing values filled by linear "
+               "interpolation" if prepared.series.missing_filled else ""))
 
 
 def by_horizon(prepared: PreparedSeries, model: QuantileForecaster,
