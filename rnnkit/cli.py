@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -503,7 +504,11 @@ def export_command(args: argparse.Namespace) -> int:
                                   EXPORT_INPUTS[config.task], carries_state=config.task == "lm")
     except ValueError as err:
         raise RunError(f"{run.path}: {err}") from None
-    print(f"{out} ({args.format}; inputs {', '.join(names)}; any batch size and length)")
+    facts = out.with_suffix(".json")  # what a program needs beside the file (the vocabulary)
+    facts.write_text(json.dumps({"task": config.task, "inputs": names,
+                                 **checkpoint.info["task"]}, indent=1) + "\n")
+    print(f"{out} ({args.format}; inputs {', '.join(names)}; any batch size and length), "
+          f"{facts}")
     return 0
 
 

@@ -8,6 +8,7 @@ layers are one cell of each kernel family (:data:`CELLS`); ``RNNKIT_EXPORT_TESTS
 every cell of the catalogue.
 """
 
+import json
 import os
 
 import pytest
@@ -222,6 +223,7 @@ def test_cli_exports_a_language_model_that_onnxruntime_runs_step_by_step(tmp_pat
          "--bptt", "8", *TINY_RUN, "--out", run)
     out = _cli(capsys, "export", run)
     assert f"{run / 'model.onnx'} (onnx; inputs ids, state0" in out
+    assert json.loads((run / "model.json").read_text())["vocab"]["type"] == "char"
     model = _restored_task(run)
     session = onnxruntime.InferenceSession(str(run / "model.onnx"))
     ids = torch.randint(0, model.embedding.num_embeddings, (3, 7))
