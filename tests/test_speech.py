@@ -29,6 +29,7 @@ from rnnkit.data.audio import (
     trim_silence,
 )
 from rnnkit.data.fsdd import SPEAKERS, fsdd_split, load_fsdd, make_digit_strings
+from rnnkit.inspection import inspect_ctc
 from rnnkit.models.spectrogram import SpectrogramClassifier
 from rnnkit.tasks.speech import parse_data, recognize_recordings
 from rnnkit.training.errors import RunError
@@ -223,3 +224,23 @@ def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys)
     code, _, err = run_cli(capsys, "inspect", str(isolated_run), "--ctc",
                            str(tmp_path / "seven.flac"))
     assert code == 1 and "connected-digit run" in err
+
+
+def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys) -> None:
+    run = tmp_path / "strings"
+    code = main(["train", "--task", "speech", "--data", "fsdd-strings:theo/none",
+                 "--hidden-size", "8", "--layers", "1", "--embedding-size", "8", "--steps", "2",
+                 "--eval-every", "2", "--threads", "1", "--out", str(run)])
+    assert code == 0
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["test"]) == {"cer", "string_error"}
+    assert "test string 0: label" in report["sample"]
+    wave = np.concatenate([recording(2), np.zeros(800, np.float32), recording(9)])
+    soundfile.write(tmp_path / "29.wav", wave, 8000)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "29.wav"),
+                             "--beam", "2")
+    assert code == 0 and re.fullmatch(r".*29\.wav: \d*\n", out)
+    assert inspect_ctc(run, str(tmp_path / "29.wav"), tmp_path / "fig") == (
+        tmp_path / "fig" / "ctc.png")
+    assert (tmp_path / "fig" / "ctc.png").stat().st_size > 0
