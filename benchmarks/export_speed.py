@@ -60,7 +60,8 @@ def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
     reference = torch.nn.LSTM(hidden, hidden).eval()
     x = torch.randn(steps, batch, hidden)
     dims = ({0: "steps", 1: "batch"},)
-    rnnkit_onnx = session(to_onnx(layer, (x,), folder / f"{cell}.onnx", dims), threads)
+    rnnkit_onnx = session(to_onnx(layer, (x,), folder / f"{cell}.onnx", dims, input_names=["x"]),
+                          threads)
     lstm_path = folder / "torch_lstm.onnx"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--cells", help="comma-separated cell names (default: "
                                         + ",".join(DEFAULT_CELLS) + ")")
     parser.add_argument("--shapes", help="comma-separated BxTxH (default 1x150x256,32x100x256)")
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (default 9)")
     parser.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -120,6 +120,8 @@ class TaskForward(nn.Module):
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         inputs = tensors[:self.input_count]
         state = tensors[self.input_count:] or None
+        if state is not None and len(state) == 1:  # a one-tensor state is passed bare
+            state = state[0]
         result = self.model(inputs[0] if len(inputs) == 1 else inputs, state, None)
         outputs = result.outputs
         outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
@@ -148,7 +150,7 @@ def export_task_model(model: nn.Module, inputs: Tensor | Sequence[Tensor], path:
     dims = [{0: "batch", 1: "steps"} if index == 0 and tensor.dim() >= 2 else {0: "batch"}
             for index, tensor in enumerate(inputs)] + [{1: "batch"}] * len(state)
     names = [*input_names, *(f"state{index}" for index in range(len(state)))]
-    wrapper = TaskForward(model, len(inputs), len(state))
+    wrapper = TaskForward(model, len(inputs), len(state)).eval()
     if file_format == "onnx":
         outputs = ["outputs", *(f"next_state{index}" for index in range(len(state)))]
         to_onnx(wrapper, (*inputs, *state), path, dims, input_names=names,

@@ -77,7 +77,8 @@ class ClassifierAdapter(HeadAdapter):
                 targets: Tensor | None = None) -> ModelOutput:
         """Class scores of a padded batch of series, and their loss against ``targets``."""
         series, lengths = inputs
-        full = bool((lengths == series.shape[1]).all())
+        # Compiled or exported, the values of lengths are unknown: the ragged path takes all.
+        full = not torch.compiler.is_compiling() and bool((lengths == series.shape[1]).all())
         return self.net(series, None if full else lengths, targets=targets)
 
 
