@@ -30,6 +30,7 @@ from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
 from rnnkit.tasks.handwriting import recognize_image
 from rnnkit.tasks.speech import TASK as SPEECH
+from rnnkit.tasks.language_model import unknown_ids
 from rnnkit.tasks.speech import recognize_recordings
 from rnnkit.tasks.translate import BEAM_SIZE, evaluation_report, translate_lines
 from rnnkit.training import distributed
@@ -401,7 +402,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 def format_metrics(metrics: dict[str, float]) -> str:
     """Metrics as "name value, name value"."""
-    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    return ", ".join(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in metrics.items())
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -435,7 +437,8 @@ def sample_command(args: argparse.Namespace) -> int:
     prompt_ids = vocab.encode(args.prompt)
     generator = torch.Generator().manual_seed(args.seed)
     try:
-        ids = model.generate(prompt_ids, args.length, args.temperature, args.top_k, generator)
+        ids = model.generate(prompt_ids, args.length, args.temperature, args.top_k, generator,
+                             excluded=unknown_ids(vocab))
     except ValueError as err:
         raise RunError(f"{checkpoint.path}: {err}; sample an earlier run") from None
     print(args.prompt + vocab.decode(ids))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.classifier import ConvolutionalSummary, SequenceClassifier
 
 CELLS = ["lstm", "gru", "cifg-lstm", "mingru", "clockwork", "depth-gated-lstm"]
 
@@ -104,3 +104,41 @@ def test_the_loss_is_cross_entropy_for_classes_and_squared_error_for_values():
 def test_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="pooling"):
         SequenceClassifier(3, 2, pooling="max")
+
+
+def test_convolutional_branch_gives_a_ragged_series_the_scores_it_has_alone():
+    torch.manual_seed(0)
+    # 2 channels in frames of 3 steps: input_size 6
+    model = SequenceClassifier(6, 4, hidden_size=8, conv_channels=5, frame=3).eval()
+    inputs = torch.randn(3, 7, 6)
+    lengths = torch.tensor([7, 4, 2])
+    together = model(inputs, lengths).outputs
+    for row, length in enumerate(lengths.tolist()):
+        alone = model(inputs[row:row + 1, :length], lengths[row:row + 1]).outputs
+        torch.testing.assert_close(together[row:row + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_convolutional_branch_reads_the_steps_inside_the_frames():
+    model = SequenceClassifier(6, 4, conv_channels=5, frame=3)
+    framed = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
+    steps, lengths = model.steps_of(framed, torch.tensor([4, 2]))
+    assert steps.shape == (2, 12, 2) and lengths.tolist() == [12, 6]
+    # frame f holds steps 3f, 3f+1, 3f+2, each with its 2 channels side by side
+    torch.testing.assert_close(steps[0, 4], framed[0, 1, 2:4])
+
+
+def test_convolutional_summary_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    summary = ConvolutionalSummary(2, 3).double()
+    inputs = torch.randn(2, 9, 2, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([9, 5])
+    assert torch.autograd.gradcheck(lambda x: summary(x, lengths), (inputs,))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"frame": 4}, "frame: expected a divisor of input_size 6"),
+    ({"conv_channels": -1}, "conv_channels: expected >= 0"),
+])
+def test_bad_convolution_settings_are_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SequenceClassifier(6, 2, **settings)

@@ -86,6 +86,17 @@ def test_generate_with_top_k_one_is_greedy():
     assert torch.equal(greedy, top1)
 
 
+def test_generate_never_samples_an_excluded_token_even_the_most_likely():
+    model = tiny_model()
+    with torch.no_grad():
+        model.head.bias[3] = 100.0  # token 3 is far the most likely everywhere
+    assert set(model.generate(torch.tensor([2]), 8, temperature=0.0).tolist()) == {3}
+    for temperature in (0.0, 1.0):
+        sample = model.generate(torch.tensor([2]), 50, temperature=temperature, excluded=(3,),
+                                generator=torch.Generator().manual_seed(0))
+        assert 3 not in sample.tolist()
+
+
 def test_generate_restores_training_mode():
     model = tiny_model()
     model.train()

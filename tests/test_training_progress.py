@@ -42,3 +42,15 @@ def test_other_ranks_show_nothing():
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (42, 425, 7300)] == ["42s", "7m05s", "2h01m"]
+
+
+def test_the_speed_is_shown_in_the_task_s_unit():
+    stream = io.StringIO()
+    progress = Progress(100, 0, stream=stream, unit="series")
+    progress.update(10, loss=2.0, tokens_per_s=1234.0, validation={"error_rate": 0.5})
+    assert "1,234 series/s" in stream.getvalue()
+    terminal = Terminal()
+    bar = Progress(50, 10, stream=terminal, unit="series")
+    bar.update(11, loss=1.5, tokens_per_s=2000.0)
+    bar.close()
+    assert "series/s=2,000" in terminal.getvalue()

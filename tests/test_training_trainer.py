@@ -76,14 +76,14 @@ def test_a_run_writes_config_metrics_checkpoints_and_report(corpus, tmp_path):
     with open(run / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["step", "loss", "grad_norm", "lr", "tokens_per_s",
-                             "val_cross_entropy", "val_bits_per_char"]
+                             "val_cross_entropy", "val_bits_per_char", "val_unknown_chars"]
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
     assert [int(r["step"]) for r in rows if r["val_cross_entropy"]] == [4, 8, 12]
     assert load_checkpoint(run / "checkpoints" / "last.safetensors").info["step"] == 12
     assert (run / "checkpoints" / "best.safetensors").is_file()
     report = json.loads((run / "report.json").read_text())
-    assert report["stop_reason"] == "finished" and set(report["test"]) == {"cross_entropy",
-                                                                          "bits_per_char"}
+    assert report["stop_reason"] == "finished"
+    assert set(report["test"]) == {"cross_entropy", "bits_per_char", "unknown_chars"}
     assert "## Sample" in (run / "report.md").read_text()
     assert any((run / "tensorboard").iterdir())
 
@@ -200,6 +200,16 @@ def test_early_stopping_after_patience_validations_without_improvement(corpus, t
                    constant)
     assert result.stop_reason == "early_stopping"
     assert result.steps == 12 and result.best_step == 4
+
+
+def test_a_task_that_does_not_select_keeps_its_final_weights(corpus, tmp_path):
+    scores = iter([1.0, 2.0, 3.0, 4.0])  # validation worsens at every step 4, 8, 12 (and test)
+    final = changed_tasks(lambda task: dataclasses.replace(
+        task, evaluate=lambda split: {"cross_entropy": next(scores)}, selects_best=False))
+    result = train(tiny_config(corpus), tmp_path / "run", ONE_RANK, final)
+    assert result.best_step == 12 and result.validation == {"cross_entropy": 3.0}
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    assert best.info["step"] == 12
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path):

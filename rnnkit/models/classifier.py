@@ -54,6 +54,35 @@ def mean_over_steps(outputs: Tensor, lengths: Tensor | Sequence[int] | None) -> 
     return outputs.sum(dim=1) / counts.unsqueeze(1)
 
 
+class ConvolutionalSummary(nn.Module):
+    """The fully convolutional branch of LSTM-FCN (Karim et al. 2017, after Wang et al. 2017):
+    three 1-D convolutions over time (``channels``, 2 x ``channels``, ``channels`` filters of
+    widths 8, 5 and 3, "same" padding), each with batch normalisation and ReLU, then the mean
+    over each series' valid steps: (B, T, C) and lengths (B,) -> (B, channels)."""
+
+    WIDTHS = (8, 5, 3)
+
+    def __init__(self, input_size: int, channels: int) -> None:
+        """Build the three convolution blocks for series of ``input_size`` channels."""
+        super().__init__()
+        sizes = (input_size, channels, 2 * channels, channels)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(sizes[i], sizes[i + 1], width, padding=width // 2),
+                          nn.BatchNorm1d(sizes[i + 1]), nn.ReLU())
+            for i, width in enumerate(self.WIDTHS))
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """The mean over valid steps of the last block's output; steps after a series' end
+        are zeroed before every block, as the convolutions' own padding is, so a series in a
+        ragged batch gets the features it has alone."""
+        steps = inputs.shape[1]
+        valid = (torch.arange(steps, device=inputs.device) < lengths.unsqueeze(1)).unsqueeze(1)
+        features = inputs.transpose(1, 2) * valid
+        for block in self.blocks:
+            features = block(features)[..., :steps] * valid
+        return features.sum(dim=2) / lengths.unsqueeze(1).to(features.dtype)
+
+
 class SequenceClassifier(nn.Module):
     """Scores a whole sequence: padded inputs (B, T, C) and lengths (B,) -> outputs (B, K).
 
@@ -65,7 +94,13 @@ class SequenceClassifier(nn.Module):
     sequence by the top layer's final state at its own last step (both directions
     concatenated when ``bidirectional``); ``pooling="mean"`` by the mean of the top layer's
     outputs over its valid steps. T = 1 is the one-to-one case. Dropout applies between
-    stacked layers and to the summary. ``switches`` go to :func:`rnnkit.build_layer`.
+    stacked layers and to the recurrent summary. ``switches`` go to :func:`rnnkit.build_layer`.
+
+    ``conv_channels`` > 0 adds LSTM-FCN's convolutional branch
+    (:class:`ConvolutionalSummary`), whose summary is concatenated with the recurrent one
+    before the head. ``frame`` > 1 says the inputs are frames of that many consecutive steps
+    with the channels side by side (C = ``input_size / frame`` channels, as the
+    classification task reads long series); the convolutions read the steps themselves.
 
     Example::
 
@@ -87,19 +122,29 @@ class SequenceClassifier(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        conv_channels: int = 0,
+        frame: int = 1,
         **switches: Any,
     ) -> None:
-        """Build the recurrent layer (``cell``, see ``rnnkit.CELL_NAMES``) and the linear head."""
+        """Build the recurrent layer (``cell``, see ``rnnkit.CELL_NAMES``), the convolutional
+        branch if ``conv_channels`` > 0, and the linear head."""
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+        if frame < 1 or input_size % frame:
+            raise ValueError(f"frame: expected a divisor of input_size {input_size}, got {frame}")
+        if conv_channels < 0:
+            raise ValueError(f"conv_channels: expected >= 0, got {conv_channels}")
         self.pooling = pooling
+        self.frame = frame
+        self.conv = (ConvolutionalSummary(input_size // frame, conv_channels)
+                     if conv_channels else None)
         self.layer = build_layer(
             cell, input_size, hidden_size, num_layers, batch_first=True,
             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0, **switches,
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(layer_output_size(self.layer), num_outputs)
+        self.head = nn.Linear(layer_output_size(self.layer) + conv_channels, num_outputs)
 
     def forward(self, inputs: Tensor, lengths: Tensor | Sequence[int] | None = None,
                 targets: Tensor | None = None) -> ModelOutput:
@@ -110,6 +155,21 @@ class SequenceClassifier(nn.Module):
             summary = final_hidden(state, self.layer.num_directions)
         else:
             summary = mean_over_steps(outputs, lengths)
-        scores = self.head(self.dropout(summary))
+        summary = self.dropout(summary)
+        if self.conv is not None:
+            summary = torch.cat([summary, self.conv(*self.steps_of(inputs, lengths))], dim=1)
+        scores = self.head(summary)
         return ModelOutput(scores, None, None if targets is None
                            else prediction_loss(scores, targets))
+
+    def steps_of(self, inputs: Tensor, lengths: Tensor | Sequence[int] | None
+                 ) -> tuple[Tensor, Tensor]:
+        """Framed inputs (B, T, k*C) and their lengths in frames as steps: (B, T*k, C) and
+        (B,) lengths in steps (a last frame's filler steps count as valid: they repeat the
+        series' last value)."""
+        batch, frames, _ = inputs.shape
+        steps = inputs.reshape(batch, frames * self.frame, -1)
+        if lengths is None:
+            lengths = torch.full((batch,), frames, device=inputs.device)
+        lengths = torch.as_tensor(lengths, device=inputs.device) * self.frame
+        return steps, lengths

@@ -7,6 +7,8 @@ the recurrent state from step to step.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,12 +164,15 @@ class LanguageModel(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        excluded: Sequence[int] = (),
     ) -> Tensor:
         """Sample ``length`` tokens that continue ``prompt_ids``; returns them, shape (length,).
 
         ``prompt_ids`` (P,) with P >= 1 is read first; then each sampled token is fed back in,
         carrying the state. ``temperature`` divides the logits (0 picks the most likely token);
-        ``top_k`` keeps only the k most likely tokens; ``generator`` makes sampling repeatable.
+        ``top_k`` keeps only the k most likely tokens; ``generator`` makes sampling repeatable;
+        ``excluded`` token ids are never sampled (a vocabulary's unknown symbol, which stands for
+        no one character).
         The model is in eval mode while sampling and returns to its previous mode afterwards.
         Raises ValueError if the model's scores are not finite (a diverged model).
         """
@@ -189,6 +194,9 @@ class LanguageModel(nn.Module):
                 if not torch.isfinite(next_logits).all():
                     raise ValueError("cannot sample: the model's next-token scores are not "
                                      "finite (the model has diverged)")
+                if excluded:
+                    next_logits = next_logits.index_fill(1, torch.as_tensor(
+                        list(excluded), device=next_logits.device), -math.inf)
                 token = sample_token(next_logits, temperature, top_k, generator)
                 sampled[i] = token[0]
                 logits, state, _ = self(token.view(1, 1).to(device), state)

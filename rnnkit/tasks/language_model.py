@@ -166,7 +166,13 @@ def sample_text(model: LanguageModel, vocab: CharVocab, text: str, seed: int,
     prompt = "\n" if "\n" in vocab else text[0]
     generator = torch.Generator().manual_seed(seed)
     try:
-        ids = model.generate(vocab.encode(prompt), length, temperature=0.8, generator=generator)
+        ids = model.generate(vocab.encode(prompt), length, temperature=0.8, generator=generator,
+                             excluded=unknown_ids(vocab))
     except ValueError as err:  # a diverged model has nothing to show
         return f"(no sample: {err})"
     return prompt + vocab.decode(ids)
+
+
+def unknown_ids(vocab: CharVocab) -> tuple[int, ...]:
+    """The ids sampling never produces: the unknown symbol, which is no one character."""
+    return () if vocab.unknown_id is None else (vocab.unknown_id,)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Steps, loss, tokens/s and time left.
+    """Steps, loss, speed (``unit`` per second: what a batch's size counts) and time left.
 
     On a terminal this is a tqdm progress bar; when ``stream`` is not a terminal (a log file,
     a pipe) it prints one line every ``every_seconds`` seconds and after each validation.
@@ -19,7 +19,8 @@ class Progress:
     """
 
     def __init__(self, total_steps: int | None, first_step: int, enabled: bool = True,
-                 stream: TextIO | None = None, every_seconds: float = 30.0) -> None:
+                 stream: TextIO | None = None, every_seconds: float = 30.0,
+                 unit: str = "tok") -> None:
         """Start showing progress of a run of ``total_steps`` (None: not known yet) that begins
         at ``first_step``."""
         self.total_steps = total_steps
@@ -27,6 +28,7 @@ class Progress:
         self.enabled = enabled
         self.stream = stream or sys.stdout
         self.every_seconds = every_seconds
+        self.unit = unit
         self.started = time.monotonic()
         self.last_line = self.started
         self.bar = None
@@ -51,7 +53,8 @@ class Progress:
             val_text = " val " + " ".join(f"{k} {v:.4f}" for k, v in validation.items())
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            self.bar.set_postfix({"loss": f"{loss:.4f}", f"{self.unit}/s": f"{tokens_per_s:,.0f}"},
+                                 refresh=False)
             if validation:
                 self.bar.write(f"step {step}:{val_text}")
             return
@@ -64,7 +67,8 @@ class Progress:
                 left = (now - self.started) / max(done, 1) * (self.total_steps - step)
                 eta = f" ETA {format_seconds(left)}"
             print(f"step {step}/{self.total_steps or '?'} loss {loss:.4f} "
-                  f"{tokens_per_s:,.0f} tok/s{eta}{val_text}", file=self.stream, flush=True)
+                  f"{tokens_per_s:,.0f} {self.unit}/s{eta}{val_text}", file=self.stream,
+                  flush=True)
 
     def write(self, line: str) -> None:
         """Print a line without breaking the progress bar."""

@@ -67,6 +67,11 @@ class Task:
       split (a confusion matrix), printed by ``rnnkit evaluate``.
     * ``write_files(folder)`` -- optional: files about the trained model (plots, tables)
       written to the run directory once training ends; returns their paths.
+    * ``unit`` -- what :attr:`Batch.size` counts, as the progress line's speed shows it
+      ("tok", "series", "values", ...).
+    * ``selects_best`` -- whether the validation metric picks the weights of the results
+      (best.safetensors); False: the final weights are the results, and validation only
+      reports (for data too small to hold out a part that can choose).
     """
 
     model: nn.Module
@@ -80,6 +85,8 @@ class Task:
     describe_split: Callable[[str], str] | None = None
     details: Callable[[str], str] | None = None
     write_files: Callable[[Path], list[Path]] | None = None
+    selects_best: bool = True
+    unit: str = "tok"
 
 
 TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]

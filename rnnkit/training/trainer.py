@@ -89,9 +89,11 @@ class BestRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     evals_without_improvement: int = 0
 
-    def update(self, step: int, metrics: dict[str, float], metric: str) -> bool:
-        """Record a validation; return whether it is a new best."""
-        if metrics[metric] < self.value:
+    def update(self, step: int, metrics: dict[str, float], metric: str,
+               latest_is_best: bool = False) -> bool:
+        """Record a validation; return whether it is a new best (always, with
+        ``latest_is_best``: for tasks whose results come from the final weights)."""
+        if latest_is_best or metrics[metric] < self.value:
             self.value, self.step, self.metrics = metrics[metric], step, dict(metrics)
             self.evals_without_improvement = 0
             return True
@@ -258,7 +260,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
 
     metrics = (MetricsLog(run, task.metric_names, step if checkpoint else None)
                if ranks.is_main else None)
-    progress = Progress(total_steps, step, enabled=ranks.is_main)
+    progress = Progress(total_steps, step, enabled=ranks.is_main, unit=task.unit)
     progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
@@ -341,7 +343,8 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                                                           ranks)
                     progress.set_total(total_steps)
                 row.update({f"val_{k}": v for k, v in validation.items()})
-                improved = best.update(step, validation, task.metric)
+                improved = best.update(step, validation, task.metric,
+                                       latest_is_best=not task.selects_best)
                 # The row first: a kill before the checkpoint then resumes from the one
                 # before, whose resume drops this row; after it, the row is there.
                 if metrics is not None:
