@@ -23,15 +23,16 @@ import torch
 
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
+from rnnkit.data.audio import audio_files
 from rnnkit.experiments import add_experiment_arguments, experiment_command
 from rnnkit.export import export_task_model
 from rnnkit.inspection import inspect_run
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
 from rnnkit.tasks.handwriting import recognize_image
-from rnnkit.tasks.speech import TASK as SPEECH
 from rnnkit.tasks.language_model import unknown_ids
-from rnnkit.tasks.speech import recognize_recordings
+from rnnkit.tasks.speech import TASK as SPEECH
+from rnnkit.tasks.speech import recognize_recordings, stream_digits
 from rnnkit.tasks.translate import BEAM_SIZE, evaluation_report, translate_lines
 from rnnkit.training import distributed
 from rnnkit.training.checkpoint import load_checkpoint
@@ -307,6 +308,12 @@ def build_parser() -> Parser:
                                        "FLAC recordings, or folders of them, for a speech run")
     recognize_parser.add_argument("--beam", type=int, metavar="N",
                                   help="prefix beam search with N beams (default best path)")
+    recognize_parser.add_argument("--stream", action="store_true",
+                                  help="a unidirectional connected-digit speech run: print the "
+                                       "digits as the recording is read, chunk by chunk")
+    recognize_parser.add_argument("--chunk-ms", type=int, default=200, metavar="MS",
+                                  help="--stream: milliseconds of audio read at a time "
+                                       "(default 200)")
     recognize_parser.set_defaults(handler=recognize_command, parser=recognize_parser)
 
     translate_parser = commands.add_parser(
@@ -534,7 +541,18 @@ def inspect_command(args: argparse.Namespace) -> int:
 def recognize_command(args: argparse.Namespace) -> int:
     """``rnnkit recognize``: print the digits a handwriting run reads in an image (several:
     one line each, "name: digits"), or a speech run hears in each recording."""
-    if RunDirectory.open(args.run).read_config().task == SPEECH:
+    speech = RunDirectory.open(args.run).read_config().task == SPEECH
+    if args.stream and not speech:
+        raise RunError("--stream reads recordings with a speech run (rnnkit train --task "
+                       "speech --data fsdd-strings --no-bidirectional)")
+    if args.stream:
+        for path in audio_files(args.image):
+            print(f"{path}: ", end="", flush=True)
+            for digit in stream_digits(args.run, path, args.chunk_ms):
+                print(digit, end="", flush=True)
+            print()
+        return 0
+    if speech:
         for path, digits in recognize_recordings(args.run, args.image, beam_size=args.beam):
             print(f"{path}: {digits}")
         return 0

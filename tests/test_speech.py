@@ -30,8 +30,15 @@ from rnnkit.data.audio import (
 )
 from rnnkit.data.fsdd import SPEAKERS, fsdd_split, load_fsdd, make_digit_strings
 from rnnkit.inspection import inspect_ctc
+from rnnkit.models.ctc import collapse_path
 from rnnkit.models.spectrogram import SpectrogramClassifier
-from rnnkit.tasks.speech import parse_data, recognize_recordings
+from rnnkit.tasks.speech import (
+    features_of,
+    load_speech_model,
+    parse_data,
+    recognize_recordings,
+    stream_digits,
+)
 from rnnkit.training.errors import RunError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -221,6 +228,8 @@ def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys)
         code, out, err = run_cli(capsys, "recognize", str(isolated_run), str(path))
         assert code == 1 and out == "" and err.count("\n") == 1, case
         assert words in err and err.startswith("rnnkit recognize: error: "), case
+    code, _, err = run_cli(capsys, "recognize", str(isolated_run), str(folder), "--stream")
+    assert code == 1 and "unidirectional connected-digit run" in err
     code, _, err = run_cli(capsys, "inspect", str(isolated_run), "--ctc",
                            str(tmp_path / "seven.flac"))
     assert code == 1 and "connected-digit run" in err
@@ -244,3 +253,26 @@ def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys
     assert inspect_ctc(run, str(tmp_path / "29.wav"), tmp_path / "fig") == (
         tmp_path / "fig" / "ctc.png")
     assert (tmp_path / "fig" / "ctc.png").stat().st_size > 0
+
+
+def test_stream_prints_the_digits_of_a_unidirectional_run_chunk_by_chunk(tmp_path,
+                                                                         capsys) -> None:
+    run = tmp_path / "causal"
+    assert main(["train", "--task", "speech", "--data", "fsdd-strings:theo/none",
+                 "--no-bidirectional", "--hidden-size", "8", "--layers", "1",
+                 "--embedding-size", "8", "--steps", "2", "--eval-every", "2", "--threads", "1",
+                 "--out", str(run)]) == 0
+    wave = np.concatenate([recording(6), np.zeros(1600, np.float32), recording(1)])
+    soundfile.write(tmp_path / "61.flac", wave, 8000)
+    model, strings = load_speech_model(run)
+    with torch.no_grad():
+        steps = model(features_of([read_audio(tmp_path / "61.flac")])[0]).outputs[0]
+    whole = "".join(str(c - 1) for c in collapse_path(steps.argmax(-1).tolist()))
+    assert strings and "".join(stream_digits(run, tmp_path / "61.flac", 10_000)) == whole
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "61.flac"),
+                             "--stream", "--chunk-ms", "100")
+    assert code == 0 and err == "" and re.fullmatch(r".*61\.flac: \d*\n", out)
+    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "absent.wav"),
+                             "--stream")
+    assert code == 1 and "no such file" in err and err.count("\n") == 1

@@ -36,17 +36,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
 import torch
 from torch import Tensor, nn
 
 from rnnkit.data.audio import (
     N_MELS,
+    SAMPLE_RATE,
+    WINDOW,
     add_noise,
     audio_files,
     change_speed,
@@ -55,6 +58,7 @@ from rnnkit.data.audio import (
     normalise_features,
     pad_waveforms,
     read_audio,
+    resample,
     stack_frames,
     trim_silence,
 )
@@ -66,7 +70,13 @@ from rnnkit.data.fsdd import (
     make_digit_strings,
 )
 from rnnkit.models import evaluation_mode
-from rnnkit.models.ctc import LineRecognizer, LineRecognizerConfig, beam_decode, greedy_decode
+from rnnkit.models.ctc import (
+    LineRecognizer,
+    LineRecognizerConfig,
+    beam_decode,
+    collapse_path,
+    greedy_decode,
+)
 from rnnkit.models.spectrogram import SpectrogramClassifier
 from rnnkit.tasks.classify import ClassifierAdapter, classification_metrics, confusion_table
 from rnnkit.tasks.handwriting import (
@@ -375,6 +385,63 @@ def recognize_recordings(run_dir: str | os.PathLike[str],
     return found
 
 
+STREAM_CHUNK_MS = 200
+"""How much audio ``rnnkit recognize --stream`` reads at a time."""
+SETTLED_STEPS = 5
+"""A digit streamed out must have been emitted at least this many steps (100 ms) before the
+end of the audio read so far."""
+
+
+def stream_digits(run_dir: str | os.PathLike[str], path: str | os.PathLike[str],
+                  chunk_ms: int = STREAM_CHUNK_MS) -> Iterator[str]:
+    """The digits a unidirectional connected-digit run hears in a recording, yielded as the
+    file is read, :data:`STREAM_CHUNK_MS` ms at a time (``rnnkit recognize --stream``).
+
+    After each chunk the model reads all the audio so far (its features normalised over it) and
+    decodes it by best path; a digit is yielded once it was emitted at least
+    :data:`SETTLED_STEPS` steps before the end of that audio, and is never taken back. At the
+    end of the file the rest of the final reading follows. A unidirectional model's output at a
+    step depends only on the audio up to it (and the normalisation), so the digits come as the
+    audio does. A bidirectional or isolated-digit run, or a bad file, raises RunError or
+    DataError.
+    """
+    if chunk_ms < 10:
+        raise RunError(f"--chunk-ms must be >= 10, got {chunk_ms}")
+    model, strings = load_speech_model(run_dir)
+    if not strings or model.config.bidirectional:
+        raise RunError(f"--stream needs a unidirectional connected-digit run (rnnkit train "
+                       f"--task speech --data {STRINGS} --no-bidirectional); {run_dir} "
+                       + ("reads isolated digits" if not strings else "is bidirectional"))
+    whole = read_audio(path)  # checks the file, naming it, before anything is streamed
+    rate = soundfile.info(str(path)).samplerate
+    heard: list[np.ndarray] = []
+    said = 0
+    blocks = soundfile.blocks(str(path), blocksize=max(1, rate * chunk_ms // 1000),
+                              dtype="float32", always_2d=True)
+    for block in blocks:
+        chunk = block.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            chunk = resample(torch.from_numpy(chunk), rate, SAMPLE_RATE).numpy()
+        heard.append(chunk)
+        audio = np.concatenate(heard)
+        if len(audio) < WINDOW:
+            continue
+        path_classes = _best_path(model, audio)
+        settled = collapse_path(path_classes[:max(0, len(path_classes) - SETTLED_STEPS)])
+        for classes in settled[said:]:
+            yield digits_text([classes])
+        said = max(said, len(settled))
+    final = collapse_path(_best_path(model, whole))
+    for classes in final[said:]:
+        yield digits_text([classes])
+
+
+def _best_path(model: nn.Module, wave: np.ndarray) -> list[int]:
+    """The most likely class at every step of a recording."""
+    with torch.no_grad():
+        return model(features_of([wave])[0]).outputs[0].argmax(-1).tolist()
+
+
 def ctc_figure(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]
                ) -> tuple[np.ndarray, np.ndarray, str]:
     """What ``rnnkit inspect --ctc`` draws for a connected-digit run and a recording: its
@@ -392,4 +459,5 @@ def ctc_figure(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]
 
 
 __all__ = ["DEFAULTS", "DESCRIPTION", "SpeechData", "ctc_figure", "features_of",
-           "load_speech_model", "parse_data", "recognize_recordings", "speech_task"]
+           "load_speech_model", "parse_data", "recognize_recordings", "speech_task",
+           "stream_digits"]
