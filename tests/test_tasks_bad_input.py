@@ -118,6 +118,12 @@ def test_column_is_only_for_forecast(capsys, tmp_path, task):
     assert "--column" in err and f"--task {task}" in err
 
 
+@pytest.mark.parametrize("option", ["--season", "--covariates"])
+def test_season_and_covariates_are_only_for_forecast(capsys, tmp_path, option):
+    err = fails(capsys, tmp_path, "--task", "adding", "--data", "10", option, "12")
+    assert option in err and "--task adding" in err
+
+
 def test_unknown_cell_is_named(capsys, tmp_path):
     err = fails(capsys, tmp_path, "--task", "adding", "--data", "10", "--cell", "nope")
     assert "--cell" in err and "'nope'" in err

@@ -111,6 +111,10 @@ def build_task(config: TrainConfig, device: torch.device,
     if config.column is not None and config.task != "forecast":
         raise RunError(f"--column: only --task forecast reads a CSV column, got --task "
                        f"{config.task}; drop --column")
+    for name in ("season", "covariates"):
+        if getattr(config, name) is not None and config.task != "forecast":
+            raise RunError(f"--{name}: only --task forecast takes it, got --task "
+                           f"{config.task}; drop --{name}")
     for name in ("source", "target"):
         if getattr(config, name) is not None and config.task != "translate":
             raise RunError(f"--{name}: only --task translate takes it, got --task "

@@ -483,7 +483,10 @@ def horizon_table(prepared: PreparedSeries, split: str, model: QuantileForecaste
     rows = [[str(h), *(f"{scores[name][h - 1]:.4g}" if name == "rmse"
                        else f"{scores[name][h - 1]:.3f}" for name in columns)] for h in shown]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead):"]
+    lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead); units: MASE "
+             f"in multiples of {prepared.scale:.4g} (the in-sample seasonal-naive error), sMAPE "
+             f"in %, RMSE and pinball in those of {prepared.series.column!r}, coverage the "
+             "share of values inside the 80 % interval:"]
     lines += [" ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
               for row in [header, *rows]]
     return "\n".join(lines)
