@@ -33,7 +33,8 @@ bfloat16 autocast on a CPU that computes bfloat16 natively or has no oneDNN bflo
 (:func:`fused_first_under_autocast`), and when asked (``engine="fused"`` or
 ``RNNKIT_ENGINE=fused``); :mod:`rnnkit.engine.select` decides. The C++ sources in ``csrc/`` are
 compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed;
-the result is cached in torch's extensions directory). If that fails, one warning is emitted
+the result is cached in torch's extensions directory, one directory per version of the
+sources; :func:`load_extension`). If that fails, one warning is emitted
 and the reference loop (or the parallel scan) runs instead. The backward pass is written by
 hand and is not itself differentiable: for second derivatives (``create_graph=True``) choose
 ``engine="reference"``.
@@ -41,6 +42,10 @@ hand and is not itself differentiable: for second derivatives (``create_graph=Tr
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -63,24 +68,68 @@ _DTYPES = (torch.float32, torch.float64)
 @cache
 def load_extension() -> object | None:
     """The compiled kernels, ``torch.ops.rnnkit_fused`` (built on the first call), or ``None``
-    if they cannot be built."""
-    source_dir = Path(__file__).parent / "csrc"
-    try:
-        from torch.utils.cpp_extension import load
+    if they cannot be built.
 
-        load(
-            name="rnnkit_fused",
-            sources=[str(source_dir / name) for name in _SOURCES],
-            extra_include_paths=[str(source_dir)],
-            extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"],
-            extra_ldflags=["-fopenmp"],
-            is_python_module=False,
-        )
+    Each version of the sources builds in its own directory (``rnnkit_fused_<hash>`` in torch's
+    extensions directory), so processes of two rnnkit versions never rebuild over each other.
+    Builds of one version are serialised by an ``flock`` that the kernel releases when its
+    holder dies; whoever holds it removes torch's own lock file left by a killed build, which
+    would otherwise make every later process wait for ever. A build says so on stderr first.
+    """
+    source_dir = Path(__file__).parent / "csrc"
+    started = time.monotonic()
+    try:
+        from torch.utils.cpp_extension import _get_build_directory, load
+
+        name = f"rnnkit_fused_{_sources_digest(source_dir)}"
+        build_dir = Path(_get_build_directory(name, verbose=False))
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with open(build_dir / "rnnkit.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("rnnkit: waiting for another process that is compiling the fused CPU "
+                      "kernels ...", file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            (build_dir / "lock").unlink(missing_ok=True)  # torch's, from a killed build
+            if not (build_dir / f"{name}.so").is_file():
+                print("rnnkit: compiling the fused CPU kernels for this version (once; about a "
+                      "minute) ...", file=sys.stderr, flush=True)
+            load(
+                name=name,
+                sources=[str(source_dir / source) for source in _SOURCES],
+                extra_include_paths=[str(source_dir)],
+                extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"],
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(build_dir),
+                is_python_module=False,
+            )
     except Exception as error:  # any build failure means: use the reference loop
         warnings.warn(f"rnnkit: the fused engine could not be built ({_first_error(error)}); "
                       f"using the reference loop", RuntimeWarning, stacklevel=2)
         return None
+    finally:
+        _LOAD_SECONDS.append(time.monotonic() - started)
     return torch.ops.rnnkit_fused
+
+
+_LOAD_SECONDS: list[float] = []
+"""How long :func:`load_extension` took in this process (building, or waiting for a build)."""
+
+
+def load_seconds() -> float:
+    """Seconds this process has spent loading (building, or waiting for) the fused kernels:
+    time a training run leaves out of its time limit and its speed."""
+    return sum(_LOAD_SECONDS)
+
+
+def _sources_digest(source_dir: Path) -> str:
+    """12 hex digits of the SHA-256 of every source and header in ``source_dir``."""
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _first_error(error: Exception) -> str:

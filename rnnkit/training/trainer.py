@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rnnkit.engine.fused import cpu_computes_bf16
+from rnnkit.engine.fused import cpu_computes_bf16, load_seconds
 from rnnkit.models.state import State, map_state, select_rows
 from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -277,6 +277,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     auto_length = total_steps is None
     last_fit = (step, started)  # (step, time) the pace of an auto run is measured from
     session_tokens = 0
+    loaded = load_seconds()
     with stop_on_signals() as received:
         while stop_reason is None:
             threads.before_step()
@@ -308,6 +309,10 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                 state = map_state(state, lambda part: part.detach().to(weight_dtype))
             step += 1
             step_seconds = time.perf_counter() - step_started
+            if load_seconds() > loaded:  # the kernels were compiled in this step: not training
+                started += load_seconds() - loaded
+                step_seconds = max(step_seconds - (load_seconds() - loaded), 1e-9)
+                loaded = load_seconds()
             threads.after_step(step_seconds)
             if step - first_step == PACE_FROM:
                 last_fit = (step, time.monotonic())
