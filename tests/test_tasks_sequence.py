@@ -112,6 +112,11 @@ TASK_SETTINGS = {
     "copy": {"data": "20", "batch_size": 64, "steps": 8000},
     "handwriting": {"data": "digit-lines", "hidden_size": 96, "bidirectional": True,
                     "dropout": 0.25, "weight_decay": 0.1},
+    "speech": {"data": "fsdd", "cell": "gru", "layers": 2, "bidirectional": True,
+               "dropout": 0.2, "warmup": 50, "weight_decay": 0.01, "eval_every": 100},
+    "translate": {"data": "multi30k", "cell": "gru", "embedding_size": 256, "hidden_size": 256,
+                  "bidirectional": True, "dropout": 0.2, "batch_size": 64, "lr": 0.002,
+                  "warmup": 200, "time_limit": 1800.0},
 }
 NEUTRAL = {"cell": "lstm", "embedding_size": 64, "hidden_size": 128, "layers": 1,
            "dropout": 0.0, "batch_size": 32, "bptt": 64, "lr": 3e-3, "warmup": 100,
