@@ -99,7 +99,8 @@ class CsvSeries:
         return len(self.values)
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a float (``"nan"`` and ``"1e3"`` do)."""
     try:
         float(text)
     except ValueError:
@@ -181,7 +182,7 @@ def load_csv_series(
     else:
         candidates = [i for i in range(len(header))
                       if i != date_index and i not in covariate_indices
-                      and (first := first_value(i)) is not None and _is_number(first)]
+                      and (first := first_value(i)) is not None and is_number(first)]
         if len(candidates) != 1:
             found = ("no numeric column" if not candidates else "several numeric columns ("
                      + ", ".join(repr(header[i]) for i in candidates) + ")")

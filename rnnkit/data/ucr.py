@@ -40,6 +40,7 @@ from rnnkit.data.missing import fill_missing
 from rnnkit.data.normalizer import Normalizer
 from rnnkit.data.splits import stratified_split_indices
 from rnnkit.data.textfile import read_text_file
+from rnnkit.data.timeseries import is_number
 
 BUNDLED_UCR: tuple[str, ...] = ("GunPoint", "ItalyPowerDemand", "JapaneseVowels")
 """Data set names accepted by :func:`load_ucr`; each has a bundled TRAIN and TEST file."""
@@ -332,7 +333,7 @@ def parse_tsv_file(path: str | os.PathLike[str]) -> TimeSeriesDataset:
             series = np.array([float(v) if v.strip().lower() not in _MISSING_TOKENS
                                else np.nan for v in values], dtype=np.float64)
         except ValueError:
-            bad = next(v for v in values if not _is_number(v))
+            bad = next(v for v in values if not is_number(v))
             raise DataError(f"{path}: line {number}: {bad!r} is not a number; expected a class "
                             "label, then the values separated by tabs") from None
         observed = np.flatnonzero(~np.isnan(series))
@@ -347,20 +348,12 @@ def parse_tsv_file(path: str | os.PathLike[str]) -> TimeSeriesDataset:
     if not rows:
         raise DataError(f"{path}: no series; expected one labelled series a line")
     found = {label for label, _ in rows}
-    numeric = all(_is_number(label) for label in found)
+    numeric = all(is_number(label) for label in found)
     class_names = sorted(found, key=float if numeric else None)
     return TimeSeriesDataset(
         series=[values for _, values in rows],
         labels=np.array([class_names.index(label) for label, _ in rows], dtype=np.int64),
         class_names=class_names, name=path.stem, missing_filled=n_missing)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 _SPLIT_SUFFIX = re.compile(r"^(?P<stem>.*)_(?P<split>train|test)$", re.IGNORECASE)
