@@ -13,6 +13,9 @@ test_2016_flickr greedy and with beam 5 (sacreBLEU, cased, 13a). Data, vocabular
 decoding and scoring are rnnkit's own (:mod:`rnnkit.data.parallel`,
 :mod:`rnnkit.tasks.translate`), so only the model and its training differ from the task's.
 
+``--steps N`` trains N steps instead, whatever the time: the steps that the time budget holds
+at the speed that ``--speed`` measures.
+
 ``--speed`` instead times training steps of this model and of the translate task's default
 model (:data:`rnnkit.tasks.translate.DEFAULTS`) on the same random batch, alternating, so that
 both see the same machine load.
@@ -22,6 +25,7 @@ Usage::
     python benchmarks/translation_baseline.py --minutes 30 --threads 2
     python benchmarks/translation_baseline.py --data multi30k:fr-en --minutes 30
     python benchmarks/translation_baseline.py --speed --threads 1
+    python benchmarks/translation_baseline.py --steps 2800 --threads 2
 """
 
 from __future__ import annotations
@@ -143,6 +147,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="multi30k:de-en")
     parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--steps", type=int,
+                        help="train this many steps instead of for --minutes: the steps the "
+                             "time budget holds at the speed --speed measures, so that a "
+                             "comparison does not depend on the machine's load")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -167,12 +175,16 @@ def main() -> None:
     model = TorchBaseline(len(vocab))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     epoch, steps, deadline = 0, 0, started + args.minutes * 60
-    while time.monotonic() < deadline:
+
+    def more() -> bool:
+        return steps < args.steps if args.steps else time.monotonic() < deadline
+
+    while more():
         model.train()
         total, done = 0.0, 0
         batches = bucketed_batches(lengths, 64, args.seed, epoch)
         for rows in batches:
-            if time.monotonic() >= deadline:
+            if not more():
                 break
             (source, source_lengths, target_input), targets = make_batch(
                 [encoded[i] for i in rows.tolist()])
@@ -184,7 +196,7 @@ def main() -> None:
             optimizer.step()
             total += loss.item()
             done += 1
-        steps += done
+            steps += 1
         epoch += 1
         print(f"epoch {epoch} ({done} of {len(batches)} batches): loss "
               f"{total / max(done, 1):.3f}, {(time.monotonic() - started) / 60:.1f} min",
