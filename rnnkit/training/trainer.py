@@ -36,6 +36,7 @@ from rnnkit.engine.fused import cpu_computes_bf16, load_seconds
 from rnnkit.models.state import State, map_state, select_rows
 from rnnkit.training.averaging import WeightAverage, averaged
 from rnnkit.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from rnnkit.training.compiling import compile_model, compile_seconds
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.distributed import Ranks
 from rnnkit.training.errors import CheckpointError, RunError
@@ -252,6 +253,8 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
             raise RunError(f"{run.path}: already trained for {step} of {total_steps} steps; "
                            "give a larger --steps (or --epochs) to train further")
     trained = DistributedDataParallel(model) if ranks.distributed else model
+    if config.compile:
+        trained = compile_model(trained)
     model.train()
     if ranks.is_main:
         if not resume:
@@ -266,6 +269,8 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
                    f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}"
                    + (f", weights averaged (decay {config.ema:g})" if average else "")
+                   + (", compiled (torch.compile; the first steps compile)"
+                      if config.compile else "")
                    + (f", output penalties AR {config.activation_penalty:g} and TAR "
                       f"{config.temporal_penalty:g}"
                       if config.activation_penalty or config.temporal_penalty else ""))
@@ -278,6 +283,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     last_fit = (step, started)  # (step, time) the pace of an auto run is measured from
     session_tokens = 0
     loaded = load_seconds()
+    compiled = compile_seconds()
     with stop_on_signals() as received:
         while stop_reason is None:
             threads.before_step()
@@ -313,6 +319,10 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                 started += load_seconds() - loaded
                 step_seconds = max(step_seconds - (load_seconds() - loaded), 1e-9)
                 loaded = load_seconds()
+            if compile_seconds() > compiled:  # torch.compile compiled in this step: likewise
+                started += compile_seconds() - compiled
+                step_seconds = max(step_seconds - (compile_seconds() - compiled), 1e-9)
+                compiled = compile_seconds()
             threads.after_step(step_seconds)
             if step - first_step == PACE_FROM:
                 last_fit = (step, time.monotonic())
