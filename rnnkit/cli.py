@@ -202,8 +202,9 @@ def build_parser() -> Parser:
         help="train through torch.compile: the same results, compiled in the first steps "
              "(default: per task, where it measured faster; --no-compile for eager)")
     add("--threads", type=count, metavar="N",
-        help="CPU threads per process; 0 = auto: the faster of 1 and all cores, re-timed "
-             "as training goes (helps on a busy machine) (default auto)")
+        help="CPU threads per process, fixed for the run; 0 = auto: a resumed run's recorded "
+             "count, else torch's (the physical cores, or OMP_NUM_THREADS); 1 can be much "
+             "faster on a busy machine (default auto)")
     add("--out", metavar="DIR", help="run directory (default runs/<time>-<task>-<cell>)")
     add("--resume", metavar="RUN", help="continue the run in RUN exactly where it stopped")
     add("--force", action="store_true", help="replace the run files in an existing --out")

@@ -87,7 +87,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
-    """CPU threads per process; None: pick the faster of 1 and all cores as training goes."""
+    """CPU threads per process, fixed for the run; None: a resumed run's recorded count, else
+    torch's (:func:`rnnkit.training.threads.run_threads`)."""
     precision: str = "fp32"
     """Training arithmetic: "fp32", "bf16" (autocast; weights stay float32), or "auto": bf16
     where the hardware computes it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16).

@@ -43,7 +43,7 @@ from rnnkit.training.errors import CheckpointError, RunError
 from rnnkit.training.progress import Progress, format_seconds
 from rnnkit.training.run_dir import MetricsLog, RunDirectory
 from rnnkit.training.task import Task, TaskBuilder
-from rnnkit.training.threads import ThreadTuner
+from rnnkit.training.threads import run_threads
 
 
 @dataclass
@@ -228,11 +228,13 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
             raise RunError(f"{run.path}: has no checkpoint to resume from (it stopped before "
                            f"its first validation); start it again with --out {run.path} --force")
         checkpoint = load_checkpoint(run.last_checkpoint)
+        threads = run_threads(config.threads, checkpoint.info.get("threads"))
     else:
         if ranks.is_main and run.is_run():
             _lock(run)  # before anything else: a run in use is refused with its holder's pid
         run.check_new(force)
         checkpoint = None
+        threads = run_threads(config.threads)
 
     # The task, its model and the optimizer; the same seed gives the same initial weights.
     torch.manual_seed(config.seed)
@@ -268,13 +270,13 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
                    f"parameters), batch {config.batch_size}, {config.optimizer} lr {config.lr:g}"
+                   f", {threads} CPU thread{'s' if threads > 1 else ''}"
                    + (f", weights averaged (decay {config.ema:g})" if average else "")
                    + (", compiled (torch.compile; the first steps compile)"
                       if config.compile else "")
                    + (f", output penalties AR {config.activation_penalty:g} and TAR "
                       f"{config.temporal_penalty:g}"
                       if config.activation_penalty or config.temporal_penalty else ""))
-    threads = ThreadTuner(config.threads, ranks.device)
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
@@ -286,7 +288,6 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     compiled = compile_seconds()
     with stop_on_signals() as received:
         while stop_reason is None:
-            threads.before_step()
             step_started = time.perf_counter()
             batch = task.batch_at(step)
             if batch.starts_sequences:
@@ -323,7 +324,6 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                 started += compile_seconds() - compiled
                 step_seconds = max(step_seconds - (compile_seconds() - compiled), 1e-9)
                 compiled = compile_seconds()
-            threads.after_step(step_seconds)
             if step - first_step == PACE_FROM:
                 last_fit = (step, time.monotonic())
             if total_steps is None and step - first_step == PACE_TO:
@@ -365,7 +365,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                 if metrics is not None:
                     metrics.write(step, row)
                 save(run, model, optimizer, average, state, ranks, config, task, step,
-                     total_steps, best, improved)
+                     total_steps, best, improved, threads)
                 saved_step = step
                 if (stop_reason is None and config.patience is not None
                         and best.evals_without_improvement >= config.patience):
@@ -431,14 +431,15 @@ def restore(checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
 def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
          average: WeightAverage | None, state: State | None, ranks: Ranks, config: TrainConfig,
          task: Task, step: int, total_steps: int | None, best: BestRecord,
-         improved: bool) -> None:
+         improved: bool, threads: int | None = None) -> None:
     """Write checkpoints/last.safetensors (and best.safetensors if ``improved``) on rank 0.
 
     last.safetensors holds the raw weights and their average, to resume from; best.safetensors
     holds the weights that were validated (the average, if the run keeps one).
 
     Every rank takes part: the carried state and random generator states of all ranks are
-    gathered so that the run can resume with any number of processes.
+    gathered so that the run can resume with any number of processes. ``threads`` (the run's
+    CPU thread count) is recorded for a resumed run to use the same (:func:`run_threads`).
     """
     full_state = ranks.gather_rows(state) if state is not None else None
     generators = {"cpu": torch.get_rng_state()}
@@ -459,6 +460,7 @@ def save(run: RunDirectory, model: nn.Module, optimizer: torch.optim.Optimizer,
         "best": {"value": best.value, "step": best.step, "metrics": best.metrics,
                  "evals_without_improvement": best.evals_without_improvement},
         "world_size": ranks.world_size,
+        "threads": threads,
     }
     # last.safetensors first, best.safetensors after it: a kill between them leaves a best
     # file one validation older than last's record says, which recover_best rebuilds from
