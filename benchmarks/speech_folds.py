@@ -4,12 +4,16 @@ speaker, then the table of test scores with their mean and the worst speaker.
 Each fold is the default command with ``--data NAME:SPEAKER`` (the speaker never heard in
 training or in choosing the checkpoint) and the options given after ``--``; runs are written to
 ``OUT/SPEAKER`` and a fold whose run directory already holds a report is read, not trained again.
+``--data`` may carry the speech task's options (``fsdd/speed,noise,mask,lifter``).
+``--without`` leaves speakers out of every fold (``NAME:SPEAKER-LEFT_OUT``): the inner folds
+of a left-out speaker's fold, on which settings can be chosen without ever hearing that voice.
 
 Example::
 
     python benchmarks/speech_folds.py --out runs/loso                 # isolated digits, 5 folds
     python benchmarks/speech_folds.py --data fsdd-strings --out runs/loso-strings
-    python benchmarks/speech_folds.py --speakers theo nicolas --out runs/two -- --time-limit 300
+    python benchmarks/speech_folds.py --speakers theo nicolas --out runs/two -- --epochs 10
+    python benchmarks/speech_folds.py --without george --out runs/inner-george  # 4 inner folds
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ from rnnkit.cli import main as rnnkit_main
 from rnnkit.data.fsdd import SPEAKERS
 
 
-def fold_report(out: Path, data: str, speaker: str, options: list[str]) -> dict:
+def fold_data(data: str, speaker: str, without: list[str]) -> str:
+    """``--data`` of the fold holding ``speaker`` out and leaving ``without`` out."""
+    name, slash, choices = data.partition("/")
+    return f"{name}:{'-'.join([speaker, *without])}{slash}{choices}"
+
+
+def fold_report(out: Path, data: str, speaker: str, options: list[str],
+                without: list[str]) -> dict:
     """The report of the fold holding ``speaker`` out, training it first if needed."""
     run = out / speaker
     if not (run / "report.json").is_file():
-        code = rnnkit_main(["train", "--task", "speech", "--data", f"{data}:{speaker}",
-                            "--out", str(run), *options])
+        code = rnnkit_main(["train", "--task", "speech", "--data",
+                            fold_data(data, speaker, without), "--out", str(run), *options])
         if code != 0:
             raise SystemExit(f"fold {speaker}: rnnkit train exited with {code}")
     return json.loads((run / "report.json").read_text())
@@ -41,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     options = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="fsdd", help="fsdd or fsdd-strings (default fsdd)")
-    parser.add_argument("--speakers", nargs="+", default=list(SPEAKERS), choices=SPEAKERS)
+    parser.add_argument("--speakers", nargs="+", default=None, choices=SPEAKERS,
+                        help="speakers to hold out in turn (default: all not left out)")
+    parser.add_argument("--without", nargs="+", default=[], choices=SPEAKERS,
+                        help="speakers left out of every fold (inner folds)")
     parser.add_argument("--out", type=Path, required=True, help="folder of the fold runs")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     strings = args.data.startswith("fsdd-strings")
+    speakers = args.speakers or [s for s in SPEAKERS if s not in args.without]
+    if set(speakers) & set(args.without):
+        parser.error("a speaker cannot be both held out and left out")
     rows = []
-    for speaker in args.speakers:
-        report = fold_report(args.out, args.data, speaker, options)
+    for speaker in speakers:
+        report = fold_report(args.out, args.data, speaker, options, args.without)
         test = report["test"]
         score = (1 - test["string_error"]) if strings else (1 - test["error_rate"])
         rows.append((speaker, score, test.get("cer"), report["steps"],

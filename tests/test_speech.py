@@ -17,6 +17,7 @@ from rnnkit.cli import main
 from rnnkit.data import DataError
 from rnnkit.data.audio import (
     HOP,
+    LOG_FLOOR,
     N_MELS,
     SAMPLE_RATE,
     frame_count,
@@ -25,6 +26,7 @@ from rnnkit.data.audio import (
     pad_waveforms,
     read_audio,
     resample,
+    smooth_cepstrally,
     stack_frames,
     trim_silence,
 )
@@ -33,13 +35,20 @@ from rnnkit.inspection import inspect_ctc
 from rnnkit.models.ctc import collapse_path
 from rnnkit.models.spectrogram import SpectrogramClassifier
 from rnnkit.tasks.speech import (
+    BUCKET_STEPS,
+    DEFAULT_OPTIONS,
+    DigitClassifier,
     features_of,
     load_speech_model,
+    load_speech_run,
+    mix_batch,
     parse_data,
     recognize_recordings,
+    similar_lengths,
     stream_digits,
 )
 from rnnkit.training.errors import RunError
+from rnnkit.training.task import shuffled_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,6 +135,35 @@ def test_log_mel_of_a_padded_batch_equals_each_recording_alone() -> None:
     torch.testing.assert_close(stacked[0, 1, N_MELS:], normal[0, 3])
 
 
+def test_cepstral_smoothing_keeps_the_envelope_and_drops_the_pitch_ripple() -> None:
+    time = torch.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    voiced = sum(torch.sin(2 * math.pi * 200 * k * time) / k for k in range(1, 20))
+    features, _ = log_mel(voiced.unsqueeze(0))
+    smooth = smooth_cepstrally(features, 13)
+
+    def ripple(frames: torch.Tensor) -> float:  # curvature across the low bands
+        return float(frames[0, 10:-10, :12].diff(dim=1).diff(dim=1).abs().mean())
+
+    assert ripple(smooth) < ripple(features) / 3
+    assert torch.allclose(smooth_cepstrally(features, N_MELS), features, atol=1e-4)
+    flat = torch.full((1, 3, N_MELS), 2.5)
+    assert torch.allclose(smooth_cepstrally(flat, 1), flat, atol=1e-5)
+    assert torch.equal(smooth_cepstrally(torch.zeros(1, 2, N_MELS), 13),
+                       torch.zeros(1, 2, N_MELS))
+
+
+def test_a_floor_limits_the_range_of_band_energies_below_the_loudest() -> None:
+    wave = torch.from_numpy(recording(3))
+    quiet = torch.cat([wave, torch.zeros(800)]) + 1e-7 * torch.randn(len(wave) + 800)
+    plain, frames = log_mel(quiet.unsqueeze(0))
+    floored, _ = log_mel(quiet.unsqueeze(0), range_db=50.0)
+    valid = floored[0, :int(frames[0])]
+    assert float(valid.max() - valid.min()) <= 50.0 / 10 * math.log(10) + LOG_FLOOR
+    assert float(plain[0, :int(frames[0])].min()) < float(valid.min()) - 1.0
+    loud = plain[0] > plain[0].max() - 40.0 / 10 * math.log(10)
+    assert torch.allclose(floored[0][loud], plain[0][loud])
+
+
 def test_trim_silence_cuts_quiet_edges_and_keeps_the_digit() -> None:
     digit = torch.from_numpy(recording(5))
     padded = torch.cat([torch.zeros(4000), digit, torch.zeros(8000)])
@@ -176,14 +214,69 @@ def test_digit_strings_are_seeded_and_spoken_by_one_speaker() -> None:
 
 
 def test_data_names_are_parsed_and_bad_ones_are_one_line_errors() -> None:
-    assert parse_data("fsdd") == parse_data("fsdd/speed,noise,mask")
+    assert parse_data("fsdd") == parse_data("fsdd/" + ",".join(DEFAULT_OPTIONS))
     assert parse_data("fsdd:george/warp,mask").augment == ("warp", "mask")
     spec = parse_data("fsdd-strings:theo/none")
-    assert spec.strings and spec.holdout == "theo" and spec.augment == ()
+    assert spec.strings and spec.holdout == "theo" and spec.augment == spec.features == ()
+    inner = parse_data("fsdd:theo-george-jackson/mask,lifter,floor")
+    assert (inner.holdout, inner.without) == ("theo", ("george", "jackson"))
+    assert inner.augment == ("mask",) and inner.features == ("lifter", "floor")
     for bad, words in (("fsd", "bundled spoken digits"), ("fsdd:lucas", "unknown speaker"),
-                       ("fsdd/pitch", "unknown augmentation"), ("fsdd/", "augmentation")):
-        with pytest.raises(RunError, match=words):
+                       ("fsdd:theo-lucas", "unknown speaker 'lucas'"),
+                       ("fsdd:theo-theo", "each speaker once"),
+                       ("fsdd:theo-george-jackson-nicolas", "at least two left"),
+                       ("fsdd/pitch", "unknown option"), ("fsdd/", "option")):
+        with pytest.raises(RunError, match=words) as caught:
             parse_data(bad)
+        assert "\n" not in str(caught.value)
+
+
+def test_an_inner_fold_leaves_a_speaker_out_of_every_part() -> None:
+    split = fsdd_split("yweweler", without=["george"])
+    assert [len(split[s]) for s in ("train", "val", "test")] == [1350, 150, 500]
+    assert {r.speaker for r in split["train"]} == {"jackson", "nicolas", "theo"}
+    with pytest.raises(ValueError, match="both held out and left out"):
+        fsdd_split("theo", without=["theo"])
+
+
+def test_training_batches_group_similar_lengths_and_read_every_row_once_an_epoch() -> None:
+    lengths = torch.randint(1000, 20000, (512,), generator=torch.Generator().manual_seed(1))
+    batches = [similar_lengths(lengths, 32, step, seed=3) for step in range(16)]
+    assert sorted(torch.cat(batches).tolist()) == list(range(512))  # one epoch: 16 steps
+    assert all(torch.equal(b, similar_lengths(lengths, 32, i, 3)) for i, b in enumerate(batches))
+    padding = sum(float(lengths[b].max() - lengths[b].float().mean()) for b in batches)
+    shuffled = [shuffled_rows(512, 32, step, 3) for step in range(16)]
+    plain = sum(float(lengths[b].max() - lengths[b].float().mean()) for b in shuffled)
+    assert padding < plain / 4
+    # The batches of a group come in a random order, not shortest first.
+    means = [float(lengths[b].float().mean()) for b in batches[:BUCKET_STEPS]]
+    assert means != sorted(means)
+
+
+def test_mixup_mixes_features_and_the_loss_of_the_two_digits() -> None:
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(6, 9, 2 * N_MELS, generator=generator)
+    frames, digits = torch.tensor([9, 8, 9, 7, 9, 5]), torch.tensor([0, 1, 2, 3, 4, 5])
+    mixed, steps, (own, partner, shares) = mix_batch(features, frames, digits,
+                                                     np.random.default_rng(4))
+    assert torch.equal(own, digits) and bool((shares >= 0.5).all() and (shares <= 1).all())
+    rows = [int(torch.nonzero(digits == d)[0]) for d in partner]
+    for row, other in enumerate(rows):
+        expected = shares[row] * features[row] + (1 - shares[row]) * features[other]
+        assert torch.allclose(mixed[row], expected, atol=1e-6)
+        assert steps[row] == max(frames[row], frames[other])
+    model = DigitClassifier({"bands": N_MELS, "num_outputs": 10, "frames_per_step": 2,
+                             "channels": 4, "cell": "gru", "hidden_size": 8}).eval()
+    loss = model((mixed, steps), None, (own, partner, shares)).loss
+    scores = model((mixed, steps)).outputs
+    expected = (shares * torch.nn.functional.cross_entropy(scores, own, reduction="none")
+                + (1 - shares) * torch.nn.functional.cross_entropy(scores, partner,
+                                                                    reduction="none")).mean()
+    assert torch.allclose(loss, expected)
+    plain = model((mixed, steps), None, own).loss
+    assert torch.allclose(model((mixed, steps), None, (own, partner, torch.ones(6))).loss, plain)
+    with pytest.raises(RunError, match="mixup mixes the labels of isolated digits"):
+        parse_data("fsdd-strings/mixup")
 
 
 # --- training, recognize, inspect -----------------------------------------------------------
@@ -237,10 +330,12 @@ def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys)
 
 def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys) -> None:
     run = tmp_path / "strings"
-    code = main(["train", "--task", "speech", "--data", "fsdd-strings:theo/none",
+    code = main(["train", "--task", "speech", "--data", "fsdd-strings:theo/lifter,floor",
                  "--hidden-size", "8", "--layers", "1", "--embedding-size", "8", "--steps", "2",
                  "--eval-every", "2", "--threads", "1", "--out", str(run)])
     assert code == 0
+    model, strings, switches = load_speech_run(run)
+    assert strings and switches == ("lifter", "floor")
     report = json.loads((run / "report.json").read_text())
     assert set(report["test"]) == {"cer", "string_error"}
     assert "test string 0: label" in report["sample"]
@@ -250,6 +345,11 @@ def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys
     code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "29.wav"),
                              "--beam", "2")
     assert code == 0 and re.fullmatch(r".*29\.wav: \d*\n", out)
+    # Recognition reads the recording with the run's feature switches.
+    with torch.no_grad():
+        steps = model(features_of([trim_silence(wave)], switches=switches)[0]).outputs[0]
+    best = "".join(str(c - 1) for c in collapse_path(steps.argmax(-1).tolist()))
+    assert recognize_recordings(run, [tmp_path / "29.wav"])[0][1] == best
     assert inspect_ctc(run, str(tmp_path / "29.wav"), tmp_path / "fig") == (
         tmp_path / "fig" / "ctc.png")
     assert (tmp_path / "fig" / "ctc.png").stat().st_size > 0

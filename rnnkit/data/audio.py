@@ -126,15 +126,18 @@ def frame_count(samples: int | Tensor) -> int | Tensor:
 
 
 def log_mel(waveforms: Tensor, lengths: Tensor | Sequence[int] | None = None,
-            n_mels: int = N_MELS, warps: Sequence[float] | None = None
-            ) -> tuple[Tensor, Tensor]:
+            n_mels: int = N_MELS, warps: Sequence[float] | None = None,
+            range_db: float | None = None) -> tuple[Tensor, Tensor]:
     """Log-mel features of a padded batch of waveforms (B, N) at :data:`SAMPLE_RATE`.
 
     Returns features (B, T, n_mels) -- the log of each frame's mel-band energies, frames of
     :data:`WINDOW` samples (Hann window) every :data:`HOP` samples, centred -- and each
     recording's frame count (B,) (:func:`frame_count` of its length). Frames after a
     recording's end are zero. ``warps`` (B,) gives each recording a warped filterbank
-    (:func:`mel_filterbank`; training augmentation).
+    (:func:`mel_filterbank`; training augmentation). ``range_db`` raises every band energy
+    of a recording to at least its loudest band energy less ``range_db`` dB, so that what
+    lies further below -- the recording's own noise floor, which differs from microphone to
+    microphone -- reads alike in every recording.
     """
     if waveforms.dim() != 2:
         raise ValueError(f"waveforms must be (B, N), got {tuple(waveforms.shape)}")
@@ -150,7 +153,11 @@ def log_mel(waveforms: Tensor, lengths: Tensor | Sequence[int] | None = None,
     else:
         bank = torch.stack([mel_filterbank(SAMPLE_RATE, N_FFT, n_mels, round(float(w), 3))
                             for w in warps])
-    features = torch.log(power.transpose(1, 2) @ bank.to(waveforms.device) + LOG_FLOOR)
+    energies = power.transpose(1, 2) @ bank.to(waveforms.device)
+    if range_db is not None:
+        peaks = energies.amax(dim=(1, 2), keepdim=True)
+        energies = torch.maximum(energies, peaks * 10 ** (-range_db / 10))
+    features = torch.log(energies + LOG_FLOOR)
     frames = frame_count(lengths).clamp(max=features.shape[1])
     valid = torch.arange(features.shape[1]).unsqueeze(0) < frames.unsqueeze(1)
     return features * valid.unsqueeze(-1).to(features.device), frames
@@ -165,6 +172,26 @@ def normalise_features(features: Tensor, frames: Tensor) -> Tensor:
     mean = (features * valid).sum(1, keepdim=True) / counts
     spread = (((features - mean) * valid).square().sum(1, keepdim=True) / counts).sqrt()
     return (features - mean) / (spread + 1e-3) * valid
+
+
+@lru_cache(maxsize=8)
+def cepstral_smoother(bands: int, keep: int) -> Tensor:
+    """(bands, bands) matrix that keeps the first ``keep`` coefficients of the orthonormal
+    DCT-II of a frame of log-mel features and transforms back: ``features @ matrix`` is the
+    spectral envelope the MFCCs c_0 .. c_{keep-1} describe, still as ``bands`` bands."""
+    if not 1 <= keep <= bands:
+        raise ValueError(f"keep must be in [1, {bands}], got {keep}")
+    n = torch.arange(bands, dtype=torch.float64)
+    dct = torch.cos(math.pi * (n + 0.5) * n.unsqueeze(1) / bands) * math.sqrt(2.0 / bands)
+    dct[0] /= math.sqrt(2.0)  # rows are the basis vectors: dct @ dct.T = I
+    return (dct[:keep].T @ dct[:keep]).float()
+
+
+def smooth_cepstrally(features: Tensor, keep: int) -> Tensor:
+    """Log-mel features (B, T, F) with their cepstra from ``keep`` on set to zero (liftering,
+    :func:`cepstral_smoother`): the fine structure across bands -- the harmonics of the
+    speaker's pitch in the low bands -- goes, the formants stay. Zero frames stay zero."""
+    return features @ cepstral_smoother(features.shape[-1], keep).to(features)
 
 
 def pad_waveforms(waveforms: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:

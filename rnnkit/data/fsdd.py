@@ -16,6 +16,7 @@ lines, string ``i`` of a split and seed is always the same.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -85,7 +86,8 @@ def check_speaker(name: str) -> str:
     return name
 
 
-def fsdd_split(holdout: str | None = None) -> dict[str, list[Recording]]:
+def fsdd_split(holdout: str | None = None, without: Sequence[str] = ()
+               ) -> dict[str, list[Recording]]:
     """The recordings of "train", "val" and "test".
 
     ``holdout`` None: the data set's own split -- test are recordings 0-4 of every speaker
@@ -93,11 +95,21 @@ def fsdd_split(holdout: str | None = None) -> dict[str, list[Recording]]:
     a speaker: test are that speaker's 500 recordings; validation recordings 5-9 of the other
     four (200), training the rest of theirs (1,800). So the test speaker never appears in
     training or in choosing the checkpoint.
+
+    ``without`` speakers are left out of every part: holding out one speaker without another
+    is an inner fold of the other's leave-one-speaker-out fold, for choosing settings without
+    ever hearing the outer test speaker.
     """
     if holdout is not None:
         check_speaker(holdout)
+    for name in without:
+        check_speaker(name)
+        if name == holdout:
+            raise ValueError(f"speaker {name!r} cannot be both held out and left out")
     split: dict[str, list[Recording]] = {name: [] for name in SPLITS}
     for recording in load_fsdd():
+        if recording.speaker in without:
+            continue
         if holdout is None and recording.index in OWN_TEST_INDICES:
             split["test"].append(recording)
         elif recording.speaker == holdout:

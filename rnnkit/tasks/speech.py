@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import soundfile
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.data.audio import (
@@ -59,6 +60,7 @@ from rnnkit.data.audio import (
     pad_waveforms,
     read_audio,
     resample,
+    smooth_cepstrally,
     stack_frames,
     trim_silence,
 )
@@ -69,7 +71,7 @@ from rnnkit.data.fsdd import (
     fsdd_split,
     make_digit_strings,
 )
-from rnnkit.models import evaluation_mode
+from rnnkit.models import ModelOutput, evaluation_mode
 from rnnkit.models.ctc import (
     LineRecognizer,
     LineRecognizerConfig,
@@ -98,14 +100,30 @@ DESCRIPTION = ("spoken digits (bundled FSDD): isolated (fsdd) or connected strin
 DEFAULTS: dict[str, Any] = {
     "data": "fsdd", "cell": "gru", "hidden_size": 128, "layers": 2, "bidirectional": True,
     "dropout": 0.2, "batch_size": 32, "weight_decay": 0.01, "warmup": 50, "eval_every": 100,
+    "epochs": 20, "time_limit": None,
 }
-"""A two-layer bidirectional GRU; it trains for as many steps as fit in the time limit."""
+"""A two-layer bidirectional GRU trained for a fixed number of passes over the training
+recordings (so that a result does not depend on the machine's load): 20 epochs are about
+1,100 steps for isolated digits and 300 for digit strings, each within 10 minutes on two
+idle cores."""
 
 ISOLATED, STRINGS = "fsdd", "fsdd-strings"
-AUGMENTATIONS = ("speed", "warp", "noise", "mask")
-DEFAULT_AUGMENTATIONS = ("speed", "noise", "mask")
-"""What training uses unless ``--data`` names others: frequency warping did not help (results
-page)."""
+AUGMENTATIONS = ("speed", "warp", "noise", "mask", "mixup")
+FEATURE_SWITCHES = ("lifter", "floor")
+"""Feature choices: ``lifter`` smooths each frame's log-mel bands to the envelope of its first
+:data:`LIFTER_KEEP` cepstra (:func:`~rnnkit.data.audio.smooth_cepstrally`); ``floor`` reads
+every band at least :data:`FLOOR_DB` dB below the recording's loudest (``range_db`` of
+:func:`~rnnkit.data.audio.log_mel`). A run keeps them in its checkpoint, and recognition reads
+recordings as it was trained to."""
+OPTIONS = AUGMENTATIONS + FEATURE_SWITCHES
+DEFAULT_OPTIONS = ("speed", "noise", "mask")
+"""What training uses unless ``--data`` names others (results page: what each measured)."""
+LIFTER_KEEP = 13
+FLOOR_DB = 50.0
+MIXUP_ALPHA = 0.4
+"""Mixup (Zhang et al. 2018; isolated digits only): each training recording's features are
+mixed with another's of its batch, share ~ Beta(0.4, 0.4) folded to >= 0.5 for its own, and
+so are the two digits in the loss."""
 SPEED_RANGE = (0.9, 1.1)
 WARP_RANGE = (0.85, 1.15)
 """Frequency warping of the mel filterbank (vocal tract length perturbation)."""
@@ -127,44 +145,63 @@ MEAN_STRING_DIGITS = (1 + MAX_STRING_DIGITS) / 2
 @dataclass(frozen=True)
 class SpeechData:
     """What ``--data`` asks for: connected ``strings`` or isolated digits, the speaker held
-    out (None: the data set's own split) and the training augmentations."""
+    out (None: the data set's own split), speakers left out altogether (``without``), the
+    training augmentations and the feature switches (:data:`FEATURE_SWITCHES`)."""
 
     strings: bool
     holdout: str | None
     augment: tuple[str, ...]
+    features: tuple[str, ...] = ()
+    without: tuple[str, ...] = ()
 
 
 def parse_data(data: str) -> SpeechData:
-    """``NAME[:SPEAKER][/AUGMENTATIONS]``: NAME ``fsdd`` (isolated digits) or ``fsdd-strings``
-    (connected digits); SPEAKER one of :data:`~rnnkit.data.fsdd.SPEAKERS`; AUGMENTATIONS a
-    comma list of :data:`AUGMENTATIONS` or ``none`` (default :data:`DEFAULT_AUGMENTATIONS`).
-    Else RunError."""
+    """``NAME[:SPEAKER[-LEFT_OUT...]][/OPTIONS]``: NAME ``fsdd`` (isolated digits) or
+    ``fsdd-strings`` (connected digits); SPEAKER one of :data:`~rnnkit.data.fsdd.SPEAKERS`,
+    held out as the test set; LEFT_OUT speakers after it (``fsdd:theo-george``) are in no
+    part (an inner fold); OPTIONS a comma list of :data:`OPTIONS` or ``none`` (default
+    :data:`DEFAULT_OPTIONS`). Else RunError."""
     expected = (f"give --data {ISOLATED} or {STRINGS}, optionally :SPEAKER to hold one of "
-                f"{', '.join(SPEAKERS)} out and /AUGMENTATIONS ({','.join(AUGMENTATIONS)} or "
-                f"none), e.g. {ISOLATED}:theo")
-    rest, _, augment_text = data.partition("/")
-    name, _, holdout = rest.partition(":")
+                f"{', '.join(SPEAKERS)} out (-OTHER to leave others out too) and /OPTIONS "
+                f"({','.join(OPTIONS)} or none), e.g. {ISOLATED}:theo")
+    rest, _, option_text = data.partition("/")
+    name, _, speakers = rest.partition(":")
     if name not in (ISOLATED, STRINGS):
         raise RunError(f"--data {data!r}: the speech task reads the bundled spoken digits; "
                        f"{expected}")
-    if ":" in rest and holdout not in SPEAKERS:
-        raise RunError(f"--data {data!r}: unknown speaker {holdout!r}; {expected}")
-    augment = DEFAULT_AUGMENTATIONS
+    holdout, *without = speakers.split("-")
+    for speaker in [holdout, *without] if ":" in rest else []:
+        if speaker not in SPEAKERS:
+            raise RunError(f"--data {data!r}: unknown speaker {speaker!r}; {expected}")
+    if len({holdout, *without}) < 1 + len(without) or 1 + len(without) > len(SPEAKERS) - 2:
+        raise RunError(f"--data {data!r}: each speaker once, at least two left to train on; "
+                       f"{expected}")
+    options = DEFAULT_OPTIONS
     if "/" in data:
-        augment = () if augment_text == "none" else tuple(augment_text.split(","))
-        unknown = [a for a in augment if a not in AUGMENTATIONS]
-        if unknown or not augment_text:
+        options = () if option_text == "none" else tuple(option_text.split(","))
+        unknown = [a for a in options if a not in OPTIONS]
+        if unknown or not option_text:
             wrong = unknown[0] if unknown else ""
-            raise RunError(f"--data {data!r}: unknown augmentation {wrong!r}; {expected}")
-    return SpeechData(name == STRINGS, holdout or None, augment)
+            raise RunError(f"--data {data!r}: unknown option {wrong!r}; {expected}")
+    if name == STRINGS and "mixup" in options:
+        raise RunError(f"--data {data!r}: mixup mixes the labels of isolated digits, not digit "
+                       f"strings; leave it out of {STRINGS}'s options")
+    return SpeechData(name == STRINGS, holdout or None,
+                      tuple(o for o in options if o in AUGMENTATIONS),
+                      tuple(o for o in options if o in FEATURE_SWITCHES), tuple(without))
 
 
 def features_of(waves: Sequence[Tensor | np.ndarray], masks: torch.Generator | None = None,
-                warps: Sequence[float] | None = None) -> tuple[Tensor, Tensor]:
+                warps: Sequence[float] | None = None, switches: Sequence[str] = ()
+                ) -> tuple[Tensor, Tensor]:
     """The recurrent layer's input for waveforms at 8 kHz: normalised log-mel features,
     :data:`STACK` frames a step, (B, T, STACK * N_MELS), and each one's step count (B,).
-    ``masks`` (training) draws SpecAugment masks; ``warps`` warps each one's filterbank."""
-    features, frames = log_mel(*pad_waveforms(waves), warps=warps)
+    ``masks`` (training) draws SpecAugment masks; ``warps`` warps each one's filterbank;
+    ``switches`` are the run's :data:`FEATURE_SWITCHES`."""
+    features, frames = log_mel(*pad_waveforms(waves), warps=warps,
+                               range_db=FLOOR_DB if "floor" in switches else None)
+    if "lifter" in switches:
+        features = smooth_cepstrally(features, LIFTER_KEEP)
     features = normalise_features(features, frames)
     if masks is not None:
         features = mask_features(features, frames, masks)
@@ -183,14 +220,14 @@ def augmented(wave: np.ndarray, augment: tuple[str, ...], rng: np.random.Generat
 
 
 def training_features(waves: Sequence[np.ndarray], augment: tuple[str, ...], seed: int,
-                      step: int) -> tuple[Tensor, Tensor]:
+                      step: int, switches: Sequence[str] = ()) -> tuple[Tensor, Tensor]:
     """:func:`features_of` the waveforms of training ``step``, augmented; the same for the
     same seed and step (so a resumed run repeats them)."""
     rng = np.random.default_rng([seed, step, 1])
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     inputs = [augmented(wave, augment, rng, generator) for wave in waves]
     warps = rng.uniform(*WARP_RANGE, len(waves)) if "warp" in augment else None
-    return features_of(inputs, generator if "mask" in augment else None, warps)
+    return features_of(inputs, generator if "mask" in augment else None, warps, switches)
 
 
 def speech_task(config: TrainConfig, device: torch.device,
@@ -202,7 +239,7 @@ def speech_task(config: TrainConfig, device: torch.device,
         kind = "connected digits" if saved.get("strings") else "isolated digits"
         raise RunError(f"--data {config.data}: the run's model reads {kind}; give --data "
                        f"{STRINGS if saved.get('strings') else ISOLATED}[:SPEAKER]")
-    split = fsdd_split(data.holdout)
+    split = fsdd_split(data.holdout, data.without)
     if data.strings:
         return _strings_task(config, device, saved, data, split)
     return _isolated_task(config, device, saved, data, split)
@@ -211,9 +248,53 @@ def speech_task(config: TrainConfig, device: torch.device,
 class DigitClassifier(ClassifierAdapter):
     """:class:`~rnnkit.models.spectrogram.SpectrogramClassifier` as the isolated-digit task's
     model: ((features (B, T, F), steps (B,)), state, digits (B,)) -> (scores (B, 10), None,
-    cross-entropy)."""
+    cross-entropy). Mixed training batches (:data:`MIXUP_ALPHA`) give the targets as (digits
+    (B,), partners' digits (B,), own shares (B,)), and the loss is the shares' mix of the two
+    cross-entropies."""
 
     head_class = SpectrogramClassifier
+
+    def forward(self, inputs: tuple[Tensor, Tensor], state: Any = None,
+                targets: Tensor | tuple[Tensor, Tensor, Tensor] | None = None) -> ModelOutput:
+        """Digit scores of a padded batch, and their loss against ``targets``."""
+        if not isinstance(targets, tuple):
+            return super().forward(inputs, state, targets)
+        own, partner, shares = targets
+        scores = super().forward(inputs, state).outputs
+        losses = (shares * F.cross_entropy(scores.float(), own, reduction="none")
+                  + (1 - shares) * F.cross_entropy(scores.float(), partner, reduction="none"))
+        return ModelOutput(scores, None, losses.mean())
+
+
+def mix_batch(features: Tensor, frames: Tensor, digits: Tensor, rng: np.random.Generator
+              ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """Mixup of a padded training batch (:data:`MIXUP_ALPHA`): features, step counts (the
+    longer of each pair) and the targets :class:`DigitClassifier` reads."""
+    shares = rng.beta(MIXUP_ALPHA, MIXUP_ALPHA, len(digits))
+    shares = torch.from_numpy(np.maximum(shares, 1 - shares)).float()
+    partners = torch.from_numpy(rng.permutation(len(digits)))
+    weights = shares.view(-1, 1, 1)
+    mixed = weights * features + (1 - weights) * features[partners]
+    return (mixed, torch.maximum(frames, frames[partners]),
+            (digits, digits[partners], shares))
+
+
+BUCKET_STEPS = 8
+"""Training batches are formed from the recordings of this many steps at a time, sorted by
+length, so that a batch pads little (each step half as long)."""
+
+
+def similar_lengths(lengths: Tensor, batch_size: int, step: int, seed: int) -> Tensor:
+    """Rows of training ``step``'s batch: the rows of :data:`BUCKET_STEPS` steps
+    (:func:`~rnnkit.training.task.shuffled_rows`, so every epoch reads every row once)
+    sorted by ``lengths`` and cut into batches, which are taken in a seeded random order."""
+    group, place = divmod(step, BUCKET_STEPS)
+    rows = shuffled_rows(len(lengths), batch_size * BUCKET_STEPS, group, seed)
+    rows = rows[torch.sort(lengths[rows], stable=True).indices]
+    order = torch.randperm(BUCKET_STEPS, generator=torch.Generator().manual_seed(
+        seed * 1_000_003 + group))
+    first = int(order[place]) * batch_size
+    return rows[first:first + batch_size]
 
 
 def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, Any] | None,
@@ -223,14 +304,21 @@ def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, A
     model = build_model(DigitClassifier, settings).to(device)
     train = split["train"]
     labels = torch.tensor([r.digit for r in train])
+    lengths = torch.tensor([len(r.samples) for r in train])
     held_out: dict[str, tuple[list[tuple[Tensor, Tensor]], Tensor]] = {}
 
     def batch_at(step: int) -> Batch:
-        rows = shuffled_rows(len(train), config.batch_size, step, config.seed)
+        rows = similar_lengths(lengths, config.batch_size, step, config.seed)
         features, frames = training_features([train[int(i)].samples for i in rows],
-                                             data.augment, config.seed, step)
-        return Batch((features.to(device), frames.to(device)), labels[rows].to(device),
-                     starts_sequences=True)
+                                             data.augment, config.seed, step, data.features)
+        targets: Tensor | tuple[Tensor, ...] = labels[rows]
+        if "mixup" in data.augment:
+            features, frames, targets = mix_batch(features, frames, labels[rows],
+                                                  np.random.default_rng([config.seed, step, 2]))
+            targets = tuple(t.to(device) for t in targets)
+        else:
+            targets = targets.to(device)
+        return Batch((features.to(device), frames.to(device)), targets, starts_sequences=True)
 
     def scores(name: str) -> tuple[Tensor, Tensor]:
         if name == "all":
@@ -238,7 +326,8 @@ def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, A
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         if name not in held_out:
             recordings = split[name]
-            held_out[name] = ([features_of([r.samples for r in recordings[rows]])
+            held_out[name] = ([features_of([r.samples for r in recordings[rows]],
+                                           switches=data.features)
                                for rows in in_chunks(len(recordings), EVAL_BATCH)],
                               torch.tensor([r.digit for r in recordings]))
         chunks, targets = held_out[name]
@@ -252,7 +341,8 @@ def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, A
         steps_per_epoch=math.ceil(len(train) / config.batch_size),
         evaluate=lambda name: classification_metrics(*scores(name)),
         metric="error_rate", metric_names=("error_rate", "cross_entropy"),
-        saved={"model": settings, "strings": False, "data": config.data},
+        saved={"model": settings, "strings": False, "data": config.data,
+               "features": list(data.features)},
         showcase=lambda: confusion_table([str(d) for d in range(10)], *scores("test"),
                                          split="test").replace(" series:", " recordings:"),
     )
@@ -272,11 +362,12 @@ Line = tuple[np.ndarray, list[int]]
 its digits."""
 
 
-def as_lines(waves: Sequence[np.ndarray], labels: Sequence[list[int]]) -> list[Line]:
+def as_lines(waves: Sequence[np.ndarray], labels: Sequence[list[int]],
+             switches: Sequence[str] = ()) -> list[Line]:
     """Recordings as the lines the CTC recognizer's helpers read (features transposed)."""
     lines: list[Line] = []
     for rows in in_chunks(len(waves), EVAL_BATCH):
-        features, steps = features_of(list(waves[rows]))
+        features, steps = features_of(list(waves[rows]), switches=switches)
         lines.extend((features[i, :int(steps[i])].T.numpy(), list(labels[rows][i]))
                      for i in range(len(steps)))
     return lines
@@ -295,7 +386,8 @@ def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, An
         if name not in held_out:
             count = VAL_STRINGS if name == "val" else TEST_STRINGS
             made = make_digit_strings(split[name], count, EVAL_SEED, name)
-            held_out[name] = as_lines([w for w, _ in made], [d for _, d in made])
+            held_out[name] = as_lines([w for w, _ in made], [d for _, d in made],
+                                      data.features)
         return held_out[name]
 
     def batch_at(step: int) -> Batch:
@@ -305,7 +397,7 @@ def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, An
                                   start=step * config.batch_size, min_digits=digits,
                                   max_digits=digits)
         features, steps = training_features([w for w, _ in made], data.augment, config.seed,
-                                            step)
+                                            step, data.features)
         targets = torch.tensor([d for _, d in made]) + 1
         return Batch((features.to(device), steps.to(device)),
                      (targets.to(device), torch.full((len(made),), digits, device=device)),
@@ -320,7 +412,8 @@ def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, An
         model=model, batch_at=batch_at,
         steps_per_epoch=max(1, math.ceil(len(split["train"]) / per_step)),
         evaluate=evaluate, metric="cer", metric_names=("cer", "string_error"),
-        saved={"model": dataclasses.asdict(model_config), "strings": True, "data": config.data},
+        saved={"model": dataclasses.asdict(model_config), "strings": True, "data": config.data,
+               "features": list(data.features)},
         showcase=lambda: showcase_lines(model.recognizer, strings_of("test")[:8]).replace(
             "test line", "test string"),
     )
@@ -331,6 +424,14 @@ def load_speech_model(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, bool]
     :class:`~rnnkit.models.spectrogram.SpectrogramClassifier` or a :class:`LineRecognizer` --
     and whether it reads digit strings. A missing or damaged run, or a run of another task,
     raises RunError."""
+    model, strings, _ = load_speech_run(run_dir)
+    return model, strings
+
+
+def load_speech_run(run_dir: str | os.PathLike[str]
+                    ) -> tuple[nn.Module, bool, tuple[str, ...]]:
+    """:func:`load_speech_model` and the run's feature switches (:data:`FEATURE_SWITCHES`),
+    with which its model reads recordings."""
     run = RunDirectory.open(run_dir)
     task = run.read_config().task
     if task != TASK:
@@ -346,18 +447,20 @@ def load_speech_model(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, bool]
         else:
             model = build_model(DigitClassifier, saved["model"])
         checkpoint.restore_model(model)
+        switches = tuple(saved.get("features", ()))
     except (KeyError, TypeError):
         raise RunError(f"{run.path}: its checkpoint does not describe a speech model; train "
                        "it again with `rnnkit train --task speech`") from None
     inner = model.recognizer if strings else model.net
-    return inner.eval(), strings
+    return inner.eval(), strings, switches
 
 
-def recording_features(path: str | os.PathLike[str]) -> Tensor:
+def recording_features(path: str | os.PathLike[str], switches: Sequence[str] = ()) -> Tensor:
     """A user's recording as the model reads it: read and resampled (:func:`read_audio`),
-    its quiet start and end cut (:func:`trim_silence`), features (T, F)."""
+    its quiet start and end cut (:func:`trim_silence`), features (T, F) with the run's
+    feature ``switches``."""
     wave = trim_silence(read_audio(path))
-    return features_of([wave])[0][0]
+    return features_of([wave], switches=switches)[0][0]
 
 
 def recognize_recordings(run_dir: str | os.PathLike[str],
@@ -369,9 +472,9 @@ def recognize_recordings(run_dir: str | os.PathLike[str],
     ``beam_size`` beams."""
     if beam_size is not None and beam_size < 1:
         raise RunError(f"--beam must be >= 1, got {beam_size}")
-    model, strings = load_speech_model(run_dir)
+    model, strings, switches = load_speech_run(run_dir)
     files = audio_files(paths)
-    features = [recording_features(path) for path in files]
+    features = [recording_features(path, switches) for path in files]
     found = []
     with torch.no_grad():
         for path, steps in zip(files, features):
@@ -407,7 +510,7 @@ def stream_digits(run_dir: str | os.PathLike[str], path: str | os.PathLike[str],
     """
     if chunk_ms < 10:
         raise RunError(f"--chunk-ms must be >= 10, got {chunk_ms}")
-    model, strings = load_speech_model(run_dir)
+    model, strings, switches = load_speech_run(run_dir)
     if not strings or model.config.bidirectional:
         raise RunError(f"--stream needs a unidirectional connected-digit run (rnnkit train "
                        f"--task speech --data {STRINGS} --no-bidirectional); {run_dir} "
@@ -426,31 +529,31 @@ def stream_digits(run_dir: str | os.PathLike[str], path: str | os.PathLike[str],
         audio = np.concatenate(heard)
         if len(audio) < WINDOW:
             continue
-        path_classes = _best_path(model, audio)
+        path_classes = _best_path(model, audio, switches)
         settled = collapse_path(path_classes[:max(0, len(path_classes) - SETTLED_STEPS)])
         for classes in settled[said:]:
             yield digits_text([classes])
         said = max(said, len(settled))
-    final = collapse_path(_best_path(model, whole))
+    final = collapse_path(_best_path(model, whole, switches))
     for classes in final[said:]:
         yield digits_text([classes])
 
 
-def _best_path(model: nn.Module, wave: np.ndarray) -> list[int]:
+def _best_path(model: nn.Module, wave: np.ndarray, switches: Sequence[str]) -> list[int]:
     """The most likely class at every step of a recording."""
     with torch.no_grad():
-        return model(features_of([wave])[0]).outputs[0].argmax(-1).tolist()
+        return model(features_of([wave], switches=switches)[0]).outputs[0].argmax(-1).tolist()
 
 
 def ctc_figure(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]
                ) -> tuple[np.ndarray, np.ndarray, str]:
     """What ``rnnkit inspect --ctc`` draws for a connected-digit run and a recording: its
     log-mel bands (40, T), the per-step class probabilities (T, 11) and a title."""
-    model, strings = load_speech_model(run_dir)
+    model, strings, switches = load_speech_run(run_dir)
     if not strings:
         raise RunError(f"--ctc needs a connected-digit run (--data {STRINGS}); {run_dir} "
                        "reads isolated digits")
-    features = recording_features(path)
+    features = recording_features(path, switches)
     with torch.no_grad():
         log_probs = model(features.unsqueeze(0)).outputs[0]
     title = f"{Path(path).name}: read {digits_text(greedy_decode(log_probs)[0])}"
@@ -459,5 +562,5 @@ def ctc_figure(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]
 
 
 __all__ = ["DEFAULTS", "DESCRIPTION", "SpeechData", "ctc_figure", "features_of",
-           "load_speech_model", "parse_data", "recognize_recordings", "speech_task",
-           "stream_digits"]
+           "load_speech_model", "load_speech_run", "parse_data", "recognize_recordings",
+           "speech_task", "stream_digits"]
