@@ -24,6 +24,7 @@ import torch
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
 from rnnkit.data.audio import audio_files
+from rnnkit.engine import fused
 from rnnkit.experiments import add_experiment_arguments, experiment_command
 from rnnkit.export import export_task_model
 from rnnkit.inspection import inspect_run
@@ -44,7 +45,6 @@ from rnnkit.training.trainer import train
 
 DEFAULTS = task_config("lm")
 """The settings of ``rnnkit train`` with no options (the lm task's), shown in its help."""
-LM_ONLY = ("activation_penalty", "temporal_penalty")
 
 # Options a resumed run may change; everything else is fixed by the run's config.json.
 RESUMABLE = ("steps", "epochs", "time_limit", "device", "threads", "precision", "compile")
@@ -268,6 +268,17 @@ def build_parser() -> Parser:
         epilog="example:\n  rnnkit list")
     list_parser.set_defaults(handler=list_command, parser=list_parser)
 
+    kernels_parser = commands.add_parser(
+        "build", formatter_class=_formatter, help="compile the fused CPU kernels now",
+        description="Compile rnnkit's fused CPU kernels (C++; a compiler and ninja are needed)\n"
+                    "into torch's extensions directory, once per version of the sources and\n"
+                    "toolchain, so that the first run starts at once (else the first use\n"
+                    "compiles them). Exits 0 where no C++ compiler is found (rnnkit then runs\n"
+                    "on its reference engines, with a warning), 1 if a compiler is found but\n"
+                    "the build fails.",
+        epilog="example:\n  rnnkit build")
+    kernels_parser.set_defaults(handler=build_command, parser=kernels_parser)
+
     inspect_parser = commands.add_parser(
         "inspect", formatter_class=_formatter,
         help="look inside a trained model: gradient flow, gate traces, CTC outputs",
@@ -366,20 +377,15 @@ def train_command(args: argparse.Namespace) -> int:
         if fixed:
             raise RunError(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the "
                            "run's config.json fixes it); drop it, or start a new run")
-        config = RunDirectory.open(resume).read_config()
+        config = RunDirectory.open(resume).read_config(TASKS)
         if "steps" in given:
             config.epochs = None
         config = dataclasses.replace(config, **given)
         run_path = Path(resume)
     else:
-        task = given.pop("task", DEFAULTS.task)
-        for name in LM_ONLY:
-            if given.get(name) and task != "lm":
-                flag = name.replace("_", "-")
-                raise RunError(f"--{flag}: only --task lm takes it, got --task {task}; "
-                               f"drop --{flag}")
-        config = task_config(task, **given)
+        config = task_config(given.pop("task", DEFAULTS.task), **given)
         run_path = None if out is None else Path(out)
+    config.check(tasks=TASKS)  # every option, before anything is created or started
 
     ranks = distributed.start(config.device)
     try:
@@ -420,8 +426,9 @@ def format_metrics(metrics: dict[str, float]) -> str:
 def sample_command(args: argparse.Namespace) -> int:
     """``rnnkit sample``: continue a prompt with a language model run's best checkpoint."""
     run = RunDirectory.open(args.run)
-    if run.read_config().task != "lm":
-        raise RunError(f"{run.path}: is a --task {run.read_config().task} run, not a "
+    task = run.read_config(TASKS).task
+    if task != "lm":
+        raise RunError(f"{run.path}: is a --task {task} run, not a "
                        "language model; sample works with --task lm runs (use rnnkit evaluate)")
     if args.length < 0:
         raise RunError(f"--length must be >= 0, got {args.length}")
@@ -459,7 +466,7 @@ def sample_command(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace) -> int:
     """``rnnkit evaluate``: metrics of a run's best checkpoint on a split of its data."""
     run = RunDirectory.open(args.run)
-    config = run.read_config()
+    config = run.read_config(TASKS)
     if config.task == "translate":  # BLEU and chrF, greedy and beam, with their signatures
         print(evaluation_report(run.path, args.split or "test", args.data,
                                 device=distributed.pick_device(args.device)))
@@ -499,7 +506,7 @@ EXPORT_INPUTS = {"lm": ("ids",), "classify": ("series", "lengths"),
 def export_command(args: argparse.Namespace) -> int:
     """``rnnkit export``: a run's best checkpoint as an ONNX or .pt2 file."""
     run = RunDirectory.open(args.run)
-    config = run.read_config()
+    config = run.read_config(TASKS)
     if config.task not in EXPORT_INPUTS:
         raise RunError(f"{run.path}: is a --task {config.task} run; rnnkit export writes "
                        f"--task {', '.join(EXPORT_INPUTS)} runs")
@@ -526,6 +533,16 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_command(args: argparse.Namespace) -> int:
+    """``rnnkit build``: compile (or find) the fused CPU kernels and say where they are."""
+    started = time.monotonic()
+    if fused.load_extension() is None:  # the warning said why
+        return 1 if fused.compiler() is not None else 0
+    print(f"fused CPU kernels ready in {fused.build_directory()} "
+          f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
 def list_command(args: argparse.Namespace) -> int:
     """``rnnkit list``: the cells and tasks with one-line descriptions."""
     print("cells (--cell):")
@@ -545,7 +562,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 def recognize_command(args: argparse.Namespace) -> int:
     """``rnnkit recognize``: print the digits a handwriting run reads in an image (several:
     one line each, "name: digits"), or a speech run hears in each recording."""
-    speech = RunDirectory.open(args.run).read_config().task == SPEECH
+    speech = RunDirectory.open(args.run).read_config(TASKS).task == SPEECH
     if args.stream and not speech:
         raise RunError("--stream reads recordings with a speech run (rnnkit train --task "
                        "speech --data fsdd-strings --no-bidirectional)")

@@ -1,8 +1,10 @@
 """Bad input: every case is one line on stderr, a non-zero exit code, no traceback, and no
 run data lost or overwritten."""
 
+import dataclasses
 import errno
 import json
+import math
 import os
 import random
 import shutil
@@ -13,6 +15,7 @@ import torch
 
 from rnnkit.cli import main
 from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.training.config import RULES, TrainConfig
 
 WORDS = "once more unto the breach dear friends once more or close the wall up".split()
 TINY = ["--steps", "4", "--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4",
@@ -92,13 +95,167 @@ def test_bad_option_value(capsys):
     ("--weight-dropout", "1", "--weight-dropout must be in [0, 1)"),
     ("--zoneout-hidden", "-0.1", "--zoneout-hidden must be in [0, 1)"),
     ("--zoneout-cell", "1", "--zoneout-cell must be in [0, 1)"),
-    ("--ema", "1", "--ema must be in (0, 1), or 0 for no average; got 1.0"),
-    ("--activation-penalty", "-1", "--activation-penalty must be >= 0, got -1.0"),
-    ("--temporal-penalty", "-0.5", "--temporal-penalty must be >= 0, got -0.5"),
+    ("--ema", "1", "--ema must be in (0, 1), or 0 for no average, got 1.0"),
+    ("--activation-penalty", "-1", "--activation-penalty must be >= 0 and finite, got -1.0"),
+    ("--temporal-penalty", "-0.5", "--temporal-penalty must be >= 0 and finite, got -0.5"),
 ])
 def test_out_of_range_option(capsys, tmp_path, option, value, expected):
     fails_with_one_line(capsys, ["train", option, value, "--out", str(tmp_path / "r")], expected)
     assert not (tmp_path / "r").exists()
+
+
+BAD_OPTIONS = {
+    "task": [("--task", "poetry")],
+    "data": [("--data", "")],
+    "column": [("--column", " ")],
+    "horizon": [("--horizon", "0")],
+    "season": [("--season", "")],
+    "covariates": [("--covariates", "")],
+    "source": [("--source", "")],
+    "target": [("--target", "")],
+    "cell": [("--cell", "lsmt")],
+    "embedding_size": [("--embedding-size", "0")],
+    "hidden_size": [("--hidden-size", "-1"), ("--hidden-size", "1.5")],
+    "layers": [("--layers", "0")],
+    "dropout": [("--dropout", "nan"), ("--dropout", "inf")],
+    "weight_dropout": [("--weight-dropout", "nan")],
+    "activation_penalty": [("--activation-penalty", "nan"), ("--activation-penalty", "inf")],
+    "temporal_penalty": [("--temporal-penalty", "nan"), ("--temporal-penalty", "inf")],
+    "zoneout_hidden": [("--zoneout-hidden", "nan")],
+    "zoneout_cell": [("--zoneout-cell", "nan")],
+    "batch_size": [("--batch-size", "0")],
+    "bptt": [("--bptt", "0")],
+    "optimizer": [("--optimizer", "adam")],
+    "lr": [("--lr", "nan"), ("--lr", "inf"), ("--lr", "0")],
+    "min_lr_ratio": [("--min-lr-ratio", "nan"), ("--min-lr-ratio", "1.5")],
+    "warmup": [("--warmup", "-1")],
+    "weight_decay": [("--weight-decay", "nan"), ("--weight-decay", "inf"),
+                     ("--weight-decay", "-0.1")],
+    "momentum": [("--momentum", "nan"), ("--momentum", "1"), ("--momentum", "-0.5")],
+    "ema": [("--ema", "nan"), ("--ema", "-0.5")],
+    "clip": [("--clip", "nan"), ("--clip", "inf"), ("--clip", "-1")],
+    "clip_value": [("--clip-value", "nan"), ("--clip-value", "inf")],
+    "steps": [("--steps", "-3")],
+    "epochs": [("--epochs", "nan"), ("--epochs", "inf"), ("--epochs", "0")],
+    "time_limit": [("--time-limit", "nan"), ("--time-limit", "inf"), ("--time-limit", "-5")],
+    "eval_every": [("--eval-every", "0")],
+    "patience": [("--patience", "0")],
+    "seed": [("--seed", "-1"), ("--seed", str(2**40))],
+    "device": [("--device", "tpu")],
+    "threads": [("--threads", "-2")],
+    "precision": [("--precision", "fp8")],
+}
+"""Bad values of the option of every TrainConfig field that takes a value on the command
+line (the flags --bidirectional and --compile take none)."""
+FLAG_FIELDS = {"bidirectional", "compile"}
+
+
+def test_every_setting_has_bad_values_tried():
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert fields <= set(BAD_OPTIONS) | FLAG_FIELDS
+    assert fields <= set(RULES)
+
+
+@pytest.mark.parametrize(("option", "value"), [case for cases in BAD_OPTIONS.values()
+                                               for case in cases])
+def test_a_bad_value_of_any_option_is_one_line_before_anything_is_created(capsys, tmp_path,
+                                                                         option, value):
+    out = tmp_path / "run"
+    err = fails_with_one_line(capsys, ["train", "--steps", "2", option, value,
+                                       "--out", str(out)], option)
+    # The value as given (a number as Python prints it), and what was expected.
+    shown = [value, repr(value)]
+    if value.lstrip("-").replace(".", "").isdigit() or value in ("nan", "inf"):
+        shown.append(str(float(value)))
+    assert any(f"got {text}" in err or f"'{text}'" in err for text in shown), err
+    assert "must be" in err or "unknown" in err or "invalid" in err, err
+    assert "lower --lr or set --clip" not in err
+    assert not out.exists()
+
+
+def test_momentum_nan_is_refused_also_where_adamw_ignores_it(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--optimizer", "adamw", "--momentum", "nan",
+                                 "--out", str(tmp_path / "r")], "--momentum must be in [0, 1)",
+                        "got nan")
+    assert not (tmp_path / "r").exists()
+
+
+def test_adamw_weight_decay_that_would_flip_the_weights(capsys, tmp_path):
+    fails_with_one_line(capsys, ["train", "--lr", "0.01", "--weight-decay", "200",
+                                 "--out", str(tmp_path / "r")], "--weight-decay",
+                        "lr * weight decay <= 1", "0.01 * 200 = 2", "lower --weight-decay")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_model_too_large_for_memory(capsys, corpus, tmp_path):
+    fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY, "--hidden-size",
+                                 str(10**8), "--out", str(tmp_path / "r")],
+                        "hidden_size 100000000", "do not fit in memory", "--hidden-size")
+    assert not (tmp_path / "r").exists()
+
+
+def wrong_values(name):
+    """Values of the wrong type for setting ``name``, as JSON in a config.json could hold."""
+    rule = RULES[name]
+    values = {str: [5, ["a"]], int: ["abc", 1.5, True, [1]], float: ["abc", True, [0.1]],
+              bool: ["yes", 1, None]}[rule.kind]
+    if not rule.optional and None not in values:
+        values = [*values, None]
+    if rule.kind is float:
+        values = [*values, math.nan]
+    return values
+
+
+CONFIG_CASES = [(field.name, value) for field in dataclasses.fields(TrainConfig)
+                for value in wrong_values(field.name)]
+
+
+@pytest.mark.parametrize(("key", "value"), CONFIG_CASES,
+                         ids=[f"{key}={value!r}" for key, value in CONFIG_CASES])
+def test_a_bad_value_in_a_runs_config_names_the_file_and_key(capsys, trained_run, tmp_path,
+                                                           key, value):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config_path = run / "config.json"
+    values = json.loads(config_path.read_text())
+    values[key] = value
+    config_path.write_text(json.dumps(values))
+    before = snapshot(run)
+    for command in (["train", "--resume", str(run), "--steps", "8"], ["evaluate", str(run)],
+                    ["sample", str(run)], ["export", str(run)]):
+        fails_with_one_line(capsys, command, str(config_path), f'"{key}"',
+                            f"got {json.dumps(value)}", "correct it in the file")
+    assert snapshot(run) == before
+
+
+def test_unknown_and_missing_settings_in_a_runs_config_name_the_file(capsys, trained_run,
+                                                                     tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config_path = run / "config.json"
+    values = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**values, "colour": "red"}))
+    fails_with_one_line(capsys, ["train", "--resume", str(run), "--steps", "8"],
+                        str(config_path), "unknown settings in the run's config: colour")
+    del values["hidden_size"]
+    config_path.write_text(json.dumps(values))
+    fails_with_one_line(capsys, ["evaluate", str(run)], str(config_path),
+                        "lacks the settings hidden_size")
+    config_path.write_text(json.dumps({**values, "hidden_size": 16, "task": "poetry"}))
+    fails_with_one_line(capsys, ["evaluate", str(run)], str(config_path), '"task"',
+                        "unknown task 'poetry'")
+    config_path.write_text("[1, 2]")
+    fails_with_one_line(capsys, ["sample", str(run)], str(config_path),
+                        "expected a JSON object of settings, got list")
+
+
+def test_resume_checks_the_options_it_may_change(capsys, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = snapshot(run)
+    fails_with_one_line(capsys, ["train", "--resume", str(run), "--time-limit", "inf"],
+                        "--time-limit must be > 0 and finite, or 0 for no limit, got inf")
+    assert snapshot(run) == before
 
 
 def test_weight_dropout_of_a_cell_without_recurrent_weights(capsys, corpus, tmp_path):
@@ -133,6 +290,9 @@ def test_bidirectional_language_model(capsys, corpus, tmp_path):
     (b"\n \n", "empty"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
     (b"caf\xe9 au lait", "not valid UTF-8"),
+    ("to be or not to be\n".encode("utf-16"), "is UTF-16 text"),
+    ("to be or not to be\n".encode("utf-16-le"), "convert it"),
+    ("to be or not to be\n".encode("utf-32"), "is UTF-32 text"),
 ])
 def test_unusable_text(capsys, tmp_path, content, expected):
     data = tmp_path / "data.txt"
@@ -243,6 +403,15 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(capsys, co
     checkpoint = load_checkpoint(run / "checkpoints" / "last.safetensors")
     assert checkpoint.info["step"] == 1
     assert json.loads((run / "report.json").read_text())["stop_reason"] == "nan"
+
+
+def test_a_diverging_run_that_clips_already_is_not_told_to_clip(capsys, corpus, tmp_path):
+    err = fails_with_one_line(capsys, ["train", "--data", str(corpus), *TINY, "--cell",
+                                       "rnn-relu", "--optimizer", "sgd", "--lr", "1e5",
+                                       "--momentum", "0", "--clip", "1", "--eval-every", "1",
+                                       "--steps", "12", "--out", str(tmp_path / "run")],
+                              "lower --lr (now 100000)")
+    assert "--clip" not in err
 
 
 def test_an_out_folder_under_a_file(capsys, corpus, tmp_path):

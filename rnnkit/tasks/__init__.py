@@ -119,6 +119,11 @@ def build_task(config: TrainConfig, device: torch.device,
         if getattr(config, name) is not None and config.task != "translate":
             raise RunError(f"--{name}: only --task translate takes it, got --task "
                            f"{config.task}; drop --{name}")
+    for name in ("activation_penalty", "temporal_penalty"):
+        if getattr(config, name) and config.task != "lm":
+            flag = "--" + name.replace("_", "-")
+            raise RunError(f"{flag}: only --task lm takes it, got --task {config.task}; "
+                           f"drop {flag}")
     if config.data is None:
         config = dataclasses.replace(config, data=task_entry.defaults["data"])
     task = task_entry.build(config, device, saved)

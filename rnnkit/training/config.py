@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from rnnkit.catalog import CELL_NAMES
 from rnnkit.training.errors import RunError
 
 
@@ -106,61 +111,61 @@ class TrainConfig:
             return max(1, math.ceil(self.epochs * steps_per_epoch))
         return self.steps
 
-    def check(self) -> None:
-        """Raise :class:`RunError` (one line, naming the option) for values out of range."""
-        positive = ("embedding_size", "hidden_size", "layers", "batch_size", "bptt", "steps",
-                    "eval_every", "horizon")
-        for name in positive:
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise RunError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("dropout", "weight_dropout", "zoneout_hidden", "zoneout_cell"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise RunError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("activation_penalty", "temporal_penalty"):
-            if getattr(self, name) < 0:
-                raise RunError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.lr < 1e6:
-            raise RunError(f"--lr must be > 0 and < 1e6, got {self.lr}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise RunError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("warmup", "weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise RunError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise RunError(f"--ema must be in (0, 1), or 0 for no average; got {self.ema}")
-        for name in ("clip", "clip_value", "epochs", "time_limit"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise RunError(f"--{_flag(name)} must be > 0, got {value}")
+    def check(self, source: str | os.PathLike[str] | None = None,
+              tasks: Collection[str] | None = None) -> None:
+        """Raise :class:`RunError` (one line) unless every setting has its type and range.
+
+        The error names the option (``--hidden-size``), or, with ``source`` (the file the
+        settings were read from), the file and its key, and says what was expected and what
+        came. ``tasks``: the task names ``task`` may take (None: any text)."""
+        for field in dataclasses.fields(self):
+            RULES[field.name].check(field.name, getattr(self, field.name), source)
+        if tasks is not None and self.task not in tasks:
+            raise RunError(f"{_where('task', source)}: unknown task {self.task!r}; choose one "
+                           f"of: {', '.join(tasks)}{_fix(source)}")
         if self.steps is None and self.epochs is None and self.time_limit is None:
-            raise RunError("--steps 0 (as many as fit in the time limit) needs a --time-limit; "
-                           "give --steps N, --epochs E or --time-limit SECONDS")
-        if self.threads is not None and self.threads < 1:
-            raise RunError(f"--threads must be >= 0 (0: automatic), got {self.threads}")
-        if self.patience is not None and self.patience < 1:
-            raise RunError(f"--patience must be >= 1, got {self.patience}")
-        if self.precision not in PRECISIONS:
-            raise RunError(f"--precision: unknown precision {self.precision!r}; "
-                           f"choose one of: {', '.join(PRECISIONS)}")
-        if not isinstance(self.compile, bool):
-            raise RunError(f"--compile must be true or false, got {self.compile!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise RunError(f"--optimizer: unknown optimizer {self.optimizer!r}; "
-                           f"choose one of: {', '.join(OPTIMIZERS)}")
+            if source is None:
+                raise RunError("--steps 0 (as many as fit in the time limit) needs a "
+                               "--time-limit; give --steps N, --epochs E or --time-limit SECONDS")
+            raise RunError(f"{source}: \"steps\", \"epochs\" and \"time_limit\" are all null, "
+                           "so the run has no length; give --steps N, --epochs E or "
+                           "--time-limit SECONDS with --resume")
+        if self.optimizer == "adamw" and self.lr * self.weight_decay > 1:
+            # AdamW multiplies the weights by 1 - lr * weight_decay at every step.
+            raise RunError(f"{_where('weight_decay', source)} must keep lr * weight decay <= 1 "
+                           f"(AdamW scales the weights by 1 - lr * weight decay at each step), "
+                           f"got {self.lr:g} * {self.weight_decay:g} = "
+                           f"{self.lr * self.weight_decay:g}; "
+                           + ("lower --weight-decay or --lr" if source is None else
+                              "correct it in the file, or start a new run"))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config saved with :meth:`to_dict`; unknown keys are an error."""
+    def from_dict(cls, values: dict[str, Any], source: str | os.PathLike[str] = "the run's config",
+                  tasks: Collection[str] | None = None) -> TrainConfig:
+        """Rebuild a config saved with :meth:`to_dict`, checked as :meth:`check` does.
+
+        ``source`` names where ``values`` come from (the run's config.json) in errors. A key
+        this version does not know, or one every saved config holds that is missing, is an
+        error too."""
         values = {**ADDED_SETTINGS, **values}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise RunError(f"unknown settings in the run's config: {', '.join(unknown)}")
-        return cls(**values)
+            raise RunError(f"{source}: unknown settings in the run's config: "
+                           f"{', '.join(unknown)}; remove them, or use the version of rnnkit "
+                           "that wrote the run")
+        missing = [name for name in known if name not in values]
+        if missing:
+            raise RunError(f"{source}: the run's config lacks the settings "
+                           f"{', '.join(missing)}; the file is damaged: restore it, or start "
+                           "a new run")
+        config = cls(**values)
+        config.check(source, tasks)
+        return config
 
 
 ADDED_SETTINGS: dict[str, Any] = {
@@ -174,6 +179,116 @@ it was (a config.json without them): each setting off. Every other setting is in
 config.json, so a change of the defaults above never changes how a saved run goes on."""
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+SEED_LIMIT = 2**32
+"""Seeds are in [0, SEED_LIMIT): tasks derive generator seeds from them by arithmetic that
+must stay within torch's 64-bit seeds."""
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting may hold: its type, whether None (off, automatic) is allowed, and a
+    test of its value with the words that describe it (``{off}`` stands for how the user
+    says None: 0 on the command line, null in a file)."""
+
+    kind: type
+    expected: str = ""
+    test: Callable[[Any], bool] | None = None
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Any, source: str | os.PathLike[str] | None) -> None:
+        """Raise RunError unless ``value`` fits this rule (see :meth:`TrainConfig.check`)."""
+        where = _where(name, source)
+        if value is None:
+            if self.optional:
+                return
+            raise RunError(f"{where} must be {_TYPE_WORDS[self.kind]}, got {_shown(value, source)}"
+                           f"{_fix(source)}")
+        if not _has_type(value, self.kind):
+            words = _TYPE_WORDS[self.kind] + (" or null" if self.optional and source else "")
+            raise RunError(f"{where} must be {words}, got {_shown(value, source)}{_fix(source)}")
+        if self.choices and value not in self.choices:
+            what = name.replace("_", " ")
+            listed = ("`rnnkit list` shows the cells: " if name == "cell" else "choose one of: ")
+            raise RunError(f"{where}: unknown {what} {value!r}; {listed}{', '.join(self.choices)}"
+                           f"{_fix(source)}")
+        if self.test is not None and not self.test(value):
+            expected = self.expected.format(off="null" if source else "0")
+            raise RunError(f"{where} must be {expected}, got {_shown(value, source)}"
+                           f"{_fix(source)}")
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+_AT_LEAST_1 = Rule(int, ">= 1", lambda v: v >= 1)
+_FRACTION = Rule(float, "in [0, 1)", lambda v: 0.0 <= v < 1.0)
+_PENALTY = Rule(float, ">= 0 and finite", lambda v: 0.0 <= v < math.inf)
+_TEXT = Rule(str, "non-empty text", lambda v: v.strip() != "", optional=True)
+_POSITIVE_OR_OFF = Rule(float, "> 0 and finite, or {off} for off", lambda v: 0 < v < math.inf,
+                        optional=True)
+RULES: dict[str, Rule] = {
+    "task": Rule(str), "data": _TEXT, "column": _TEXT, "horizon": _AT_LEAST_1,
+    "season": _TEXT, "covariates": _TEXT, "source": _TEXT, "target": _TEXT,
+    "cell": Rule(str, choices=CELL_NAMES), "embedding_size": _AT_LEAST_1,
+    "hidden_size": _AT_LEAST_1, "layers": _AT_LEAST_1, "bidirectional": Rule(bool),
+    "dropout": _FRACTION, "weight_dropout": _FRACTION,
+    "activation_penalty": _PENALTY, "temporal_penalty": _PENALTY,
+    "zoneout_hidden": _FRACTION, "zoneout_cell": _FRACTION,
+    "batch_size": _AT_LEAST_1,
+    "bptt": Rule(int, ">= 1", lambda v: v >= 1, optional=True),  # None: forecast's own window
+    "optimizer": Rule(str, choices=OPTIMIZERS),
+    "lr": Rule(float, "> 0 and < 1e6", lambda v: 0 < v < 1e6),
+    "min_lr_ratio": Rule(float, "in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+    "warmup": Rule(int, ">= 0", lambda v: v >= 0),
+    "weight_decay": _PENALTY,
+    "momentum": Rule(float, "in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "ema": Rule(float, "in (0, 1), or {off} for no average", lambda v: 0.0 < v < 1.0,
+                optional=True),
+    "clip": _POSITIVE_OR_OFF, "clip_value": _POSITIVE_OR_OFF,
+    "steps": Rule(int, ">= 1, or {off} for as many as fit in the time limit",
+                  lambda v: v >= 1, optional=True),
+    "epochs": Rule(float, "> 0 and finite", lambda v: 0 < v < math.inf, optional=True),
+    "time_limit": Rule(float, "> 0 and finite, or {off} for no limit",
+                       lambda v: 0 < v < math.inf, optional=True),
+    "eval_every": _AT_LEAST_1,
+    "patience": Rule(int, ">= 1", lambda v: v >= 1, optional=True),
+    "seed": Rule(int, f"in [0, {SEED_LIMIT})", lambda v: 0 <= v < SEED_LIMIT),
+    "device": Rule(str, "auto, cpu, cuda or cuda:N", lambda v: _DEVICE.fullmatch(v) is not None),
+    "threads": Rule(int, ">= 1, or {off} for automatic", lambda v: v >= 1, optional=True),
+    "precision": Rule(str, choices=PRECISIONS), "compile": Rule(bool),
+}
+"""The type and range of every setting of :class:`TrainConfig`."""
+
+
+def _where(name: str, source: str | os.PathLike[str] | None) -> str:
+    """How an error names a setting: its option, or the file and key it was read from."""
+    return f"--{_flag(name)}" if source is None else f'{source}: "{name}"'
+
+
+def _fix(source: str | os.PathLike[str] | None) -> str:
+    """What to do about a bad value read from a file (nothing to add for an option)."""
+    return "" if source is None else "; correct it in the file, or start a new run"
+
+
+def _shown(value: Any, source: str | os.PathLike[str] | None) -> str:
+    """A value as the user wrote it: JSON in a file, the option's text on the command line."""
+    if source is not None:
+        return json.dumps(value)
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _flag(name: str) -> str:

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +200,19 @@ class RunDirectory:
         """Save the run's settings as config.json."""
         write_json(self.config_path, config.to_dict())
 
-    def read_config(self) -> TrainConfig:
-        """Load the run's settings from config.json."""
+    def read_config(self, tasks: Collection[str] | None = None) -> TrainConfig:
+        """Load the run's settings from config.json, each checked (a bad one raises RunError
+        naming the file and key); ``tasks``: the task names ``task`` may take."""
         try:
             values = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RunError(f"{self.config_path}: cannot be read ({err}); the run directory is "
                            "damaged") from None
         if not isinstance(values, dict):
-            raise RunError(f"{self.config_path}: is not a run configuration")
-        return TrainConfig.from_dict(values)
+            raise RunError(f"{self.config_path}: is not a run configuration (expected a JSON "
+                           f"object of settings, got {type(values).__name__}); the run "
+                           "directory is damaged")
+        return TrainConfig.from_dict(values, self.config_path, tasks)
 
     def checkpoint_for_use(self) -> Path:
         """The checkpoint to sample or evaluate with: best.safetensors, else last.safetensors."""

@@ -106,6 +106,15 @@ def build_model(model_class: Callable[[Any], nn.Module], settings: Any) -> nn.Mo
         return model_class(settings)
     except (ValueError, TypeError) as err:
         raise RunError(f"cannot build a {cell} model: {err}") from None
+    except (RuntimeError, MemoryError) as err:
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        sizes = {name: value for name, value in (settings if isinstance(settings, dict)
+                                                 else vars(settings)).items()
+                 if name.endswith("size") and isinstance(value, int)}
+        shown = ", ".join(f"{name} {value}" for name, value in sizes.items())
+        raise RunError(f"cannot build a {cell} model ({shown}): its weights do not fit in "
+                       "memory; lower --hidden-size / --embedding-size") from None
 
 
 class HeadAdapter(nn.Module):
