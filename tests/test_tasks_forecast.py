@@ -1,5 +1,6 @@
 """The forecast task: seasons, CSV columns, rolling-origin scores, the baselines, intervals,
-and a short training run that beats the naive forecasts."""
+the seed ensemble, the combination chosen on validation, and a short training run that beats
+the naive forecasts."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from rnnkit.cli import main
 from rnnkit.data import DataError, load_csv_series
 from rnnkit.data.seasons import autocorrelation_season, detect_seasons, timestamp_seasons
 from rnnkit.models.forecast_scores import (
+    Combination,
     ExponentialSmoothing,
+    choose_combination,
+    combinations,
     horizon_scores,
     interval_scores,
     mase_scale,
@@ -25,7 +29,9 @@ from rnnkit.models.forecast_scores import (
 )
 from rnnkit.tasks import task_config
 from rnnkit.tasks.forecast import (
+    CANDIDATES,
     MAX_ORIGINS,
+    MEMBERS,
     QuantileForecaster,
     forecasting_task,
     held_out_size,
@@ -147,6 +153,25 @@ def test_exponential_smoothing_from_its_fitting_end_is_statsmodels_forecast():
     assert model.forecasts([100, 120], 3).shape == (2, 3)
 
 
+def test_combinations_are_every_equal_weight_average_fewest_parts_first():
+    assert [c.name for c in combinations(["model", "ets", "naive"])] == [
+        "model", "ets", "naive", "model_ets", "model_naive", "ets_naive", "model_ets_naive"]
+    assert Combination(("a", "b")).apply({"a": np.ones(2), "b": np.zeros(2)}).tolist() \
+        == [0.5, 0.5]
+
+
+def test_the_combination_with_the_lowest_mase_is_chosen_and_ties_go_to_fewer_parts():
+    truth = np.zeros((4, 2))
+    # Errors of opposite sign cancel in the average; a forecast three times worse stays out.
+    forecasts = {"high": truth + 1.0, "low": truth - 1.0, "far": truth + 3.0}
+    chosen, scores = choose_combination(truth, forecasts, scale=2.0)
+    assert chosen.parts == ("high", "low") and scores["high_low"] == 0.0
+    assert scores["high"] == 0.5 and scores["far"] == 1.5
+    assert scores["high_low_far"] == pytest.approx(0.5)
+    exact = {"exact": truth.copy(), "also": truth.copy()}
+    assert choose_combination(truth, exact, scale=1.0)[0].parts == ("exact",)
+
+
 # --- the task ---------------------------------------------------------------------------------
 
 
@@ -154,6 +179,29 @@ def test_rolling_origins_cover_the_part_evenly():
     assert rolling_origins(10, 20, 3) == list(range(10, 18))
     many = rolling_origins(1000, 5000, 48)
     assert len(many) == MAX_ORIGINS and many[0] == 1000 and many[-1] == 5000 - 48
+
+
+def test_an_ensemble_averages_its_members_and_trains_each_on_its_own_loss():
+    torch.manual_seed(0)
+    settings = {"cell": "lstm", "hidden_size": 5, "num_layers": 1, "bidirectional": False,
+                "dropout": 0.0, "horizon": 2 * 3, "input_size": 1,
+                "quantiles": [0.1, 0.5, 0.9], "lags": 0, "members": 3}
+    model = QuantileForecaster(settings)
+    nets = [model.net, *model.others]
+    assert len(nets) == 3 and model.settings["members"] == 3
+    first = [next(net.layer.parameters()) for net in nets]
+    assert not torch.equal(first[0], first[1])  # each its own initial weights
+    for net in nets:  # away from the naive forecast, differently for each member
+        torch.nn.init.normal_(net.head.bias)
+    window, naive, targets = torch.randn(4, 7, 1), torch.randn(4, 2), torch.randn(4, 2)
+    predicted, _, loss = model((window, naive), None, targets)
+    alone = []
+    for net in nets:
+        single = QuantileForecaster({**settings, "members": 1})
+        single.net.load_state_dict(net.state_dict())
+        alone.append(single((window, naive), None, targets))
+    torch.testing.assert_close(predicted, torch.stack([a.outputs for a in alone]).mean(dim=0))
+    torch.testing.assert_close(loss, torch.stack([a.loss for a in alone]).mean())
 
 
 def test_quantile_forecaster_starts_at_the_naive_forecast_and_shifts_with_it():
@@ -176,20 +224,44 @@ def test_the_task_scores_every_origin_of_the_test_part_against_each_baseline(tmp
     task = forecasting_task(config, torch.device("cpu"))
     names = set(task.metric_names)
     assert {"mase", "smape", "rmse", "mase_h1", "mase_h48", "coverage", "pinball",
+            "model_mase", "model_smape", "model_rmse", "naive_mase", "model_ets_mase",
+            "model_naive_mase", "ets_naive_mase", "model_ets_naive_mase",
             "last_value_mase", "snaive48_mase", "snaive336_mase", "ets_mase"} <= names
+    assert task.metric == "model_mase" and len(task.model.others) == MEMBERS - 1
     test = task.evaluate("test")
     assert set(test) == names
     # The untrained model forecasts the naive forecasts it corrects: those best in training.
     assert "the naive forecasts: last value at h 1, season 336 at h 2-48" in task.showcase()
+    assert test["model_mase"] == pytest.approx(test["naive_mase"], rel=1e-5)
     values = load_csv_series(config.data, column="demand").values
     origins = rolling_origins(len(values) - held_out_size(len(values), 48), len(values), 48)
     naive = naive_forecasts(values, origins, 48, 336)
     naive[:, 0] = naive_forecasts(values, origins, 1)[:, 0]
     truth = targets_at(values, origins, 48)
     scale = mase_scale(values[:len(values) - 2 * held_out_size(len(values), 48)], 48)
-    assert test["mase"] == pytest.approx(horizon_scores(truth, naive, scale)["mase"].mean(),
-                                         rel=1e-5)
+    assert test["model_mase"] == pytest.approx(
+        horizon_scores(truth, naive, scale)["mase"].mean(), rel=1e-5)
     assert "seasons: 48, 336 (from its timestamps)" in task.showcase()
+    # The run's forecast is the average with the lowest validation MASE, scored on test.
+    val = task.evaluate("val")
+    chosen = min((c.name for c in combinations(CANDIDATES)), key=lambda n: val[f"{n}_mase"])
+    assert val["mase"] == pytest.approx(val[f"{chosen}_mase"])
+    assert test["mase"] == pytest.approx(test[f"{chosen}_mase"])
+
+
+def test_a_network_worse_than_the_classic_forecasts_on_validation_gives_way(tmp_path):
+    config = task_config("forecast", data=str(half_hourly_csv(tmp_path / "d.csv", days=28)),
+                         column="demand", horizon=12, hidden_size=4)
+    task = forecasting_task(config, torch.device("cpu"))
+    for net in (task.model.net, *task.model.others):  # forecasts 3 spreads too high
+        torch.nn.init.constant_(net.head.bias, 3.0)
+    val, test = task.evaluate("val"), task.evaluate("test")
+    assert val["model_mase"] > 2 * min(val["ets_mase"], val["naive_mase"])
+    assert val["mase"] == min(val[f"{c.name}_mase"] for c in combinations(CANDIDATES)
+                              if "model" not in c.parts)
+    assert test["mase"] < test["model_mase"] / 2
+    shown = task.showcase()
+    assert "the forecast: " in shown and "the forecast: the network," not in shown
 
 
 def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
@@ -202,6 +274,7 @@ def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
     test = json.loads((run / "report.json").read_text())["test"]
     assert test["mase"] < test["last_value_mase"]
     assert test["mase"] < test["snaive12_mase"]
+    assert test["model_mase"] < test["naive_mase"]  # the network improved on what it corrects
     assert 0.3 < test["coverage"] <= 1.0
     assert "forecast of 'Passengers' for the 6 steps after 1960-12 (Date)" in out
     assert (run / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,13 +11,17 @@ origin: each origin sees all the history before it, nothing after).
   in-sample seasonal-naive error that MASE divides by (Hyndman & Koehler 2006).
 * :func:`interval_scores` -- the share of values inside a prediction interval, and the
   pinball loss of quantile forecasts.
+* :func:`choose_combination` -- the equal-weight average of some of several forecasts
+  (:class:`Combination`) with the lowest MASE on a validation part: forecast combination,
+  robust where no single method wins everywhere (Makridakis et al. 2020, the M4 competition).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +32,9 @@ except ImportError:  # pragma: no cover - statsmodels is a dependency
     _HoltWinters = None
 
 __all__ = [
-    "ExponentialSmoothing", "horizon_scores", "interval_scores", "mase_scale",
-    "mean_over_horizons", "naive_forecasts", "targets_at",
+    "Combination", "ExponentialSmoothing", "choose_combination", "combinations",
+    "horizon_scores", "interval_scores", "mase_scale", "mean_over_horizons", "naive_forecasts",
+    "targets_at",
 ]
 
 MISSING_STATSMODELS = ("the exponential-smoothing baseline needs statsmodels, a dependency of "
@@ -188,3 +193,40 @@ def mean_over_horizons(scores: dict[str, np.ndarray]) -> dict[str, float]:
     errors together (the root of the mean squared error over horizons)."""
     return {"mase": float(scores["mase"].mean()), "smape": float(scores["smape"].mean()),
             "rmse": math.sqrt(float((scores["rmse"] ** 2).mean()))}
+
+
+@dataclass(frozen=True)
+class Combination:
+    """The equal-weight average of the forecasts named ``parts`` (one name: that forecast)."""
+
+    parts: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The parts joined by "_" ("model_ets"), as metric names carry it."""
+        return "_".join(self.parts)
+
+    def apply(self, forecasts: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The average of ``forecasts[part]`` over the parts, elementwise."""
+        return np.mean([forecasts[part] for part in self.parts], axis=0)
+
+
+def combinations(names: Sequence[str]) -> list[Combination]:
+    """Every equal-weight average of one or more of ``names``: single forecasts first, then
+    pairs, and so on, each size in the order of ``names``."""
+    return [Combination(parts) for size in range(1, len(names) + 1)
+            for parts in itertools.combinations(names, size)]
+
+
+def choose_combination(truth: np.ndarray, forecasts: Mapping[str, np.ndarray], scale: float
+                       ) -> tuple[Combination, dict[str, float]]:
+    """The combination of ``forecasts`` (name -> (origins, H) forecasts of ``truth``) with
+    the lowest MASE over all horizons (ties: the first of :func:`combinations`, so the fewer
+    parts), and the MASE of every combination by its name."""
+    if len(truth) == 0:
+        raise ValueError("no origins to choose a combination of forecasts on")
+    scores = {combination: float(horizon_scores(truth, combination.apply(forecasts),
+                                                scale)["mase"].mean())
+              for combination in combinations(list(forecasts))}
+    best = min(scores, key=lambda combination: scores[combination])
+    return best, {combination.name: value for combination, value in scores.items()}

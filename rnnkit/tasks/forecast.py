@@ -13,14 +13,28 @@ seasons, at least 2H; for a season longer than the window, the values one season
 further channel) and outputs, for each horizon, corrections in three quantiles (10 %, 50 %,
 90 %) to a naive forecast: at each horizon the last value or a seasonal naive, whichever was
 better there inside the training part. It is trained with the pinball loss; the median is
-the point forecast, the outer quantiles an 80 % interval.
+the network's point forecast, the outer quantiles an 80 % interval. The network is a seed
+ensemble: :data:`MEMBERS` forecasters from different initial weights, trained side by side on
+the same batches, their quantiles averaged.
+
+The run's forecast combines: of the network's median, exponential smoothing (fitted on the
+training part) and the naive forecast the network corrects, the equal-weight average of one,
+two or all three with the lowest MASE on the validation part
+(:func:`~rnnkit.models.forecast_scores.choose_combination`); the network's interval moves
+with it (its quantiles shifted by the combination's difference from its median). So a network
+that cannot beat the classic forecasts on validation gives way to them, and one that is about
+as good as they are is averaged with them. The best checkpoint is the one with the network's
+lowest validation MASE (``model_mase``).
 
 Evaluation uses every origin of a part whose H targets lie inside it (rolling origin; at
-most 250, evenly spaced). Metrics: MASE (divided by the in-sample seasonal-naive error of the
-shortest season), sMAPE (%) and RMSE (series units) over all horizons, MASE at horizons 1 and
-H, the 80 % interval's coverage and the pinball loss; and the same three scores for the
-last-value, seasonal-naive (each season) and exponential-smoothing (statsmodels Holt-Winters)
-forecasts from the same origins.
+most 250, evenly spaced). Metrics of the run's forecast: MASE (divided by the in-sample
+seasonal-naive error of the shortest season), sMAPE (%) and RMSE (series units) over all
+horizons, MASE at horizons 1 and H, the 80 % interval's coverage and the pinball loss; the
+network's own MASE, sMAPE and RMSE (``model_*``); the MASE of the naive forecast it corrects
+(``naive_mase``) and of every average the combination chooses among (``model_ets_mase``, ...);
+and MASE, sMAPE and RMSE of the last-value, seasonal-naive (each season) and
+exponential-smoothing (statsmodels Holt-Winters) forecasts from the same origins. On the
+validation part the combination is scored on the values that chose it.
 """
 
 from __future__ import annotations
@@ -41,7 +55,10 @@ from rnnkit.data.timeseries import BUNDLED_SEASONS
 from rnnkit.diagnostics import plot_forecast, write_csv
 from rnnkit.models import Forecaster, ModelOutput, evaluation_mode
 from rnnkit.models.forecast_scores import (
+    Combination,
     ExponentialSmoothing,
+    choose_combination,
+    combinations,
     horizon_scores,
     interval_scores,
     mase_scale,
@@ -66,6 +83,20 @@ DEFAULTS: dict[str, Any] = {
 QUANTILES = (0.1, 0.5, 0.9)
 """The quantiles the model forecasts: the median and an 80 % interval."""
 
+MEDIAN = len(QUANTILES) // 2
+"""Index of the median among :data:`QUANTILES`."""
+
+MEMBERS = 3
+"""Forecasters in the network's seed ensemble."""
+
+CANDIDATES = ("model", "ets", "naive")
+"""The point forecasts the run's forecast combines: the network's median, exponential
+smoothing, and the naive forecast the network corrects."""
+
+CANDIDATE_NAMES = {"model": "the network", "ets": "exponential smoothing",
+                   "naive": "the naive forecast"}
+"""How messages name the candidates."""
+
 MAX_ORIGINS = 250
 """At most this many forecast origins per evaluated part, evenly spaced."""
 
@@ -73,6 +104,11 @@ MAX_ORIGINS = 250
 class QuantileForecaster(HeadAdapter):
     """:class:`Forecaster` as a task's model: ((window (B, L, C), naive (B, H)), state,
     next values (B, H)) -> (quantile forecasts (B, H, Q), None, pinball loss).
+
+    With ``members`` K > 1 it is a seed ensemble: K forecasters (``net`` and ``others``), each
+    from its own initial weights, read the same windows; the outputs are the mean of their
+    corrections and the loss the mean of their own pinball losses, so each is trained as if
+    alone.
 
     Channel 0 of the window is the series, the next ``lags`` channels the series one season
     back, the rest covariates. The series' channels are standardised by the window's own mean
@@ -86,15 +122,22 @@ class QuantileForecaster(HeadAdapter):
     head_class = Forecaster
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        """The head for ``settings`` with ``horizon`` H * Q outputs, and ``quantiles`` and
-        ``lags`` (series channels after the first) among them."""
+        """The head for ``settings`` with ``horizon`` H * Q outputs, and ``quantiles``,
+        ``lags`` (series channels after the first) and ``members`` (default 1) among them."""
         settings = dict(settings)
         self.quantiles: tuple[float, ...] = tuple(settings.pop("quantiles"))
         self.lags: int = settings.pop("lags")
+        self.members: int = settings.pop("members", 1)
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
         super().__init__(settings)
-        self.settings = {**settings, "quantiles": list(self.quantiles), "lags": self.lags}
-        nn.init.zeros_(self.net.head.weight)
-        nn.init.zeros_(self.net.head.bias)
+        self.others = nn.ModuleList(self.head_class(**settings)
+                                    for _ in range(self.members - 1))
+        self.settings = {**settings, "quantiles": list(self.quantiles), "lags": self.lags,
+                         "members": self.members}
+        for net in (self.net, *self.others):
+            nn.init.zeros_(net.head.weight)
+            nn.init.zeros_(net.head.bias)
         self.register_buffer("levels", torch.tensor(self.quantiles), persistent=False)
 
     def forward(self, inputs: tuple[Tensor, Tensor], state: State | None = None,
@@ -106,13 +149,13 @@ class QuantileForecaster(HeadAdapter):
         spread = window[..., :1].std(dim=1, keepdim=True) + 0.1 if window.shape[1] > 1 \
             else torch.ones_like(mean)
         normalised = torch.cat([(series - mean) / spread, window[..., 1 + self.lags:]], dim=-1)
-        correction = self.net(normalised).outputs.float()
-        correction = correction.view(len(window), -1, len(self.quantiles))
+        corrections = torch.stack([net(normalised).outputs.float().view(
+            len(window), -1, len(self.quantiles)) for net in (self.net, *self.others)])
         scale = spread[:, :, :1]
-        predicted = naive[..., None] + scale * correction
+        predicted = naive[..., None] + scale * corrections.mean(dim=0)
         loss = None
         if targets is not None:
-            miss = ((targets - naive) / scale[..., 0])[..., None] - correction
+            miss = ((targets - naive) / scale[..., 0])[..., None] - corrections
             loss = torch.maximum(self.levels * miss, (self.levels - 1) * miss).mean()
         return ModelOutput(predicted, None, loss)
 
@@ -187,7 +230,8 @@ def forecasting_task(config: TrainConfig, device: torch.device,
     horizon = prepared.horizon
     settings = head_settings(config, saved, horizon=horizon * len(QUANTILES),
                              input_size=prepared.channels.shape[1] + len(prepared.lags),
-                             quantiles=list(QUANTILES), lags=len(prepared.lags))
+                             quantiles=list(QUANTILES), lags=len(prepared.lags),
+                             members=MEMBERS)
     model = build_model(QuantileForecaster, settings).to(device)
     train_origins = torch.arange(prepared.first_origin, prepared.train_end - horizon + 1)
     batch_size = config.batch_size
@@ -232,13 +276,23 @@ def forecasting_task(config: TrainConfig, device: torch.device,
 
     def evaluate(split: str) -> dict[str, float]:
         origins = origins_of(split)
-        predicted = quantile_forecasts(model, prepared, origins)
+        quantiles, candidates = candidate_forecasts(model, prepared, exponential_smoothing(),
+                                                    origins)
+        combination = (choose_combination(targets_at(prepared.values, origins, horizon),
+                                          candidates, prepared.scale)[0] if split == "val"
+                       else validation_choice(model, prepared, exponential_smoothing())[0])
+        predicted = combined_forecasts(quantiles, candidates, combination)
         truth = targets_at(prepared.values, origins, horizon)
-        scores = horizon_scores(truth, predicted[..., len(QUANTILES) // 2], prepared.scale)
+        scores = horizon_scores(truth, predicted[..., MEDIAN], prepared.scale)
         metrics = mean_over_horizons(scores)
         metrics.update({f"mase_h{h}": float(scores["mase"][h - 1])
                         for h in sorted({1, horizon})})
         metrics.update(interval_scores(truth, predicted, QUANTILES))
+        metrics.update({f"model_{name}": value for name, value in mean_over_horizons(
+            horizon_scores(truth, candidates["model"], prepared.scale)).items()})
+        metrics.update({f"{other.name}_mase": float(horizon_scores(
+            truth, other.apply(candidates), prepared.scale)["mase"].mean())
+            for other in combinations(CANDIDATES) if other.name not in ("model", "ets")})
         return metrics | baseline_scores(split)
 
     def details(split: str) -> str:
@@ -252,9 +306,13 @@ def forecasting_task(config: TrainConfig, device: torch.device,
 
     def showcase() -> str:
         values = prepared.values
-        ahead = quantile_forecasts(model, prepared, [len(values)])[0]
+        smoothing = exponential_smoothing()
+        combination, chosen_on = validation_choice(model, prepared, smoothing)
+        ahead = combined_forecasts(*candidate_forecasts(model, prepared, smoothing,
+                                                        [len(values)]), combination)[0]
         series = prepared.series
-        lines = [describe_setup(prepared, exponential_smoothing()), details("test"),
+        lines = [describe_setup(prepared, smoothing),
+                 describe_combination(combination, chosen_on), details("test"),
                  f"forecast of {series.column!r} for the {horizon} steps after "
                  f"{series.position(len(values) - 1)}, median [80 % interval]:",
                  ", ".join(f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for lo, m, hi in ahead.tolist())]
@@ -263,7 +321,7 @@ def forecasting_task(config: TrainConfig, device: torch.device,
     return Task(
         model=model, batch_at=batch_at,
         steps_per_epoch=math.ceil(len(train_origins) / batch_size),
-        evaluate=evaluate, metric="mase",
+        evaluate=evaluate, metric="model_mase",
         metric_names=metric_names(horizon, prepared.seasons),
         saved={"model": model.settings, "normalizer": prepared.normalizer.to_dict(),
                "covariate_normalizer": (prepared.covariate_normalizer.to_dict()
@@ -417,11 +475,55 @@ def quantile_forecasts(model: QuantileForecaster, prepared: PreparedSeries,
     return np.sort(scaled * std + mean, axis=-1)
 
 
+def candidate_forecasts(model: QuantileForecaster, prepared: PreparedSeries,
+                        smoothing: ExponentialSmoothing, origins: Sequence[int]
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The network's quantile forecasts (origins, H, Q) from ``origins``, and the point
+    forecasts (origins, H) of :data:`CANDIDATES` by name: the network's median, exponential
+    smoothing's, and the naive forecast the network corrects."""
+    quantiles = quantile_forecasts(model, prepared, origins)
+    index = np.asarray(origins)[:, None] + naive_offsets(prepared.naive_seasons).numpy()
+    return quantiles, {"model": quantiles[..., MEDIAN],
+                       "ets": smoothing.forecasts(origins, prepared.horizon),
+                       "naive": prepared.values[index]}
+
+
+def validation_choice(model: QuantileForecaster, prepared: PreparedSeries,
+                      smoothing: ExponentialSmoothing) -> tuple[Combination, dict[str, float]]:
+    """The combination of :data:`CANDIDATES` with the lowest MASE over the validation part's
+    origins, and every combination's MASE there by name."""
+    origins = rolling_origins(*prepared.span("val"), prepared.horizon)
+    _, candidates = candidate_forecasts(model, prepared, smoothing, origins)
+    return choose_combination(targets_at(prepared.values, origins, prepared.horizon),
+                              candidates, prepared.scale)
+
+
+def combined_forecasts(quantiles: np.ndarray, candidates: dict[str, np.ndarray],
+                       combination: Combination) -> np.ndarray:
+    """The run's quantile forecasts (origins, H, Q): the network's ``quantiles`` shifted so
+    that their median is ``combination``'s point forecast (the interval keeps its widths)."""
+    point = combination.apply(candidates)
+    return quantiles + (point - quantiles[..., MEDIAN])[..., None]
+
+
+def describe_combination(combination: Combination, scores: dict[str, float]) -> str:
+    """One line on the forecast chosen on validation, with the MASE there of it and of the
+    single forecasts."""
+    chosen = " and ".join(CANDIDATE_NAMES[part] for part in combination.parts)
+    what = (f"the average of {chosen}" if len(combination.parts) > 1 else chosen)
+    others = ", ".join(f"{CANDIDATE_NAMES[name]} {scores[name]:.3f}" for name in CANDIDATES)
+    return (f"the forecast: {what}, the lowest validation MASE ({scores[combination.name]:.3f}; "
+            f"alone: {others}) of the averages of one, two or three of them")
+
+
 def metric_names(horizon: int, seasons: list[int]) -> tuple[str, ...]:
     """The forecast task's metrics, in the order its ``evaluate`` gives them."""
     scores = ("mase", "smape", "rmse")
     baselines = ("last_value", *(f"snaive{m}" for m in seasons), "ets")
+    blends = tuple(f"{other.name}_mase" for other in combinations(CANDIDATES)
+                   if other.name not in ("model", "ets"))
     return (*scores, *(f"mase_h{h}" for h in sorted({1, horizon})), "coverage", "pinball",
+            *(f"model_{score}" for score in scores), *blends,
             *(f"{name}_{score}" for name in baselines for score in scores))
 
 
@@ -452,16 +554,20 @@ def describe_setup(prepared: PreparedSeries, smoothing: ExponentialSmoothing) ->
 
 def by_horizon(prepared: PreparedSeries, model: QuantileForecaster,
                smoothing: ExponentialSmoothing, origins: list[int]) -> dict[str, np.ndarray]:
-    """Scores (H,) at each horizon over ``origins``: the model's ``mase``, ``smape``,
-    ``rmse`` and ``coverage_80`` (share inside its 80 % interval), and each baseline's MASE
-    (``last_value_mase``, ``snaive{m}_mase``, ``ets_mase``)."""
+    """Scores (H,) at each horizon over ``origins``: the run's forecast's ``mase``,
+    ``smape``, ``rmse`` and ``coverage_80`` (share inside its 80 % interval), the network's
+    MASE (``model_mase``) and each baseline's (``last_value_mase``, ``snaive{m}_mase``,
+    ``ets_mase``)."""
     values, horizon = prepared.values, prepared.horizon
     truth = targets_at(values, origins, horizon)
-    predicted = quantile_forecasts(model, prepared, origins)
-    scores = horizon_scores(truth, predicted[..., len(QUANTILES) // 2], prepared.scale)
+    quantiles, candidates = candidate_forecasts(model, prepared, smoothing, origins)
+    predicted = combined_forecasts(quantiles, candidates,
+                                   validation_choice(model, prepared, smoothing)[0])
+    scores = horizon_scores(truth, predicted[..., MEDIAN], prepared.scale)
     scores["coverage_80"] = ((truth >= predicted[..., 0])
                              & (truth <= predicted[..., -1])).mean(axis=0)
-    rivals = {"last_value": naive_forecasts(values, origins, horizon)}
+    rivals = {"model": candidates["model"], "last_value": naive_forecasts(values, origins,
+                                                                           horizon)}
     rivals.update({f"snaive{m}": naive_forecasts(values, origins, horizon, m)
                    for m in prepared.seasons})
     rivals["ets"] = smoothing.forecasts(origins, horizon)
@@ -472,8 +578,9 @@ def by_horizon(prepared: PreparedSeries, model: QuantileForecaster,
 
 def horizon_table(prepared: PreparedSeries, split: str, model: QuantileForecaster,
                   smoothing: ExponentialSmoothing, origins: list[int]) -> str:
-    """MASE of the model and the baselines, and the model's sMAPE, RMSE and interval
-    coverage, at each horizon (at most 12 rows, evenly spaced) over a part's origins."""
+    """MASE of the run's forecast, the network and the baselines, and the forecast's sMAPE,
+    RMSE and interval coverage, at each horizon (at most 12 rows, evenly spaced) over a part's
+    origins."""
     horizon = prepared.horizon
     scores = by_horizon(prepared, model, smoothing, origins)
     columns = ["mase", *(name for name in scores if name.endswith("_mase") and name != "mase"),
@@ -483,7 +590,8 @@ def horizon_table(prepared: PreparedSeries, split: str, model: QuantileForecaste
     rows = [[str(h), *(f"{scores[name][h - 1]:.4g}" if name == "rmse"
                        else f"{scores[name][h - 1]:.3f}" for name in columns)] for h in shown]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead); units: MASE "
+    lines = [f"{split} part, {len(origins)} origins, by horizon h (steps ahead); mase: the "
+             "run's forecast, model_mase: the network alone; units: MASE "
              f"in multiples of {prepared.scale:.4g} (the in-sample seasonal-naive error), sMAPE "
              f"in %, RMSE and pinball in those of {prepared.series.column!r}, coverage the "
              "share of values inside the 80 % interval:"]
@@ -497,10 +605,13 @@ def write_forecast_files(prepared: PreparedSeries, model: QuantileForecaster,
     """Write ``forecast.png`` (the series' end, the forecast from the last test origin against
     what came, and the forecast beyond the end, with 80 % intervals), ``forecast.csv`` (the
     forecast beyond the end: step, date where known, quantiles) and ``test_by_horizon.csv``
-    (the test part's scores at every horizon, the model's and the baselines' MASE)."""
+    (the test part's scores at every horizon, the forecast's, the network's and the
+    baselines' MASE)."""
     values, horizon = prepared.values, prepared.horizon
     last_origin = len(values) - horizon
-    backtest, future = quantile_forecasts(model, prepared, [last_origin, len(values)])
+    combination = validation_choice(model, prepared, smoothing)[0]
+    backtest, future = combined_forecasts(*candidate_forecasts(
+        model, prepared, smoothing, [last_origin, len(values)]), combination)
     series = prepared.series
     figure = plot_forecast(
         values, folder / "forecast.png", backtest_origin=last_origin, backtest=backtest,
