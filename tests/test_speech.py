@@ -20,6 +20,8 @@ from rnnkit.data.audio import (
     LOG_FLOOR,
     N_MELS,
     SAMPLE_RATE,
+    change_speed,
+    fast_length,
     frame_count,
     log_mel,
     normalise_features,
@@ -87,6 +89,26 @@ def test_resampling_keeps_a_tone_and_speed_change_shifts_it() -> None:
     assert faster.shape == (6400,)
     peak = int(torch.fft.rfft(faster).abs().argmax())  # bins of 8000/6400 Hz
     assert peak * 8000 / 6400 == pytest.approx(375, abs=2)
+    for count, factor in ((8000, 1.25), (20011, 0.9), (3001, 1.1)):  # 20011 is prime
+        wave = torch.sin(2 * math.pi * 300 * torch.arange(count) / 8000)
+        sped = change_speed(wave, factor)
+        used = count / sped.shape[0]
+        assert used == pytest.approx(factor, rel=0.03)
+        peak = int(torch.fft.rfft(sped).abs().argmax())
+        assert peak * 8000 / sped.shape[0] == pytest.approx(300 * used, abs=8000 / sped.shape[0])
+
+
+def test_fast_lengths_have_only_small_prime_factors() -> None:
+    def smooth(n: int) -> bool:
+        for prime in (2, 3, 5, 7):
+            while n % prime == 0:
+                n //= prime
+        return n == 1
+
+    for count in (1, 11, 20011, 3001, 4096):
+        found = fast_length(count)
+        assert found >= count and smooth(found)
+        assert not any(smooth(n) for n in range(count, found))
 
 
 def bad_recordings(tmp_path: Path) -> dict[str, tuple[Path, str]]:

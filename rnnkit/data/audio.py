@@ -203,10 +203,36 @@ def pad_waveforms(waveforms: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Ten
     return batch, lengths
 
 
+def fast_length(count: int) -> int:
+    """The smallest length >= ``count`` whose prime factors are all 2, 3, 5 or 7: an FFT of
+    that length is fast (one of a length with a large prime factor can take 10-20 times as
+    long)."""
+    length = max(1, count)
+    while True:
+        rest = length
+        for prime in (2, 3, 5, 7):
+            while rest % prime == 0:
+                rest //= prime
+        if rest == 1:
+            return length
+        length += 1
+
+
 def change_speed(wave: Tensor, factor: float) -> Tensor:
-    """The waveform played ``factor`` times as fast (pitch raised alike), as tape speed
-    perturbation does (Ko et al. 2015)."""
-    return resample(wave, factor, 1.0)
+    """The waveform played about ``factor`` times as fast (pitch raised alike), as tape speed
+    perturbation does (Ko et al. 2015).
+
+    The waveform is padded with zeros to a :func:`fast_length` and resampled to the fast length
+    nearest above the one asked for, so both FFTs are fast; the factor used is off from
+    ``factor`` by the gap between fast lengths (at most 3%, 0.4% on average, for recordings
+    of 0.1 s and more).
+    The padding's share of the output is cut off again."""
+    count = wave.shape[-1]
+    padded_count = fast_length(count)
+    new_count = fast_length(round(padded_count / factor))
+    padded = torch.nn.functional.pad(wave, (0, padded_count - count))
+    faster = resample(padded, padded_count, new_count)
+    return faster[..., :max(1, round(count * new_count / padded_count))]
 
 
 def add_noise(wave: Tensor, snr_db: float, generator: torch.Generator) -> Tensor:

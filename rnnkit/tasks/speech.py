@@ -19,11 +19,14 @@ split (:func:`parse_data`):
 
 ``:SPEAKER`` after either name holds that speaker out (``fsdd:theo``): the test set is their
 500 recordings (or strings made of them), never heard in training or in choosing the
-checkpoint; without it the test set is the data set's own split, recordings 0-4. Training
-augments the audio (``/speed,noise,mask`` after the name picks which, ``/none`` turns it
-off): speed perturbation by 0.9-1.1, white noise 5-40 dB below the speech in half the
-recordings, and SpecAugment masks of bands and frames; ``warp`` (vocal tract length
-perturbation of the filterbank by 0.85-1.15) is there to be chosen, not used by default.
+checkpoint; without it the test set is the data set's own split, recordings 0-4. Speakers
+after it (``fsdd:theo-george``) are left out of every part: an inner fold, for choosing
+settings without the outer test speaker. ``/OPTIONS`` after the name (a comma list, or
+``/none``) picks the training augmentations -- ``speed`` perturbation by 0.9-1.1, white
+``noise`` 5-40 dB below the speech in half the recordings, SpecAugment ``mask`` of bands and
+frames, ``warp`` (vocal tract length perturbation of the filterbank by 0.85-1.15), ``mixup``
+(isolated digits) -- and the feature switches ``lifter`` and ``floor``
+(:data:`FEATURE_SWITCHES`), which recognition applies too; :data:`DEFAULT_OPTIONS` otherwise.
 
 :func:`recognize_recordings` reads users' WAV or FLAC files with a trained run
 (``rnnkit recognize``); :func:`ctc_figure` gives what ``rnnkit inspect --ctc`` draws. Every
