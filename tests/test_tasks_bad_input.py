@@ -127,3 +127,57 @@ def test_season_and_covariates_are_only_for_forecast(capsys, tmp_path, option):
 def test_unknown_cell_is_named(capsys, tmp_path):
     err = fails(capsys, tmp_path, "--task", "adding", "--data", "10", "--cell", "nope")
     assert "--cell" in err and "'nope'" in err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--season", "abc"], ["--season", "'abc'", "48,336"]),
+    (["--season", "1"], ["--season", "at least 2 steps"]),
+    (["--season", "1000"], ["--season 1000", "fewer than two seasons"]),
+    (["--covariates", "nope"], ["--covariates nope", "no covariate column 'nope'"]),
+    (["--column", "year"], ["--column year", "date column"]),
+    (["--horizon", "100"], ["--horizon 100", "lower --horizon"]),
+    (["--horizon", "-2"], ["--horizon must be >= 1, got -2"]),
+    (["--bptt", "0"], ["--bptt must be >= 1, got 0"]),
+])
+def test_forecast_options_each_give_one_line_naming_the_option(capsys, tmp_path, argv,
+                                                               expected):
+    err = fails(capsys, tmp_path, "--task", "forecast", "--data", write_csv(tmp_path, 200),
+                "--horizon", "3", *(["--column", "value"] if "--column" not in argv else []),
+                *argv)
+    for text in expected:
+        assert text in err, err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--source", "xx"], ["--source", "'xx'", "de, en, fr"]),
+    (["--source", "de", "--target", "de"], ["--source/--target", "'de'"]),
+    (["--data", "multi30k:de"], ["--data multi30k:de", "multi30k:de-en"]),
+])
+def test_translate_options_each_give_one_line_naming_the_option(capsys, tmp_path, argv,
+                                                                expected):
+    err = fails(capsys, tmp_path, "--task", "translate", *argv)
+    for text in expected:
+        assert text in err, err
+
+
+@pytest.mark.parametrize(("task", "data", "expected"), [
+    ("handwriting", "abc", "digit-lines"),
+    ("handwriting", "digit-lines-13", "digit-lines"),
+    ("speech", "abc", "fsdd"),
+    ("speech", "fsdd:nobody", "unknown speaker 'nobody'"),
+    ("speech", "fsdd/loud", "unknown option 'loud'"),
+    ("speech", "fsdd-strings/mixup", "mixup"),
+    ("adding", "1", "whole number >= 2"),
+    ("copy", "-4", "whole number >= 1"),
+])
+def test_each_tasks_data_is_checked_naming_data(capsys, tmp_path, task, data, expected):
+    err = fails(capsys, tmp_path, "--task", task, "--data", data)
+    assert "--data" in err and expected in err, err
+
+
+@pytest.mark.parametrize("option", ["--activation-penalty", "--temporal-penalty"])
+@pytest.mark.parametrize("task", ["classify", "forecast", "translate"])
+def test_the_language_models_penalties_are_refused_by_other_tasks(capsys, tmp_path, task,
+                                                                 option):
+    err = fails(capsys, tmp_path, "--task", task, option, "0.5")
+    assert f"{option}: only --task lm takes it, got --task {task}" in err

@@ -405,7 +405,8 @@ def prepare_series(config: TrainConfig, saved: dict[str, Any] | None) -> Prepare
     covariates = (saved["covariates"] if saved else
                   [c.strip() for c in config.covariates.split(",") if c.strip()]
                   if config.covariates else [])
-    where = f"--data {config.data}" + (f" --column {column}" if column else "")
+    where = (f"--data {config.data}" + (f" --column {column}" if column else "")
+             + (f" --covariates {','.join(covariates)}" if covariates else ""))
     try:
         series = load_csv_series(config.data, column=column, fill="interpolate",
                                  covariates=covariates)
