@@ -420,8 +420,9 @@ def sample_command(args: argparse.Namespace) -> int:
                        "language model; sample works with --task lm runs (use rnnkit evaluate)")
     if args.length < 0:
         raise RunError(f"--length must be >= 0, got {args.length}")
-    if args.temperature < 0:
-        raise RunError(f"--temperature must be >= 0, got {args.temperature}")
+    if not 0 <= args.temperature < float("inf"):  # NaN fails too
+        raise RunError(f"--temperature must be >= 0 and finite (0: the most likely), got "
+                       f"{args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise RunError(f"--top-k must be >= 1, got {args.top_k}")
     if not args.prompt:

@@ -228,6 +228,19 @@ def test_a_bad_value_in_a_runs_config_names_the_file_and_key(capsys, trained_run
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--temperature", "nan", "--temperature must be >= 0 and finite"),
+    ("--temperature", "inf", "--temperature must be >= 0 and finite"),
+    ("--temperature", "-1", "--temperature must be >= 0 and finite"),
+    ("--length", "-1", "--length must be >= 0"),
+    ("--top-k", "0", "--top-k must be >= 1"),
+    ("--prompt", "", "--prompt must not be empty"),
+])
+def test_bad_sample_options(capsys, trained_run, option, value, expected):
+    fails_with_one_line(capsys, ["sample", str(trained_run), option, value], expected,
+                        f"got {value}" if value else "")
+
+
 def test_unknown_and_missing_settings_in_a_runs_config_name_the_file(capsys, trained_run,
                                                                      tmp_path):
     run = tmp_path / "run"
