@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rnnkit.engine import onnx_ops
 from rnnkit.layers.base import RecurrentLayer
 from rnnkit.models.state import state_tensors
 
@@ -89,22 +91,56 @@ def to_pt2(model: nn.Module, inputs: Sequence[object], path: str | Path,
 
 def to_onnx(model: nn.Module, inputs: Sequence[object], path: str | Path,
             dims: Dims | None = None, input_names: Sequence[str] | None = None,
-            output_names: Sequence[str] | None = None) -> Path:
+            output_names: Sequence[str] | None = None, native: bool = True) -> Path:
     """Write ``model`` as ONNX (torch's dynamo exporter) to ``path``: inputs named
     ``input_names`` (default: as ``forward``'s arguments), the ``dims`` dynamic; returns the
-    path. Runs under ``torch.no_grad()``: torch 2.13's exporter fails on a ``scan`` that
-    records gradients."""
+    path. With ``native`` (the default), each layer whose cells ONNX computes exactly is ONNX's
+    own ``LSTM``, ``GRU`` or ``RNN`` operator (see :mod:`rnnkit.engine.onnx_ops`), the others
+    an ONNX ``Scan``; ``native=False`` writes every layer as a ``Scan``. Runs under
+    ``torch.no_grad()``: torch 2.13's exporter fails on a ``scan`` that records gradients."""
     check_exportable(model)
     inputs = tuple(inputs)
     path = Path(path)
-    with torch.no_grad():
+    emitting = onnx_ops.emitting_onnx_operators() if native else contextlib.nullcontext()
+    with torch.no_grad(), emitting:
         program = torch.onnx.export(model, inputs, dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(model, inputs, dims),
                                     input_names=list(input_names) if input_names else None,
                                     output_names=list(output_names) if output_names else None,
+                                    custom_translation_table=onnx_translations(),
                                     verbose=False)
     program.save(str(path))
     return path
+
+
+def onnx_translations() -> dict:
+    """The ONNX exporter's ``custom_translation_table`` for rnnkit's ONNX-form operators
+    (``rnnkit::onnx_lstm``, ``onnx_gru``, ``onnx_rnn``): each becomes the ONNX operator of the
+    same arguments, ``sequence_lens`` as int32. Needs onnxscript (the ``export`` extra)."""
+    from onnxscript import opset18 as op  # optional: only ONNX export needs it
+
+    def lengths(sequence_lens):
+        return None if sequence_lens is None else op.Cast(sequence_lens, to=6)  # int32
+
+    def lstm(x, w, r, b, sequence_lens, initial_h, initial_c, p, direction, input_forget,
+             hidden_size):
+        return op.LSTM(x, w, r, b, lengths(sequence_lens), initial_h, initial_c, p,
+                       direction=direction, hidden_size=hidden_size,
+                       input_forget=input_forget)
+
+    def gru(x, w, r, b, sequence_lens, initial_h, direction, linear_before_reset,
+            hidden_size):
+        return op.GRU(x, w, r, b, lengths(sequence_lens), initial_h, direction=direction,
+                      hidden_size=hidden_size, linear_before_reset=linear_before_reset)
+
+    def rnn(x, w, r, b, sequence_lens, initial_h, direction, activation, hidden_size):
+        name = {"tanh": "Tanh", "relu": "Relu"}[activation]
+        activations = [name, name] if direction == "bidirectional" else [name]
+        return op.RNN(x, w, r, b, lengths(sequence_lens), initial_h, direction=direction,
+                      hidden_size=hidden_size, activations=activations)
+
+    return {torch.ops.rnnkit.onnx_lstm.default: lstm, torch.ops.rnnkit.onnx_gru.default: gru,
+            torch.ops.rnnkit.onnx_rnn.default: rnn}
 
 
 class TaskForward(nn.Module):

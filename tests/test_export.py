@@ -27,7 +27,7 @@ INPUT, HIDDEN = 3, 4
 EVERY_CELL = os.environ.get("RNNKIT_EXPORT_TESTS") == "all"
 CELLS = CELL_NAMES if EVERY_CELL else (
     "lstm", "gru", "gru-cho", "clockwork", "minlstm", "depth-gated-lstm")
-ONNX_CELLS = CELL_NAMES if EVERY_CELL else ("peephole-lstm", "gru-cho")
+ONNX_CELLS = CELL_NAMES if EVERY_CELL else ("lstm", "clockwork")  # a projection: a Scan
 
 
 def _variant(index: int, name: str) -> dict:
@@ -158,6 +158,18 @@ def test_onnx_runs_in_onnxruntime_at_other_sizes(tmp_path):
     model = EveryCell(ONNX_CELLS).eval()
     path = to_onnx(model, _inputs(5, 2), tmp_path / "cells.onnx",
                    dims=({0: "steps", 1: "batch"}, {0: "batch"}))
+    assert "Scan" in _operators(path)
+    _check_onnxruntime(onnxruntime, path, model)
+
+
+def _operators(path) -> list[str]:
+    import onnx
+
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+def _check_onnxruntime(onnxruntime, path, model) -> None:
+    """The ONNX file at ``path`` gives ``model``'s outputs at other batch sizes and lengths."""
     session = onnxruntime.InferenceSession(str(path))
     for size in ((9, 3), (2, 1)):
         x, lengths = _inputs(*size)
@@ -165,6 +177,76 @@ def test_onnx_runs_in_onnxruntime_at_other_sizes(tmp_path):
         with torch.no_grad():
             for want, have in zip(model(x, lengths), got, strict=True):
                 torch.testing.assert_close(torch.from_numpy(have), want, atol=1e-4, rtol=1e-4)
+
+
+NATIVE = (  # cell, options, with lengths: every operator, form and switch ONNX has for them
+    ("lstm", {"num_layers": 2, "bidirectional": True}, True),
+    ("peephole-lstm", {}, True),
+    ("cifg-lstm", {"peepholes": "fo", "bidirectional": True}, True),
+    ("gru", {}, False),
+    ("gru-cho", {"num_layers": 2, "bidirectional": True}, True),
+    ("rnn", {"bias": False}, True),
+    ("rnn-relu", {"bidirectional": True}, False),
+)
+
+
+class NativeCells(nn.Module):
+    """Layers of every cell that ONNX has an operator for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(build_layer(name, INPUT, HIDDEN, **options)
+                                    for name, options, _ in NATIVE)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        results = []
+        for layer, (_, _, ragged) in zip(self.layers, NATIVE, strict=True):
+            outputs, state = layer(x, lengths=lengths if ragged else None)
+            results += [outputs, *state_tensors(state)]
+        return tuple(results)
+
+
+def test_onnx_has_the_native_operators_and_runs_in_onnxruntime(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from rnnkit.export import to_onnx
+
+    model = NativeCells().eval()
+    path = to_onnx(model, _inputs(5, 2), tmp_path / "native.onnx",
+                   dims=({0: "steps", 1: "batch"}, {0: "batch"}))
+    operators = _operators(path)
+    # one operator per layer of each stack, both directions in one; no loop left
+    assert (operators.count("LSTM"), operators.count("GRU"), operators.count("RNN")) == (4, 3, 2)
+    assert "Scan" not in operators and "Loop" not in operators
+    _check_onnxruntime(onnxruntime, path, model)
+
+
+def test_onnx_form_operators_compute_the_layers():
+    """The operators' own implementations (ONNX's equations) on the weights arranged as the
+    export arranges them give the layers' outputs; their fake implementations agree."""
+    from rnnkit.engine.onnx_ops import onnx_lstm, run_onnx_operators
+
+    model = NativeCells().eval()
+    x, lengths = _inputs(6, 3)
+    for layer, (_, _, ragged) in zip(model.layers, NATIVE, strict=True):
+        used = lengths if ragged else None
+        params = [[layer.cell_parameters(index, direction)
+                   for direction in range(layer.num_directions)]
+                  for index in range(layer.num_layers)]
+        stacked = layer.num_layers * layer.num_directions
+        state = tuple(torch.randn(stacked, 3, HIDDEN) for _ in layer.layer_maths[0].state_names)
+        with torch.no_grad():
+            want_outputs, want_state = layer(x, state[0] if len(state) == 1 else state,
+                                             lengths=used)
+            outputs, final = run_onnx_operators(layer.layer_maths, params, x, state, used)
+        torch.testing.assert_close(outputs, want_outputs, atol=1e-5, rtol=1e-5)
+        for have, want in zip(final, state_tensors(want_state), strict=True):
+            torch.testing.assert_close(have, want, atol=1e-5, rtol=1e-5)
+    w, r = torch.randn(2, 4 * HIDDEN, INPUT), torch.randn(2, 4 * HIDDEN, HIDDEN)
+    h0 = torch.randn(2, 3, HIDDEN)
+    arguments = (x, w, r, torch.randn(2, 8 * HIDDEN), lengths, h0, h0.clone(),
+                 torch.randn(2, 3 * HIDDEN), "bidirectional", 1, HIDDEN)
+    torch.library.opcheck(onnx_lstm, arguments, test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize(("options", "named"), [

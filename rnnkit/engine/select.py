@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.cells.base import CellMath
-from rnnkit.engine import fused
+from rnnkit.engine import fused, onnx_ops
 
 ENGINES = ("auto", "native", "fused", "scan", "reference")
 
@@ -80,7 +80,9 @@ def choose_engine(
 
     Returns:
         ``"native"``, ``"fused"``, ``"scan"`` or ``"reference"``; ``"auto"`` gives ``"loop"``
-        (:func:`rnnkit.engine.reference.run_loop`) under ``torch.export`` and where
+        (:func:`rnnkit.engine.reference.run_loop`) under ``torch.export`` (``"onnx"``, ONNX's
+        own operators, :mod:`rnnkit.engine.onnx_ops`, where they compute the cells and an
+        ONNX export asks for them) and where
         ``torch.compile`` has neither the kernels nor a scan, and the fused kernels under
         ``torch.compile`` where they run (torch's own cells included). A requested engine that
         cannot run these cells on these tensors raises ValueError saying why.
@@ -116,6 +118,9 @@ def choose_engine(
     if name != "auto":
         return name
     if torch.compiler.is_exporting():
+        if onnx_ops.emitting() and onnx_ops.onnx_form(maths) and not (traces or tokens
+                                                                      or zoneout):
+            return "onnx"  # ONNX's own operator computes these cells (see onnx_ops)
         # One graph for any batch and length, of standard operators only (ONNX takes it too).
         return "loop"
     if torch.compiler.is_compiling():

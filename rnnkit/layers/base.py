@@ -19,6 +19,7 @@ from rnnkit.cells.base import CellMath, Params, State, Traces
 from rnnkit.checks import check_probability, check_size, check_state
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.native import run_native
+from rnnkit.engine.onnx_ops import run_onnx_operators
 from rnnkit.engine.reference import Zoneout, run_loop, run_reference
 from rnnkit.engine.scan import run_scan
 from rnnkit.engine.select import check_engine, choose_engine
@@ -231,6 +232,14 @@ class RecurrentLayer(nn.Module):
                 sequence.lengths, has_biases=self.bias, num_layers=self.num_layers,
                 dropout=self.dropout, training=self.training, bidirectional=self.bidirectional,
             )
+            traces = None
+        elif engine == "onnx":
+            outputs, final = run_onnx_operators(
+                self.layer_maths,
+                [[self.cell_parameters(layer, direction)
+                  for direction in range(self.num_directions)]
+                 for layer in range(self.num_layers)],
+                sequence.inputs, state, sequence.lengths)
             traces = None
         else:
             outputs, final, traces = self._run_stack(sequence, state, engine, return_traces,
