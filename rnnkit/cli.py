@@ -24,6 +24,7 @@ import torch
 from rnnkit.catalog import describe_cells
 from rnnkit.data import CharVocab, DataError
 from rnnkit.data.audio import audio_files
+from rnnkit.engine import fused
 from rnnkit.experiments import add_experiment_arguments, experiment_command
 from rnnkit.export import export_task_model
 from rnnkit.inspection import inspect_run
@@ -266,6 +267,17 @@ def build_parser() -> Parser:
         description="List the recurrent cells (--cell) and tasks (--task).",
         epilog="example:\n  rnnkit list")
     list_parser.set_defaults(handler=list_command, parser=list_parser)
+
+    kernels_parser = commands.add_parser(
+        "build", formatter_class=_formatter, help="compile the fused CPU kernels now",
+        description="Compile rnnkit's fused CPU kernels (C++; a compiler and ninja are needed)\n"
+                    "into torch's extensions directory, once per version of the sources and\n"
+                    "toolchain, so that the first run starts at once (else the first use\n"
+                    "compiles them). Exits 0 where no C++ compiler is found (rnnkit then runs\n"
+                    "on its reference engines, with a warning), 1 if a compiler is found but\n"
+                    "the build fails.",
+        epilog="example:\n  rnnkit build")
+    kernels_parser.set_defaults(handler=build_command, parser=kernels_parser)
 
     inspect_parser = commands.add_parser(
         "inspect", formatter_class=_formatter,
@@ -519,6 +531,16 @@ def export_command(args: argparse.Namespace) -> int:
                                  **checkpoint.info["task"]}, indent=1) + "\n")
     print(f"{out} ({args.format}; inputs {', '.join(names)}; any batch size and length), "
           f"{facts}")
+    return 0
+
+
+def build_command(args: argparse.Namespace) -> int:
+    """``rnnkit build``: compile (or find) the fused CPU kernels and say where they are."""
+    started = time.monotonic()
+    if fused.load_extension() is None:  # the warning said why
+        return 1 if fused.compiler() is not None else 0
+    print(f"fused CPU kernels ready in {fused.build_directory()} "
+          f"({time.monotonic() - started:.1f} s)")
     return 0
 
 

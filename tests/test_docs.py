@@ -55,8 +55,10 @@ def resolve(path: str) -> object:
 
 def test_readme_has_the_two_setup_commands():
     install, test = setup_commands()
-    assert install.endswith("pip install -e . && rnnkit train")
+    assert install.endswith("pip install -e . && rnnkit build && rnnkit train")
     assert "mkdocs build --strict" in test and "python -m pytest" in test
+    # The kernels are compiled before the tests: a build that fails stops CI there.
+    assert test.index("rnnkit build") < test.index("python -m pytest")
 
 
 def test_ci_runs_exactly_the_readme_test_command():

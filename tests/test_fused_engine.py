@@ -260,13 +260,19 @@ def test_a_failed_build_warns_once_then_auto_runs_the_reference_and_fused_is_ref
     def failing_build(*args, **kwargs):
         raise RuntimeError("Error building extension\nlstm.cpp:1:1: error: no compiler\nmore")
 
-    monkeypatch.setattr("torch.utils.cpp_extension.load", failing_build)
-    monkeypatch.setattr(fused, "load_extension", fused.load_extension.__wrapped__)
+    # A process that finds no finished build and fails to build one.
+    monkeypatch.setattr(fused, "_finished", lambda *args: False)
+    monkeypatch.setattr(fused, "_build", failing_build)
+    monkeypatch.setattr(fused, "_outcome", [])
+    monkeypatch.setattr(fused, "_problem", [])
     with pytest.warns(RuntimeWarning) as caught:
         assert fused.load_extension() is None
     [warning] = caught
     message = str(warning.message)
     assert "\n" not in message and "error: no compiler" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fused.load_extension() is None  # decided for the process: no second warning
     layer = rnnkit.LSTM(3, 4, peepholes=True, engine="auto")
     reference = rnnkit.LSTM(3, 4, peepholes=True, engine="reference")
     reference.load_state_dict(layer.state_dict())

@@ -32,18 +32,22 @@ it does not beat in float32), on CPU tensors of float32 or float64, for the LSTM
 bfloat16 autocast on a CPU that computes bfloat16 natively or has no oneDNN bfloat16 products
 (:func:`fused_first_under_autocast`), and when asked (``engine="fused"`` or
 ``RNNKIT_ENGINE=fused``); :mod:`rnnkit.engine.select` decides. The C++ sources in ``csrc/`` are
-compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed;
-the result is cached in torch's extensions directory, one directory per version of the
-sources; :func:`load_extension`). If that fails, one warning is emitted
-and the reference loop (or the parallel scan) runs instead. The backward pass is written by
-hand and is not itself differentiable: for second derivatives (``create_graph=True``) choose
-``engine="reference"``.
+compiled by ``rnnkit build`` (the README's install command runs it), else on first use, with
+``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed; the result is kept in
+torch's extensions directory, one directory per version of the sources; :func:`load_extension`).
+A trace (``torch.compile``, ``torch.export``) never builds them. Where they cannot be built,
+one warning is emitted and the reference loop (or the parallel scan) runs instead. The
+backward pass is written by hand and is not itself differentiable: for second derivatives
+(``create_graph=True``) choose ``engine="reference"``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import shutil
+import subprocess
 import sys
 import time
 import warnings
@@ -65,51 +69,183 @@ _SOURCES = ("pointwise.cpp", "gemm.cpp", "step_product.cpp", "lstm.cpp", "gru.cp
 _DTYPES = (torch.float32, torch.float64)
 
 
-@cache
+_SOURCE_DIR = Path(__file__).parent / "csrc"
+_CFLAGS = ("-O3", "-fopenmp", "-Wno-psabi")
+_LDFLAGS = ("-fopenmp",)
+_BUILT = "rnnkit.built"
+"""The file a finished build leaves in its directory: the toolchain that built it."""
+
+_outcome: list[object | None] = []
+"""The kernels (or None: they cannot be built here) once this process has decided."""
+_problem: list[str] = []
+"""Why the kernels cannot be used, as warned (once per process)."""
+
+
 def load_extension() -> object | None:
     """The compiled kernels, ``torch.ops.rnnkit_fused`` (built on the first call), or ``None``
     if they cannot be built.
 
-    Each version of the sources builds in its own directory (``rnnkit_fused_<hash>`` in torch's
-    extensions directory), so processes of two rnnkit versions never rebuild over each other.
-    Builds of one version are serialised by an ``flock`` that the kernel releases when its
-    holder dies; whoever holds it removes torch's own lock file left by a killed build, which
-    would otherwise make every later process wait for ever. A build says so on stderr first.
+    Each version of the sources (and of torch, and the compiler flags) builds in its own
+    directory (:func:`build_directory`), so processes of two rnnkit versions never rebuild
+    over each other. A finished build is loaded as it is, without asking ninja, unless the
+    compiler found now is another than the one that built it: nothing is rebuilt but for a
+    change of the sources or the toolchain (a fresh clone, a checkout that touched the
+    files' times, another working directory do not rebuild). Builds are serialised by an
+    ``flock`` that the kernel releases when its holder dies; whoever holds it removes
+    torch's own lock file left by a killed build, which would otherwise make every later
+    process wait for ever. A build says so on stderr first.
+
+    Under tracing (``torch.compile``, ``torch.export``) nothing is built or waited for: a
+    finished build is loaded, else this returns None for the trace (one warning; the trace
+    runs the layers without the kernels) and the next call outside tracing builds. Where no
+    C++ compiler or ninja is found, or the build fails, it returns None after one warning
+    per process (:func:`build_problem` says why) and layers run on the other engines.
     """
-    source_dir = Path(__file__).parent / "csrc"
+    if _outcome:
+        return _outcome[0]
+    tracing = torch.compiler.is_compiling()
     started = time.monotonic()
     try:
-        from torch.utils.cpp_extension import _get_build_directory, load
-
-        name = f"rnnkit_fused_{_sources_digest(source_dir)}"
-        build_dir = Path(_get_build_directory(name, verbose=False))
-        build_dir.mkdir(parents=True, exist_ok=True)
-        with open(build_dir / "rnnkit.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print("rnnkit: waiting for another process that is compiling the fused CPU "
-                      "kernels ...", file=sys.stderr, flush=True)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            (build_dir / "lock").unlink(missing_ok=True)  # torch's, from a killed build
-            if not (build_dir / f"{name}.so").is_file():
-                print("rnnkit: compiling the fused CPU kernels for this version (once; about a "
-                      "minute) ...", file=sys.stderr, flush=True)
-            load(
-                name=name,
-                sources=[str(source_dir / source) for source in _SOURCES],
-                extra_include_paths=[str(source_dir)],
-                extra_cflags=["-O3", "-fopenmp", "-Wno-psabi"],
-                extra_ldflags=["-fopenmp"],
-                build_directory=str(build_dir),
-                is_python_module=False,
-            )
-    except Exception as error:  # any build failure means: use the reference loop
-        warnings.warn(f"rnnkit: the fused engine could not be built ({_first_error(error)}); "
-                      f"using the reference loop", RuntimeWarning, stacklevel=2)
-        return None
+        extension, problem = _load(build=not tracing)
     finally:
         _LOAD_SECONDS.append(time.monotonic() - started)
+    if extension is None and problem is None:  # under tracing, not built yet: decide later
+        _warn("rnnkit: the fused CPU kernels are not built yet, and a trace (torch.compile, "
+              "torch.export) never builds them: this trace runs the layers without them; "
+              "build them first with `rnnkit build` (or call the model once before tracing)")
+        return None
+    _outcome.append(extension)
+    if problem is not None:
+        _warn(problem)
+    return extension
+
+
+def build_problem() -> str | None:
+    """Why the kernels are not in use in this process (the warning given), else None."""
+    return _problem[0] if _problem else None
+
+
+def _warn(message: str) -> None:
+    """Warn with ``message``, the first time in this process only."""
+    if _problem:
+        return
+    _problem.append(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def compiler() -> str | None:
+    """The C++ compiler torch builds extensions with (``$CXX``, else ``c++``) as a path, or
+    None where there is none."""
+    from torch.utils.cpp_extension import get_cxx_compiler
+
+    return shutil.which(get_cxx_compiler())
+
+
+def can_build() -> bool:
+    """Whether the tools to build the kernels are here: a C++ compiler and ninja."""
+    from torch.utils.cpp_extension import is_ninja_available
+
+    return compiler() is not None and is_ninja_available()
+
+
+def _toolchain(path: str) -> str:
+    """The compiler at ``path`` as a build records it: its real path and version line."""
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout.partition("\n")[0]
+    except (OSError, subprocess.SubprocessError):
+        version = "?"
+    return f"{os.path.realpath(path)} {version}".strip()
+
+
+def build_directory() -> Path:
+    """Where this version of the kernels is built: ``rnnkit_fused_<hash>`` in torch's
+    extensions directory (``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``)."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    name = f"rnnkit_fused_{_sources_digest(_SOURCE_DIR)}"
+    return Path(_get_build_directory(name, verbose=False))
+
+
+def _finished(build_dir: Path, toolchain: str | None) -> bool:
+    """Whether ``build_dir`` holds a finished build, by ``toolchain`` if one is given (None:
+    no compiler here, so any finished build will do)."""
+    library = build_dir / f"{build_dir.name}.so"
+    try:
+        built_by = (build_dir / _BUILT).read_text()
+    except OSError:
+        return False
+    return library.is_file() and (toolchain is None or built_by == toolchain)
+
+
+def _load(build: bool) -> tuple[object | None, str | None]:
+    """(the kernels, None), or (None, why they cannot be used), or (None, None) when they are
+    not built and ``build`` is False (tracing)."""
+    try:
+        build_dir = build_directory()
+        path = compiler()
+        toolchain = _toolchain(path) if path is not None else None
+        library = build_dir / f"{build_dir.name}.so"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with open(build_dir / "rnnkit.lock", "a") as lock:
+            # Shared to load, exclusive to build; never waited for under tracing.
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not build:
+                    return None, None
+                print("rnnkit: waiting for another process that is compiling the fused CPU "
+                      "kernels ...", file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            if _finished(build_dir, toolchain):
+                torch.ops.load_library(str(library))
+                return torch.ops.rnnkit_fused, None
+            if not build:
+                return None, None
+            if path is None:
+                from torch.utils.cpp_extension import get_cxx_compiler
+
+                return None, (f"rnnkit: no C++ compiler found (`{get_cxx_compiler()}` is not on "
+                              "PATH), so the fused CPU kernels cannot be built: layers run on "
+                              "torch's kernels where torch has the cell, else on the reference "
+                              "loop, several times slower; install one (e.g. `apt install "
+                              "g++`), then run `rnnkit build`")
+            try:  # from shared to exclusive: other processes' loads end first
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("rnnkit: waiting for another process that is loading or compiling the "
+                      "fused CPU kernels ...", file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if _finished(build_dir, toolchain):  # another process built it meanwhile
+                torch.ops.load_library(str(library))
+                return torch.ops.rnnkit_fused, None
+            return _build(build_dir, toolchain), None
+    except Exception as error:  # any build failure means: use the reference loop
+        return None, (f"rnnkit: the fused engine could not be built ({_first_error(error)}); "
+                      "using the reference loop")
+
+
+def _build(build_dir: Path, toolchain: str | None) -> object:
+    """Build the kernels in ``build_dir`` (holding its exclusive lock) and load them; record
+    ``toolchain`` once the build is finished."""
+    from torch.utils.cpp_extension import load
+
+    (build_dir / _BUILT).unlink(missing_ok=True)
+    (build_dir / "lock").unlink(missing_ok=True)  # torch's, from a killed build
+    print("rnnkit: compiling the fused CPU kernels for this version (once; about two minutes "
+          "on two cores) ...", file=sys.stderr, flush=True)
+    load(
+        name=build_dir.name,
+        sources=[str(_SOURCE_DIR / source) for source in _SOURCES],
+        extra_include_paths=[str(_SOURCE_DIR)],
+        extra_cflags=list(_CFLAGS),
+        extra_ldflags=list(_LDFLAGS),
+        build_directory=str(build_dir),
+        is_python_module=False,
+    )
+    written = build_dir / f"{_BUILT}.tmp"
+    written.write_text(toolchain or "")
+    written.replace(build_dir / _BUILT)
     return torch.ops.rnnkit_fused
 
 
@@ -124,8 +260,9 @@ def load_seconds() -> float:
 
 
 def _sources_digest(source_dir: Path) -> str:
-    """12 hex digits of the SHA-256 of every source and header in ``source_dir``."""
-    digest = hashlib.sha256()
+    """12 hex digits of the SHA-256 of every source and header in ``source_dir``, torch's
+    version and the compiler flags: what a build depends on besides the compiler."""
+    digest = hashlib.sha256(f"{torch.__version__} {_CFLAGS} {_LDFLAGS}".encode())
     for path in sorted(source_dir.iterdir()):
         if path.suffix in (".cpp", ".h"):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -172,8 +309,9 @@ def own_products_run() -> bool:
 
 @torch.compiler.assume_constant_result
 def extension_built() -> bool:
-    """Whether the kernels are built (building them on the first call); a constant to
-    torch.compile, which does not trace the build."""
+    """Whether the kernels are built (building them on the first call outside tracing); a
+    constant to torch.compile, which runs it once, while tracing: it then loads a finished
+    build only (:func:`load_extension`)."""
     return load_extension() is not None
 
 

@@ -94,7 +94,10 @@ def choose_engine(
                  and not (traces or tokens or zoneout))
     fused_ok = all(fused.fused_supports(m, zoneout=zoneout, projected=tokens) for m in maths)
     scan_ok = all(m.parallel_scan for m in maths) and not zoneout
-    fused_runs = inputs is not None and fused_ok and fused.fused_runs(inputs)
+    # "auto" under torch.export never runs the kernels, so it does not ask for them.
+    fused_runs = (inputs is not None and fused_ok
+                  and not (name == "auto" and torch.compiler.is_exporting())
+                  and fused.fused_runs(inputs))
     if name == "native" and not native_ok:
         raise ValueError(f"{source}='native': {layer_name} with these options is not one of "
                          f"torch's own cells (or traces, token inputs or zoneout were asked "
@@ -108,8 +111,8 @@ def choose_engine(
         if inputs is not None and not fused_runs:
             raise ValueError(f"{source}='fused': the fused kernels run float32/float64 tensors "
                              f"on the CPU once built, got {inputs.dtype} on {inputs.device}"
-                             + ("" if fused.load_extension() else " (the kernels could not "
-                                "be built: see the warning above)")
+                             + ("" if fused.load_extension() else
+                                f" (they are not in use here: {fused.build_problem()})")
                              + "; use 'auto' or 'reference'")
     if name == "scan" and not scan_ok:
         raise ValueError(f"{source}='scan': {layer_name} is not linear in its state, or has "
