@@ -19,8 +19,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 LOAD = ("import sys; from rnnkit.engine.fused import load_extension; "
         "sys.exit(0 if load_extension() is not None else 3)")
 
-needs_kernels = pytest.mark.skipif(fused.load_extension() is None,
-                                   reason="the fused kernels cannot be built here")
+needs_kernels = pytest.mark.usefixtures("fused_extension")  # fails where a compiler is
 
 
 def build_directory() -> Path:
@@ -158,3 +157,25 @@ def test_without_a_compiler_rnnkit_builds_nothing_and_runs_after_one_warning(tmp
                          "print(rnnkit.GRU(3, 4).engine_for(x), "
                          "rnnkit.LSTM(3, 4, peepholes=True).engine_for(x))", env=env)
     assert engines.stdout.split() == ["native", "reference"], engines.stderr
+
+
+def pytest_of_a_kernel_test(env):
+    """One test that needs the kernels, run by pytest in a process with ``env``."""
+    test = ("tests/test_fused_engine.py::"
+            "test_auto_uses_the_loop_or_the_scan_when_the_kernels_cannot_be_built")
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           test], cwd=REPOSITORY, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_failed_build_fails_the_tests_where_a_compiler_is(tmp_path):
+    # A compiler is found (CXX is a program) but the build fails: the tests fail.
+    failing = pytest_of_a_kernel_test(fresh_environment(tmp_path, CXX="/bin/false"))
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "not built although this machine can build them" in failing.stdout
+    # No compiler: the tests are skipped, but not in CI.
+    env = {k: v for k, v in no_compiler(tmp_path).items() if k != "CI"}
+    skipped = pytest_of_a_kernel_test(env)
+    assert skipped.returncode == 0 and "SKIPPED [1]" in skipped.stdout, skipped.stdout
+    in_ci = pytest_of_a_kernel_test({**env, "CI": "true"})
+    assert in_ci.returncode == 1, in_ci.stdout + in_ci.stderr

@@ -16,6 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import rnnkit
+from rnnkit.engine import fused
 
 FAMILIES = ("rnn", "lstm", "gru", "clockwork", "depth-gated", "mingru", "minlstm")
 LAYER_CLASSES = {
@@ -304,6 +305,8 @@ def test_reference_engine_agrees_with_auto_engine(case):
     auto = case.build(torch.float32, engine="auto")
     auto.load_state_dict(reference.state_dict())
     x, hx = inputs_for(case, reference, torch.float32)
+    if fused.load_extension() is not None:  # else (no compiler) the fixtures fail or skip
+        assert auto.engine_for(x) != "reference"  # not the reference against itself
     results = []
     for layer in (reference, auto):
         sequence = x.clone().requires_grad_()
@@ -433,14 +436,32 @@ def test_depth_gated_traces_add_the_gated_lower_cell(case):
 
 # "auto" is another engine than "reference" only for these (native or scan).
 FAST_AUTO = ("rnn", "rnn-relu", "lstm", "gru", "mingru", "minlstm")
-ENGINE_CHOICES = [(name, "reference") for name in rnnkit.CELL_NAMES] + [
-    (name, "auto") for name in FAST_AUTO]
+# Every cell with a fused kernel, asked for by name: run on the kernels or refused, never
+# quietly on another engine.
+FUSED = [name for name in rnnkit.CELL_NAMES
+         if all(fused.fused_supports(cell) for cell in rnnkit.build_layer(
+             name, 3, 4, num_layers=2, bidirectional=True).layer_maths)]
+ENGINE_CHOICES = ([(name, "reference") for name in rnnkit.CELL_NAMES]
+                  + [(name, "auto") for name in FAST_AUTO]
+                  + [(name, "fused") for name in FUSED])
+
+
+@pytest.fixture
+def nan_padded_runs(request):
+    """The runs of :func:`_nan_padded_runs`, with the fused kernels built where asked for."""
+    def runs(name, engine):
+        if engine == "fused":
+            request.getfixturevalue("fused_extension")
+        return _nan_padded_runs(name, engine)
+    return runs
 
 
 def _nan_padded_runs(name, engine):
     layer = rnnkit.build_layer(name, 3, 4, num_layers=2, bidirectional=True, engine=engine)
     x = torch.randn(5, 3, 3)
     lengths = torch.tensor([5, 2, 4])
+    used = layer.engine_for(x)
+    assert used == engine if engine != "auto" else used != "reference", used
     padded = x.clone()
     for b, length in enumerate(lengths.tolist()):
         padded[length:, b] = float("nan")
@@ -454,16 +475,24 @@ def _nan_padded_runs(name, engine):
     return results
 
 
+def test_the_nan_padding_tests_reach_the_fused_kernel_of_every_family():
+    # The ones "auto" runs elsewhere (torch's LSTM) or not at all (the LSTM variants,
+    # Depth-Gated, Cho's GRU, Clockwork) included.
+    assert {"lstm", "peephole-lstm", "cifg-lstm", "nfg-lstm", "nig-lstm", "nog-lstm",
+            "niaf-lstm", "noaf-lstm", "fgr-lstm", "depth-gated-lstm", "gru", "gru-cho", "rnn",
+            "rnn-relu", "clockwork", "mingru", "minlstm"} <= set(FUSED)
+
+
 @pytest.mark.parametrize("name,engine", ENGINE_CHOICES)
-def test_nan_padding_leaves_outputs_and_states_unchanged(name, engine):
+def test_nan_padding_leaves_outputs_and_states_unchanged(name, engine, nan_padded_runs):
     """Padding past each end is never read: NaN there (e.g. missing data) must not leak."""
-    (out_a, state_a, _), (out_b, state_b, _) = _nan_padded_runs(name, engine)
+    (out_a, state_a, _), (out_b, state_b, _) = nan_padded_runs(name, engine)
     torch.testing.assert_close(out_b, out_a, rtol=0, atol=0)
     assert_states_close(state_b, state_a, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name,engine", ENGINE_CHOICES)
-def test_nan_padding_leaves_gradients_unchanged(name, engine):
-    (_, _, grads_a), (_, _, grads_b) = _nan_padded_runs(name, engine)
+def test_nan_padding_leaves_gradients_unchanged(name, engine, nan_padded_runs):
+    (_, _, grads_a), (_, _, grads_b) = nan_padded_runs(name, engine)
     for grad_name in grads_a:
         torch.testing.assert_close(grads_b[grad_name], grads_a[grad_name], msg=grad_name)
