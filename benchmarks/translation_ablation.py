@@ -1,9 +1,9 @@
 """Each modelling choice of the translate task against its absence, at a fixed number of
 training steps, for docs/results/translation.md.
 
-Every variant is ``rnnkit train --task translate --steps STEPS --seed S`` plus the options given
-after ``--``, with one choice undone: ``untied`` (separate source, target and output
-matrices: :data:`rnnkit.tasks.translate.TIE_EMBEDDINGS`), ``no-smoothing``
+Every variant is ``rnnkit train --task translate --steps STEPS --time-limit 0 --seed S`` plus
+the options given after ``--``, with one choice undone: ``untied`` (separate source, target and
+output matrices: :data:`rnnkit.tasks.translate.TIE_EMBEDDINGS`), ``no-smoothing``
 (:data:`~rnnkit.tasks.translate.LABEL_SMOOTHING` 0) and ``no-dropout`` (``--dropout 0``);
 ``default`` changes nothing. The length of the runs is fixed in steps, not time, so that the
 comparison does not depend on how loaded the machine is. The table gives each run's
@@ -45,7 +45,8 @@ def run_report(run: Path, variant: str, steps: int, seed: int, options: list[str
             setattr(translate, name, value)
         try:
             code = rnnkit_main(["train", "--task", "translate", "--steps", str(steps),
-                                "--seed", str(seed), "--out", str(run), "--force",
+                                "--time-limit", "0", "--seed", str(seed), "--out", str(run),
+                                "--force",
                                 *extra, *options])
         finally:
             for name, value in saved.items():
