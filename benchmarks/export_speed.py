@@ -6,8 +6,10 @@ warm-up (each round starts with another model), the median time of a forward pas
 * ``eager``: the rnnkit layer under ``torch.no_grad()`` (the engine ``auto`` picks);
 * ``compiled``: ``torch.compile(layer, fullgraph=True)`` of it (Inductor; the fused kernels as
   operators, torch's LSTM included);
-* ``onnxruntime``: rnnkit's ONNX file (:func:`rnnkit.export.to_onnx`, the step in an ONNX
-  ``Scan``) in onnxruntime on the CPU, with torch's thread count;
+* ``onnxruntime``: rnnkit's ONNX file (:func:`rnnkit.export.to_onnx`: ONNX's own ``LSTM``,
+  ``GRU`` or ``RNN`` operator where it computes the cell, else the step in an ONNX ``Scan``) in
+  onnxruntime on the CPU, with torch's thread count;
+* ``onnxruntime Scan``: the same layer written as a ``Scan`` (``to_onnx(..., native=False)``);
 * ``torch.nn.LSTM`` eager, and its ONNX from torch's legacy exporter (``dynamo=False``, ONNX's
   own ``LSTM`` operator) in onnxruntime, as the references.
 
@@ -30,14 +32,15 @@ from pathlib import Path
 
 import onnxruntime
 import torch
-from report import elapsed, load_average, machine_lines, markdown_table, rotated
+from report import elapsed, load_average, machine_lines, markdown_table, rotated, write_section
 
 import rnnkit
 from rnnkit.export import to_onnx
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "export.md"
 DEFAULT_SHAPES = ((1, 150, 256), (32, 100, 256))
-DEFAULT_CELLS = ("lstm", "peephole-lstm", "gru-cho")
+DEFAULT_CELLS = ("lstm", "peephole-lstm", "cifg-lstm", "gru", "gru-cho", "rnn")
+TITLE = "Inference of one layer"
 
 
 def session(path: Path, threads: int) -> onnxruntime.InferenceSession:
@@ -62,6 +65,8 @@ def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
     dims = ({0: "steps", 1: "batch"},)
     rnnkit_onnx = session(to_onnx(layer, (x,), folder / f"{cell}.onnx", dims, input_names=["x"]),
                           threads)
+    scan_onnx = session(to_onnx(layer, (x,), folder / f"{cell}-scan.onnx", dims,
+                                input_names=["x"], native=False), threads)
     lstm_path = folder / "torch_lstm.onnx"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -75,6 +80,7 @@ def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
         "eager": lambda: layer(x),
         "compiled": lambda: compiled(x),
         "onnxruntime": lambda: rnnkit_onnx.run(None, feed),
+        "onnxruntime Scan": lambda: scan_onnx.run(None, feed),
         "torch.nn.LSTM": lambda: reference(x),
         "torch.nn.LSTM onnxruntime": lambda: lstm_onnx.run(None, feed),
     }
@@ -105,6 +111,7 @@ def main() -> None:
               if args.shapes else list(DEFAULT_SHAPES))
     load_before = load_average()
     header = ["B x T x H", "cell", "eager ms", "compiled / eager", "onnxruntime / eager",
+              "onnxruntime Scan / eager",
               "eager / LSTM", "compiled / LSTM", "onnxruntime / LSTM",
               "onnxruntime / LSTM onnxruntime per flop", "LSTM ms", "LSTM onnxruntime ms"]
     rows = []
@@ -116,6 +123,7 @@ def main() -> None:
                 row = ["x".join(map(str, shape)), cell, f"{t['eager'] * 1e3:.2f}",
                        f"{t['compiled'] / t['eager']:.2f}",
                        f"{t['onnxruntime'] / t['eager']:.2f}",
+                       f"{t['onnxruntime Scan'] / t['eager']:.2f}",
                        f"{t['eager'] / lstm:.2f}", f"{t['compiled'] / lstm:.2f}",
                        f"{t['onnxruntime'] / lstm:.2f}",
                        f"{t['onnxruntime'] / lstm_ort / t['flops vs LSTM']:.2f}",
@@ -124,15 +132,14 @@ def main() -> None:
                 print(" | ".join(row), flush=True)
     if args.cells or args.shapes:
         return
-    lines = ["# Compiled and exported inference", "",
-             "Forward passes of one layer (input size H), medians of "
+    lines = ["Forward passes of one layer (input size H), medians of "
              f"{args.repeats} interleaved rounds in one process (`benchmarks/export_speed.py`, "
              "whose docstring says what each column times); ratios below 1 are faster than "
              "the reference.", "",
              f"Command: `python benchmarks/export_speed.py --threads {args.threads}`", "",
              *markdown_table(header, rows), "",
              *machine_lines(load_before)]
-    RESULTS.write_text("\n".join(lines) + "\n")
+    write_section(TITLE, lines, RESULTS, "# Compiled and exported inference")
     print(f"wrote {RESULTS}")
 
 

@@ -88,17 +88,18 @@ def machine_lines(load_before: str) -> list[str]:
     ]
 
 
-def write_section(title: str, lines: list[str]) -> None:
-    """Replace (or append) the ``## title`` section of the benchmark tables page, keeping the
-    others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# rnnkit benchmark results\n"
+def write_section(title: str, lines: list[str], page: Path = RESULTS,
+                  heading: str = "# rnnkit benchmark results") -> None:
+    """Replace (or append) the ``## title`` section of ``page`` (the benchmark tables page),
+    keeping the others; a new page starts with ``heading``."""
+    text = page.read_text() if page.exists() else heading + "\n"
     body = f"## {title}\n\n" + "\n".join(lines).rstrip() + "\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
     else:
         text = text.rstrip() + "\n\n" + body
-    RESULTS.write_text(text)
+    page.write_text(text)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
