@@ -107,8 +107,8 @@ DEFAULTS: dict[str, Any] = {
 }
 """A two-layer bidirectional GRU trained for a fixed number of passes over the training
 recordings (so that a result does not depend on the machine's load): 20 epochs are about
-1,100 steps for isolated digits and 300 for digit strings, each within 10 minutes on two
-idle cores."""
+1,100 steps for isolated digits (0.2-0.3 s each with one thread, timed on a shared 2-core
+machine: 4-6 minutes) and 300 for digit strings, whose steps are about four times as long."""
 
 ISOLATED, STRINGS = "fsdd", "fsdd-strings"
 AUGMENTATIONS = ("speed", "warp", "noise", "mask", "mixup")
@@ -348,6 +348,7 @@ def _isolated_task(config: TrainConfig, device: torch.device, saved: dict[str, A
                "features": list(data.features)},
         showcase=lambda: confusion_table([str(d) for d in range(10)], *scores("test"),
                                          split="test").replace(" series:", " recordings:"),
+        unit="recordings",
     )
 
 
@@ -419,6 +420,7 @@ def _strings_task(config: TrainConfig, device: torch.device, saved: dict[str, An
                "features": list(data.features)},
         showcase=lambda: showcase_lines(model.recognizer, strings_of("test")[:8]).replace(
             "test line", "test string"),
+        unit="recordings",
     )
 
 
