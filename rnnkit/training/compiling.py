@@ -21,7 +21,6 @@ graphs and autograd without generating code)."""
 
 _seconds = 0.0
 _began: float | None = None
-_watching = False
 
 
 def _start(args: CallbackArgs) -> None:
@@ -47,9 +46,7 @@ def compile_model(model: nn.Module) -> nn.Module:
     """``torch.compile(model)`` (Inductor, dynamic shapes after the first recompile), its
     compilation time counted by :func:`compile_seconds`. The compiled module shares
     ``model``'s parameters: checkpoints and evaluation keep using ``model``."""
-    global _watching
-    if not _watching:
+    if _start not in callback_handler.start_callbacks:  # torch._dynamo.reset() removes them
         callback_handler.register_start_callback(_start)
         callback_handler.register_end_callback(_end)
-        _watching = True
     return torch.compile(model, backend=BACKEND)
