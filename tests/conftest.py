@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from rnnkit.cli import main
 from rnnkit.engine import fused
 
 
@@ -28,6 +29,22 @@ def one_thread():
 def in_ci() -> bool:
     """Whether the tests run in CI (``CI`` set, as CI services do), where a C++ compiler is."""
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*argv)`` runs the command line in this process and gives (exit code, stdout,
+    stderr); arguments may be paths or numbers."""
+
+    def run(*argv):
+        try:
+            code = main([str(arg) for arg in argv])
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture(scope="module")

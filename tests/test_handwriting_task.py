@@ -69,12 +69,6 @@ def line_png(tmp_path) -> Path:
     return write_held_out_png(tmp_path / "line.png")
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 # --- the task in the general trainer ---------------------------------------------------------
 
 
@@ -112,12 +106,12 @@ def test_batches_are_padded_lines_with_their_widths_and_labels() -> None:
     assert loss.dim() == 0 and torch.isfinite(loss)
 
 
-def test_a_run_resumes_where_it_stopped(tmp_path, capsys) -> None:
+def test_a_run_resumes_where_it_stopped(tmp_path, cli) -> None:
     run = tmp_path / "run"
-    code, _, _ = run_cli(capsys, "train", "--task", "handwriting", *TINY, "--eval-every", "4",
-                         "--steps", "4", "--out", str(run))
+    code, _, _ = cli("train", "--task", "handwriting", *TINY, "--eval-every", "4",
+                     "--steps", "4", "--out", str(run))
     before = (run / "metrics.csv").read_text().splitlines()
-    code, out, _ = run_cli(capsys, "train", "--resume", str(run), "--steps", "8")
+    code, out, _ = cli("train", "--resume", str(run), "--steps", "8")
     assert code == 0 and "finished 8 steps" in out
     after = (run / "metrics.csv").read_text().splitlines()
     assert after[:5] == before and [row.split(",")[0] for row in after[1:]] == [
@@ -134,16 +128,16 @@ def test_task_metrics_are_error_rates_of_the_held_out_lines(tiny_run) -> None:
 
 
 @pytest.mark.parametrize("cell", ["gru", "mingru", "peephole-lstm"])
-def test_any_cell_trains_either_way(tmp_path, capsys, cell: str) -> None:
-    code, out, _ = run_cli(capsys, "train", "--task", "handwriting", *TINY, "--cell", cell,
-                           "--no-bidirectional", "--steps", "2", "--eval-every", "2",
-                           "--out", str(tmp_path / cell))
+def test_any_cell_trains_either_way(tmp_path, cli, cell: str) -> None:
+    code, out, _ = cli("train", "--task", "handwriting", *TINY, "--cell", cell,
+                       "--no-bidirectional", "--steps", "2", "--eval-every", "2",
+                       "--out", str(tmp_path / cell))
     assert code == 0 and "finished 2 steps" in out
     assert json.loads((tmp_path / cell / "config.json").read_text())["cell"] == cell
 
 
-def test_list_names_the_task(capsys) -> None:
-    code, out, _ = run_cli(capsys, "list")
+def test_list_names_the_task(cli) -> None:
+    code, out, _ = cli("list")
     assert code == 0 and "handwriting" in out
 
 
@@ -151,17 +145,17 @@ def test_list_names_the_task(capsys) -> None:
 
 
 def test_evaluate_prints_error_rate_and_line_accuracy_of_the_test_lines(tiny_run,
-                                                                        capsys) -> None:
-    code, out, _ = run_cli(capsys, "evaluate", str(tiny_run))
+                                                                        cli) -> None:
+    code, out, _ = cli("evaluate", str(tiny_run))
     assert code == 0 and "test split" in out
     values = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()[1:]}
     assert set(values) == {"cer", "line_error", "line_accuracy"}
     assert values["line_accuracy"] == pytest.approx(1.0 - values["line_error"], abs=1e-4)
 
 
-def test_recognize_prints_the_digits_the_model_reads(tiny_run, line_png, capsys) -> None:
+def test_recognize_prints_the_digits_the_model_reads(tiny_run, line_png, cli) -> None:
     for extra in ([], ["--beam", "4"]):
-        code, out, err = run_cli(capsys, "recognize", str(tiny_run), str(line_png), *extra)
+        code, out, err = cli("recognize", str(tiny_run), str(line_png), *extra)
         assert code == 0 and err == ""
         reading = out.strip()
         assert reading == "" or reading.isdigit()
@@ -169,14 +163,14 @@ def test_recognize_prints_the_digits_the_model_reads(tiny_run, line_png, capsys)
 
 
 def test_the_ctc_figure_draws_a_test_line_and_a_picture(tiny_run, line_png, tmp_path,
-                                                         capsys) -> None:
+                                                         cli) -> None:
     for source in ("3", str(line_png)):
         out = inspect_ctc(tiny_run, source, tmp_path / "figures")
         assert out == tmp_path / "figures" / "ctc.png"
         with Image.open(out) as picture:
             assert picture.format == "PNG" and picture.width > 400
-    code, out, err = run_cli(capsys, "inspect", str(tiny_run), "--ctc", "500",
-                             "--out", str(tmp_path / "none"))
+    code, out, err = cli("inspect", str(tiny_run), "--ctc", "500",
+                         "--out", str(tmp_path / "none"))
     assert code == 1 and "test line 500 does not exist" in err and err.count("\n") == 1
 
 
@@ -252,38 +246,38 @@ def bad_pictures(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_bad_pictures_are_one_line_errors(tiny_run, tmp_path, capsys) -> None:
+def test_bad_pictures_are_one_line_errors(tiny_run, tmp_path, cli) -> None:
     for case, (path, words) in bad_pictures(tmp_path).items():
         with pytest.raises(HandwritingError, match=re.escape(words)):
             read_line_image(path)
-        code, out, err = run_cli(capsys, "recognize", str(tiny_run), str(path))
+        code, out, err = cli("recognize", str(tiny_run), str(path))
         assert code == 1 and out == "", case
         assert err.count("\n") == 1 and words in err and "Traceback" not in err, case
         assert err.startswith("rnnkit recognize: error: "), case
-    code, _, err = run_cli(capsys, "recognize", str(tiny_run), str(tmp_path / "blank.png"),
-                           "--beam", "0")
+    code, _, err = cli("recognize", str(tiny_run), str(tmp_path / "blank.png"),
+                       "--beam", "0")
     assert code == 1 and "--beam must be >= 1" in err
 
 
-def test_runs_of_another_task_or_none_are_one_line_errors(tmp_path, line_png, capsys) -> None:
+def test_runs_of_another_task_or_none_are_one_line_errors(tmp_path, line_png, cli) -> None:
     run = RunDirectory(tmp_path / "lm-run")
     run.create()
     run.write_config(TrainConfig())
     for argv in (["recognize", str(run.path), str(line_png)],
                  ["recognize", str(tmp_path / "absent"), str(line_png)],
                  ["inspect", str(run.path), "--ctc", "3"]):
-        code, out, err = run_cli(capsys, *argv)
+        code, out, err = cli(*argv)
         assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, argv
-    assert "not handwriting" in run_cli(capsys, "recognize", str(run.path), str(line_png))[2]
+    assert "not handwriting" in cli("recognize", str(run.path), str(line_png))[2]
 
 
-def test_bad_task_settings_are_one_line_errors(tmp_path, capsys) -> None:
+def test_bad_task_settings_are_one_line_errors(tmp_path, cli) -> None:
     for data in ("shakespeare", "digit-lines-13", "digit-lines-0"):
         with pytest.raises(RunError, match="--data"):
             handwriting_task(TrainConfig(task="handwriting", data=data), torch.device("cpu"))
-    code, _, err = run_cli(capsys, "train", "--task", "handwriting", "--data", "digits",
-                           "--out", str(tmp_path / "bad"))
+    code, _, err = cli("train", "--task", "handwriting", "--data", "digits",
+                       "--out", str(tmp_path / "bad"))
     assert code == 1 and "--data 'digits'" in err and not (tmp_path / "bad").exists()
-    code, _, err = run_cli(capsys, "train", "--task", "handwriting", "--cell", "nope",
-                           "--out", str(tmp_path / "bad"))
+    code, _, err = cli("train", "--task", "handwriting", "--cell", "nope",
+                       "--out", str(tmp_path / "bad"))
     assert code == 1 and "unknown cell" in err

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnkit.cli import main
 from rnnkit.tasks import build_task, task_config
 from rnnkit.training import trainer
 from rnnkit.training.checkpoint import load_checkpoint
@@ -40,13 +39,6 @@ def corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(text)
     return path
-
-
-def cli(capsys, *argv):
-    """Run the command line in this process: (exit code, stdout, stderr)."""
-    code = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def steps_logged(run) -> list[int]:
@@ -106,7 +98,7 @@ def long_run(tmp_path, corpus):
     started.close()
 
 
-def test_a_run_in_use_is_refused_naming_its_pid_and_sigterm_keeps_the_work(long_run, capsys):
+def test_a_run_in_use_is_refused_naming_its_pid_and_sigterm_keeps_the_work(long_run, cli):
     run = long_run.run
     long_run.wait_for_steps(3)
     pid = long_run.process.pid
@@ -114,7 +106,7 @@ def test_a_run_in_use_is_refused_naming_its_pid_and_sigterm_keeps_the_work(long_
     # A second writer, resuming or replacing the run, is refused before it writes anything.
     for argv in (["--resume", run], ["--data", run.parent / "corpus.txt", *TINY, "--steps",
                                       "4", "--out", run, "--force"]):
-        code, out, err = cli(capsys, "train", *argv)
+        code, out, err = cli("train", *argv)
         assert code == 1 and out == ""
         assert len(err.strip().splitlines()) == 1 and f"pid {pid}" in err, err
     assert long_run.process.poll() is None
@@ -127,7 +119,7 @@ def test_a_run_in_use_is_refused_naming_its_pid_and_sigterm_keeps_the_work(long_
     assert load_checkpoint(run / "checkpoints" / "last.safetensors").info["step"] == reached
     assert (run / LOCK_NAME).read_text() == ""  # released by a process that ended normally
     # ... and it continues from there.
-    code, out, err = cli(capsys, "train", "--resume", run, "--steps", reached + 2)
+    code, out, err = cli("train", "--resume", run, "--steps", reached + 2)
     assert code == 0, err
     assert f"finished {reached + 2} steps" in out
     assert steps_logged(run) == list(range(1, reached + 3))
@@ -142,14 +134,14 @@ def test_sigint_checkpoints_and_exits_130(long_run):
     assert f"rnnkit train --resume {long_run.run}" in long_run.stdout.read_text()
 
 
-def test_a_lock_left_by_a_dead_process_is_taken_over(corpus, tmp_path, capsys):
+def test_a_lock_left_by_a_dead_process_is_taken_over(corpus, tmp_path, cli):
     run = tmp_path / "run"
-    assert cli(capsys, "train", "--data", corpus, *TINY, "--steps", 2, "--eval-every", 2,
+    assert cli("train", "--data", corpus, *TINY, "--steps", 2, "--eval-every", 2,
                "--out", run)[0] == 0
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     (run / LOCK_NAME).write_text(dead.stdout)  # as a killed process leaves it
-    code, out, err = cli(capsys, "train", "--resume", run, "--steps", 4)
+    code, out, err = cli("train", "--resume", run, "--steps", 4)
     assert code == 0, err
     assert f"locked by pid {dead.stdout.strip()}" in err and "finished 4 steps" in out
     assert (run / LOCK_NAME).read_text() == ""
@@ -166,28 +158,28 @@ def test_a_lock_is_held_per_process_until_released(tmp_path):
 
 
 def test_force_refuses_a_folder_that_is_not_a_run_and_deletes_nothing(corpus, tmp_path,
-                                                                      capsys):
+                                                                      cli):
     folder = tmp_path / "mine"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "config.json").write_text('{"name": "my project"}')
     (folder / "checkpoints" / "weights.pt").write_bytes(b"precious")
     (folder / "metrics.csv").write_text("a,b\n1,2\n")
     before = snapshot(folder)
-    code, out, err = cli(capsys, "train", "--data", corpus, *TINY, "--steps", 2,
+    code, out, err = cli("train", "--data", corpus, *TINY, "--steps", 2,
                          "--out", folder, "--force")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "not an rnnkit run" in err and "choose another --out" in err
     assert snapshot(folder) == before and not (folder / LOCK_NAME).exists()
 
 
-def test_force_on_a_run_keeps_files_rnnkit_did_not_write(corpus, tmp_path, capsys):
+def test_force_on_a_run_keeps_files_rnnkit_did_not_write(corpus, tmp_path, cli):
     run = tmp_path / "run"
-    assert cli(capsys, "train", "--data", corpus, *TINY, "--steps", 4, "--eval-every", 2,
+    assert cli("train", "--data", corpus, *TINY, "--steps", 4, "--eval-every", 2,
                "--out", run)[0] == 0
     (run / "notes.txt").write_text("mine")
     (run / "checkpoints" / "by-hand.safetensors").write_bytes(b"mine")
     (run / "tensorboard" / "notes.txt").write_text("mine")
-    code, _, err = cli(capsys, "train", "--data", corpus, *TINY, "--steps", 2, "--eval-every",
+    code, _, err = cli("train", "--data", corpus, *TINY, "--steps", 2, "--eval-every",
                        2, "--out", run, "--force")
     assert code == 0, err
     assert steps_logged(run) == [1, 2]
@@ -196,16 +188,16 @@ def test_force_on_a_run_keeps_files_rnnkit_did_not_write(corpus, tmp_path, capsy
         assert (run / name).read_text() == "mine"
 
 
-def test_leftover_temporary_files_are_removed_when_the_run_is_opened(corpus, tmp_path, capsys):
+def test_leftover_temporary_files_are_removed_when_the_run_is_opened(corpus, tmp_path, cli):
     run = tmp_path / "run"
-    assert cli(capsys, "train", "--data", corpus, *TINY, "--steps", 2, "--eval-every", 2,
+    assert cli("train", "--data", corpus, *TINY, "--steps", 2, "--eval-every", 2,
                "--out", run)[0] == 0
     leftovers = [run / "checkpoints" / ".last.safetensors.4242.tmp",
                  run / "checkpoints" / ".best.safetensors.4242.tmp", run / ".metrics.csv.77.tmp"]
     for path in leftovers:
         path.write_bytes(b"half a file")
     (run / ".mine.tmp").write_text("mine")  # not a file rnnkit writes
-    code, _, err = cli(capsys, "train", "--resume", run, "--steps", 4)
+    code, _, err = cli("train", "--resume", run, "--steps", 4)
     assert code == 0, err
     assert not any(path.exists() for path in leftovers)
     assert (run / ".mine.tmp").read_text() == "mine"

@@ -55,12 +55,6 @@ from rnnkit.training.task import shuffled_rows
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def recording(digit: int, speaker: str = "theo", index: int = 0) -> np.ndarray:
     return next(r.samples for r in load_fsdd()
                 if (r.digit, r.speaker, r.index) == (digit, speaker, index))
@@ -321,14 +315,14 @@ def test_a_short_isolated_run_beats_chance_on_a_speaker_it_never_heard(isolated_
     assert "test confusion" in report["sample"] and "250 recordings" not in report["sample"]
 
 
-def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys) -> None:
+def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, cli) -> None:
     folder = tmp_path / "wavs"
     folder.mkdir()
     for digit in (1, 4):
         soundfile.write(folder / f"{digit}.wav", recording(digit, "nicolas"), 8000)
     soundfile.write(tmp_path / "seven.flac", recording(7, "nicolas"), 8000)
-    code, out, err = run_cli(capsys, "recognize", str(isolated_run), str(tmp_path / "seven.flac"),
-                             str(folder))
+    code, out, err = cli("recognize", str(isolated_run), str(tmp_path / "seven.flac"),
+                         str(folder))
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert [line.split(": ")[0] for line in lines] == [
@@ -340,17 +334,17 @@ def test_recognize_prints_one_line_per_recording(isolated_run, tmp_path, capsys)
     for case, (path, words) in bad_recordings(tmp_path / "bad").items():
         if case == "folder":  # recognize reads the recordings in a folder
             continue
-        code, out, err = run_cli(capsys, "recognize", str(isolated_run), str(path))
+        code, out, err = cli("recognize", str(isolated_run), str(path))
         assert code == 1 and out == "" and err.count("\n") == 1, case
         assert words in err and err.startswith("rnnkit recognize: error: "), case
-    code, _, err = run_cli(capsys, "recognize", str(isolated_run), str(folder), "--stream")
+    code, _, err = cli("recognize", str(isolated_run), str(folder), "--stream")
     assert code == 1 and "unidirectional connected-digit run" in err
-    code, _, err = run_cli(capsys, "inspect", str(isolated_run), "--ctc",
-                           str(tmp_path / "seven.flac"))
+    code, _, err = cli("inspect", str(isolated_run), "--ctc",
+                       str(tmp_path / "seven.flac"))
     assert code == 1 and "connected-digit run" in err
 
 
-def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys) -> None:
+def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys, cli) -> None:
     run = tmp_path / "strings"
     code = main(["train", "--task", "speech", "--data", "fsdd-strings:theo/lifter,floor",
                  "--hidden-size", "8", "--layers", "1", "--embedding-size", "8", "--steps", "2",
@@ -364,8 +358,8 @@ def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys
     wave = np.concatenate([recording(2), np.zeros(800, np.float32), recording(9)])
     soundfile.write(tmp_path / "29.wav", wave, 8000)
     capsys.readouterr()
-    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "29.wav"),
-                             "--beam", "2")
+    code, out, err = cli("recognize", str(run), str(tmp_path / "29.wav"),
+                         "--beam", "2")
     assert code == 0 and re.fullmatch(r".*29\.wav: \d*\n", out)
     # Recognition reads the recording with the run's feature switches.
     with torch.no_grad():
@@ -378,7 +372,7 @@ def test_a_connected_digit_run_recognizes_and_draws_a_recording(tmp_path, capsys
 
 
 def test_stream_prints_the_digits_of_a_unidirectional_run_chunk_by_chunk(tmp_path,
-                                                                         capsys) -> None:
+                                                                         capsys, cli) -> None:
     run = tmp_path / "causal"
     assert main(["train", "--task", "speech", "--data", "fsdd-strings:theo/none",
                  "--no-bidirectional", "--hidden-size", "8", "--layers", "1",
@@ -392,9 +386,9 @@ def test_stream_prints_the_digits_of_a_unidirectional_run_chunk_by_chunk(tmp_pat
     whole = "".join(str(c - 1) for c in collapse_path(steps.argmax(-1).tolist()))
     assert strings and "".join(stream_digits(run, tmp_path / "61.flac", 10_000)) == whole
     capsys.readouterr()
-    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "61.flac"),
-                             "--stream", "--chunk-ms", "100")
+    code, out, err = cli("recognize", str(run), str(tmp_path / "61.flac"),
+                         "--stream", "--chunk-ms", "100")
     assert code == 0 and err == "" and re.fullmatch(r".*61\.flac: \d*\n", out)
-    code, out, err = run_cli(capsys, "recognize", str(run), str(tmp_path / "absent.wav"),
-                             "--stream")
+    code, out, err = cli("recognize", str(run), str(tmp_path / "absent.wav"),
+                         "--stream")
     assert code == 1 and "no such file" in err and err.count("\n") == 1

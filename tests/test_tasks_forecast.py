@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.cli import main
 from rnnkit.data import DataError, load_csv_series
 from rnnkit.data.seasons import autocorrelation_season, detect_seasons, timestamp_seasons
 from rnnkit.models.forecast_scores import (
@@ -42,16 +41,6 @@ from rnnkit.tasks.forecast import (
 from rnnkit.training.errors import RunError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(capsys, *argv):
-    """Run the command line in this process: (exit code, stdout, stderr)."""
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def half_hourly_csv(path: Path, days: int = 42, seed: int = 0) -> Path:
@@ -264,9 +253,9 @@ def test_a_network_worse_than_the_classic_forecasts_on_validation_gives_way(tmp_
     assert "the forecast: " in shown and "the forecast: the network," not in shown
 
 
-def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
+def test_a_short_run_beats_the_naive_forecasts(tmp_path, cli):
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "--task", "forecast", "--data", "airline",
+    code, out, err = cli("train", "--task", "forecast", "--data", "airline",
                          "--horizon", "6", "--steps", "150", "--eval-every", "50",
                          "--hidden-size", "16", "--threads", "1", "--device", "cpu",
                          "--out", run)
@@ -286,18 +275,18 @@ def test_a_short_run_beats_the_naive_forecasts(tmp_path, capsys):
         by_horizon = list(csv.DictReader(handle))
     assert len(by_horizon) == 6
     assert np.mean([float(r["mase"]) for r in by_horizon]) == pytest.approx(test["mase"])
-    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    code, out, err = cli("evaluate", run, "--device", "cpu")
     assert code == 0, err
     assert f"{test['mase']:.4f}" in out
 
 
-def test_a_file_without_dates_names_rows_and_takes_a_given_season(tmp_path, capsys):
+def test_a_file_without_dates_names_rows_and_takes_a_given_season(tmp_path, cli):
     path = tmp_path / "plain.csv"
     values = 10 + np.sin(2 * np.pi * np.arange(120) / 10)
     lines = [f"{v:.4f}" for v in values]
     lines[30] = lines[31] = "NA"
     path.write_text("level\n" + "\n".join(lines) + "\n")
-    code, out, err = cli(capsys, "train", "--task", "forecast", "--data", path, "--horizon", "4",
+    code, out, err = cli("train", "--task", "forecast", "--data", path, "--horizon", "4",
                          "--season", "10", "--steps", "2", "--hidden-size", "4",
                          "--threads", "1", "--device", "cpu", "--out", tmp_path / "run")
     assert code == 0, err
@@ -306,8 +295,8 @@ def test_a_file_without_dates_names_rows_and_takes_a_given_season(tmp_path, caps
     assert "2 missing values filled by linear interpolation" in out
 
 
-def test_a_season_longer_than_half_the_training_part_is_refused(tmp_path, capsys):
-    code, out, err = cli(capsys, "train", "--task", "forecast", "--data", "airline",
+def test_a_season_longer_than_half_the_training_part_is_refused(tmp_path, cli):
+    code, out, err = cli("train", "--task", "forecast", "--data", "airline",
                          "--season", "60", "--steps", "2", "--out", tmp_path / "run")
     assert code == 1 and err.count("\n") == 1
     assert "--season 60" in err and "fewer than two seasons of 60" in err

@@ -38,16 +38,6 @@ TASK_ARGS = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def cli(capsys, *argv):
-    """Run the command line in this process: (exit code, stdout, stderr)."""
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def small_dictionary(path, words=300):
     """The first ``words`` entries of the bundled CMUdict, in its format."""
     lines = [line for line in bundled_path("cmudict/cmudict.dict").read_text().splitlines()
@@ -86,11 +76,11 @@ def runs(tmp_path_factory):
 # The pieces.
 
 
-def test_every_task_is_registered_with_defaults_and_listed(capsys):
+def test_every_task_is_registered_with_defaults_and_listed(cli):
     assert {"lm", "classify", "forecast", "seq2seq", "adding", "copy"} <= set(TASKS)
     for task in TASKS:
         task_config(task).check()
-    code, out, _ = cli(capsys, "list")
+    code, out, _ = cli("list")
     assert code == 0
     for task in ("classify", "forecast", "seq2seq", "adding", "copy"):
         assert any(line.split()[:1] == [task] for line in out.splitlines())
@@ -203,12 +193,12 @@ def test_shuffled_rows_see_every_row_once_per_epoch_and_repeat_exactly(count, ba
 
 
 @pytest.mark.parametrize("task", list(TASK_ARGS))
-def test_each_task_trains_and_evaluate_reproduces_its_test_metrics(runs, task, capsys):
+def test_each_task_trains_and_evaluate_reproduces_its_test_metrics(runs, task, cli):
     run = runs[task]
     report = json.loads((run / "report.json").read_text())
     assert report["steps"] == 4 and report["test"] and report["sample"]
     assert all(math.isfinite(value) for value in report["test"].values())
-    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    code, out, err = cli("evaluate", run, "--device", "cpu")
     assert code == 0, err
     lines = out.splitlines()[1:]
     metrics_end = next((i for i, line in enumerate(lines) if not line.startswith("  ")),
@@ -223,8 +213,8 @@ def test_each_task_trains_and_evaluate_reproduces_its_test_metrics(runs, task, c
         assert accuracy == pytest.approx(1 - printed["error_rate"], abs=2e-4)
 
 
-def test_evaluate_of_a_classifier_names_the_test_file_and_prints_its_confusion(runs, capsys):
-    code, out, err = cli(capsys, "evaluate", runs["classify"], "--device", "cpu")
+def test_evaluate_of_a_classifier_names_the_test_file_and_prints_its_confusion(runs, cli):
+    code, out, err = cli("evaluate", runs["classify"], "--device", "cpu")
     assert code == 0, err
     header, *_ = out.splitlines()
     assert "ItalyPowerDemand_TEST.ts, 1029 series" in header
@@ -234,26 +224,26 @@ def test_evaluate_of_a_classifier_names_the_test_file_and_prints_its_confusion(r
 
 
 @pytest.mark.parametrize("task", ["classify", "forecast", "adding"])
-def test_resuming_a_task_continues_the_same_loss_curve(runs, task, tmp_path, capsys):
+def test_resuming_a_task_continues_the_same_loss_curve(runs, task, tmp_path, cli):
     resumed = tmp_path / "resumed"
     shutil.copytree(runs[task], resumed)
-    code, _, err = cli(capsys, "train", "--resume", resumed, "--steps", "6")
+    code, _, err = cli("train", "--resume", resumed, "--steps", "6")
     assert code == 0, err
     straight = tmp_path / "straight"
-    code, _, err = cli(capsys, "train", *task_args(task, tmp_path), "--steps", "6",
+    code, _, err = cli("train", *task_args(task, tmp_path), "--steps", "6",
                        "--eval-every", "2", "--out", straight)
     assert code == 0, err
     assert losses(resumed) == pytest.approx(losses(straight), rel=1e-5)
     assert len(losses(resumed)) == 6
 
 
-def test_evaluate_takes_other_data_of_the_same_kind(runs, capsys):
-    code, out, err = cli(capsys, "evaluate", runs["adding"], "--data", "30", "--split", "val")
+def test_evaluate_takes_other_data_of_the_same_kind(runs, cli):
+    code, out, err = cli("evaluate", runs["adding"], "--data", "30", "--split", "val")
     assert code == 0, err
     assert "val split of 30" in out and "mse" in out
 
 
-def test_classify_reads_a_ucr_2018_folder_whose_test_file_lacks_a_class(tmp_path, capsys):
+def test_classify_reads_a_ucr_2018_folder_whose_test_file_lacks_a_class(tmp_path, cli):
     rng = np.random.default_rng(0)
     folder = tmp_path / "Waves"
     folder.mkdir()
@@ -263,26 +253,26 @@ def test_classify_reads_a_ucr_2018_folder_whose_test_file_lacks_a_class(tmp_path
                  for label in labels]
         (folder / f"Waves_{split}.tsv").write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    code, _, err = cli(capsys, "train", "--task", "classify", "--data", folder, *TINY,
+    code, _, err = cli("train", "--task", "classify", "--data", folder, *TINY,
                        "--steps", "2", "--out", run)
     assert code == 0, err
-    code, out, err = cli(capsys, "evaluate", run, "--device", "cpu")
+    code, out, err = cli("evaluate", run, "--device", "cpu")
     assert code == 0, err
     assert f"{folder / 'Waves_TEST.tsv'}, 6 series" in out.splitlines()[0]
 
 
-def test_sample_refuses_a_run_that_is_not_a_language_model(runs, capsys):
-    code, out, err = cli(capsys, "sample", runs["classify"])
+def test_sample_refuses_a_run_that_is_not_a_language_model(runs, cli):
+    code, out, err = cli("sample", runs["classify"])
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "--task classify" in err and "--task lm" in err
 
 
-def test_forecast_reads_a_named_column_and_a_bidirectional_window(tmp_path, capsys):
+def test_forecast_reads_a_named_column_and_a_bidirectional_window(tmp_path, cli):
     path = tmp_path / "two.csv"
     rng = np.random.default_rng(0)
     rows = [f"{day},{math.sin(day / 3):.4f},{rng.normal():.4f}" for day in range(120)]
     path.write_text("day,wave,noise\n" + "\n".join(rows) + "\n")
-    code, out, err = cli(capsys, "train", "--task", "forecast", "--data", path, "--column",
+    code, out, err = cli("train", "--task", "forecast", "--data", path, "--column",
                          "wave", "--bptt", "8", "--horizon", "2", "--bidirectional", *TINY,
                          "--steps", "2", "--eval-every", "2", "--out", tmp_path / "run")
     assert code == 0, err

@@ -9,7 +9,6 @@ import re
 import pytest
 import torch
 
-from rnnkit.cli import main
 from rnnkit.data import DataError
 from rnnkit.data.parallel import SubwordVocab, load_parallel
 from rnnkit.models.seq2seq import Seq2Seq
@@ -36,15 +35,6 @@ def word_pairs(count, seed=0):
 def write_tsv(path, pairs):
     path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
     return path
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(arg) for arg in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_multi30k_is_bundled_with_its_splits_in_each_language_pair():
@@ -162,16 +152,16 @@ def test_corpus_scores_are_sacrebleu_with_its_signature():
     assert "tok:13a" in scores["bleu_signature"] and "case:mixed" in scores["bleu_signature"]
 
 
-def test_train_evaluate_and_translate_from_the_command_line(tmp_path, capsys, monkeypatch):
+def test_train_evaluate_and_translate_from_the_command_line(tmp_path, cli, monkeypatch):
     data = write_tsv(tmp_path / "pairs.tsv", word_pairs(400))
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "--task", "translate", "--data", data, "--steps", 150,
+    code, out, err = cli("train", "--task", "translate", "--data", data, "--steps", 150,
                          "--eval-every", 150, "--hidden-size", 32, "--embedding-size", 32,
                          "--batch-size", 32, "--lr", "1e-2", "--warmup", 10, "--dropout", 0,
                          "--time-limit", 0, "--threads", 1, "--out", run)
     assert code == 0, err
     assert "bleu_error" in out and "->" in out
-    code, out, err = cli(capsys, "evaluate", run)
+    code, out, err = cli("evaluate", run)
     assert code == 0, err
     bleu = {m[1]: float(m[2]) for m in re.finditer(r"^ +(greedy|beam) .*BLEU +([\d.]+)", out,
                                                   re.MULTILINE)}
@@ -179,18 +169,18 @@ def test_train_evaluate_and_translate_from_the_command_line(tmp_path, capsys, mo
     assert bleu["greedy"] > 50 and bleu["beam"] > 50
     assert "BLEU signature: nrefs:1|case:mixed|eff:no|tok:13a" in out
 
-    code, out, err = cli(capsys, "translate", run, "ka lo mi.", "tu ne.")
+    code, out, err = cli("translate", run, "ka lo mi.", "tu ne.")
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("Tree house dog")
     (tmp_path / "in.txt").write_text("ka lo mi.\n\ntu ne.\n", encoding="utf-8")
-    code, out, _ = cli(capsys, "translate", run, "--file", tmp_path / "in.txt", "--beam", 1)
+    code, out, _ = cli("translate", run, "--file", tmp_path / "in.txt", "--beam", 1)
     assert out.splitlines()[1] == "" and out.splitlines()[0] == lines[0]
     monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))
-    code, out, _ = cli(capsys, "translate", run)
+    code, out, _ = cli("translate", run)
     assert code == 0 and out.splitlines()[0] == lines[0]
 
-    code, out, err = cli(capsys, "inspect", run, "--attention", "ka lo mi.", "--out",
+    code, out, err = cli("inspect", run, "--attention", "ka lo mi.", "--out",
                          tmp_path / "inspect")
     assert code == 0, err
     assert f"translation: {lines[0]}" in out
@@ -205,14 +195,14 @@ def test_train_evaluate_and_translate_from_the_command_line(tmp_path, capsys, mo
     assert len(sums) >= 4 and all(abs(total - 1) < 1e-5 for total in sums.values())
 
 
-def test_bad_translate_options_are_one_line_errors(tmp_path, capsys):
+def test_bad_translate_options_are_one_line_errors(tmp_path, cli):
     bad = tmp_path / "bad.tsv"
     bad.write_text("eins\tone\nzwei\n", encoding="utf-8")
-    code, _, err = cli(capsys, "train", "--task", "translate", "--data", bad, "--out",
+    code, _, err = cli("train", "--task", "translate", "--data", bad, "--out",
                        tmp_path / "run")
     assert code == 1 and "bad.tsv: line 2: expected at least 2 tab-separated columns" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
-    code, _, err = cli(capsys, "train", "--task", "classify", "--source", "de")
+    code, _, err = cli("train", "--task", "classify", "--source", "de")
     assert code == 1 and "--source: only --task translate takes it" in err
-    code, _, err = cli(capsys, "translate", tmp_path / "nowhere", "Hallo.")
+    code, _, err = cli("translate", tmp_path / "nowhere", "Hallo.")
     assert code == 1 and len(err.strip().splitlines()) == 1
