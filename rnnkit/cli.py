@@ -26,7 +26,7 @@ from rnnkit.data import CharVocab, DataError
 from rnnkit.data.audio import audio_files
 from rnnkit.engine import fused
 from rnnkit.experiments import add_experiment_arguments, experiment_command
-from rnnkit.export import export_task_model
+from rnnkit.export import export_seq2seq, export_task_model, seq2seq_paths
 from rnnkit.inspection import inspect_run
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.tasks import EVALUATION_SETTINGS, TASKS, build_task, task_config
@@ -251,7 +251,9 @@ def build_parser() -> Parser:
                     "any batch size and sequence length: ONNX (onnxruntime, ...) or\n"
                     "torch.export's .pt2 (torch.export.load). The inputs are those of a\n"
                     "training batch, batch first; a language model also takes and returns\n"
-                    "its state (zeros to start), so it can generate step by step.\n"
+                    "its state (zeros to start), so it can generate step by step. An\n"
+                    "encoder-decoder (seq2seq, translate) is two files, NAME-encoder and\n"
+                    "NAME-decoder: a step that carries the decoder's state.\n"
                     "Tasks: " + ", ".join(EXPORT_INPUTS) + ".",
         epilog="examples:\n  rnnkit export runs/RUN   # runs/RUN/model.onnx\n"
                "  rnnkit export runs/RUN --format pt2 --out model.pt2")
@@ -500,8 +502,11 @@ first."""
 
 
 EXPORT_INPUTS = {"lm": ("ids",), "classify": ("series", "lengths"),
-                 "forecast": ("window", "naive")}
-"""The tasks ``rnnkit export`` writes, with the names of their models' inputs."""
+                 "forecast": ("window", "naive"), "handwriting": ("columns", "widths"),
+                 "speech": ("features", "lengths"), "seq2seq": (), "translate": ()}
+"""The tasks ``rnnkit export`` writes, with the names of their models' inputs (the
+encoder-decoder tasks, empty here, write an encoder and a decoder step:
+:func:`rnnkit.export.export_seq2seq`)."""
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -521,16 +526,23 @@ def export_command(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(run.checkpoint_for_use())
     task = build_task(config, torch.device("cpu"), checkpoint.info["task"])
     checkpoint.restore_model(task.model)
+    inputs = task.batch_at(0).inputs
     try:
-        names = export_task_model(task.model, task.batch_at(0).inputs, out, args.format,
-                                  EXPORT_INPUTS[config.task], carries_state=config.task == "lm")
+        if EXPORT_INPUTS[config.task]:
+            names = export_task_model(task.model, inputs, out, args.format,
+                                      EXPORT_INPUTS[config.task],
+                                      carries_state=config.task == "lm")
+            written = f"{out} ({args.format}; inputs {', '.join(names)})"
+        else:  # an encoder and a decoder step, from the batch's source and its lengths
+            names = export_seq2seq(task.model.net, inputs[0], inputs[1], out, args.format)
+            written = ", ".join(f"{path} ({args.format}; inputs {', '.join(names[part])})"
+                                for part, path in zip(names, seq2seq_paths(out)))
     except ValueError as err:
         raise RunError(f"{run.path}: {err}") from None
     facts = out.with_suffix(".json")  # what a program needs beside the file (the vocabulary)
     facts.write_text(json.dumps({"task": config.task, "inputs": names,
                                  **checkpoint.info["task"]}, indent=1) + "\n")
-    print(f"{out} ({args.format}; inputs {', '.join(names)}; any batch size and length), "
-          f"{facts}")
+    print(f"{written}, for any batch size and length; {facts}")
     return 0
 
 

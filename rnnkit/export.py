@@ -24,9 +24,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.cmudict import BOS
 from rnnkit.engine import onnx_ops
 from rnnkit.layers.base import RecurrentLayer
-from rnnkit.models.state import state_tensors
+from rnnkit.layers.clockwork import ClockworkRNN
+from rnnkit.models.base import valid_steps
+from rnnkit.models.state import state_from_tensors, state_tensors
 
 Dims = Sequence[Mapping[int, str] | None]
 """Per input of ``forward``, its dynamic dimensions by index and name (``{0: "steps", 1:
@@ -195,4 +198,92 @@ def export_task_model(model: nn.Module, inputs: Tensor | Sequence[Tensor], path:
         to_pt2(wrapper, (*inputs, *state), path, dims)
     else:
         raise ValueError(f"file_format: expected 'onnx' or 'pt2', got {file_format!r}")
+    return names
+
+
+class Seq2SeqEncoder(nn.Module):
+    """A :class:`~rnnkit.models.seq2seq.Seq2Seq`'s encoder for export: ``forward(source (B, S)
+    int64, source_lengths (B,)) -> (memory (B, S, M), state0, ...)``, the memory the decoder
+    attends to and the decoder's initial state (the bridged final state of the encoder, each
+    (layers, B, size))."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, source: Tensor, source_lengths: Tensor) -> tuple[Tensor, ...]:
+        memory, _, state = self.net.encode(source, source_lengths)
+        return (memory, *state_tensors(state))
+
+
+class Seq2SeqDecoderStep(nn.Module):
+    """A :class:`~rnnkit.models.seq2seq.Seq2Seq`'s decoder for export, step by step:
+    ``forward(tokens (B, T) int64, memory, source_lengths, state0, ...) -> (log_probs (B, T,
+    V), next_state0, ...)``. The state carries the decoder from call to call (the encoder's
+    state before the first token, BOS); each call attends to ``memory`` within each source's
+    length. ``log_probs`` are those decoding ranks by (:meth:`Seq2Seq.output_log_probs`: PAD
+    and BOS never come out), so the argmax of the last step is greedy decoding's next
+    token."""
+
+    def __init__(self, net: nn.Module, state_is_tuple: bool) -> None:
+        super().__init__()
+        self.net, self.state_is_tuple = net, state_is_tuple
+
+    def forward(self, tokens: Tensor, memory: Tensor, source_lengths: Tensor,
+                *state: Tensor) -> tuple[Tensor, ...]:
+        mask = valid_steps(source_lengths, memory.shape[1], memory.device)
+        logits, next_state = self.net.decode(
+            tokens, state_from_tensors(list(state), self.state_is_tuple), memory, mask)
+        return (self.net.output_log_probs(logits), *state_tensors(next_state))
+
+
+def seq2seq_paths(path: str | Path) -> tuple[Path, Path]:
+    """The encoder's and the decoder's files of an export to ``path``: ``NAME-encoder.EXT``
+    and ``NAME-decoder.EXT`` beside it."""
+    path = Path(path)
+    return (path.with_name(f"{path.stem}-encoder{path.suffix}"),
+            path.with_name(f"{path.stem}-decoder{path.suffix}"))
+
+
+def export_seq2seq(net: nn.Module, source: Tensor, source_lengths: Tensor, path: str | Path,
+                   file_format: str) -> dict[str, list[str]]:
+    """Write a :class:`~rnnkit.models.seq2seq.Seq2Seq` in evaluation mode as two files of
+    ``file_format`` ("onnx" or "pt2"), :func:`seq2seq_paths` of ``path``: the encoder
+    (:class:`Seq2SeqEncoder`) and the decoder step (:class:`Seq2SeqDecoderStep`), for any
+    batch size, source length and number of tokens per call, given a batch of ``source`` (B,
+    S) and ``source_lengths`` (B,), B and S at least 2. Returns the input names of each file.
+    A Clockwork decoder (whose step depends on its position) is refused."""
+    if file_format not in ("onnx", "pt2"):
+        raise ValueError(f"file_format: expected 'onnx' or 'pt2', got {file_format!r}")
+    if isinstance(net.decoder, ClockworkRNN):
+        raise ValueError("cell: a Clockwork decoder's step depends on its position in the "
+                         "output, which the decoder step does not take; it has no export path")
+    net.eval()
+    encoder_path, decoder_path = seq2seq_paths(path)
+    with torch.no_grad():
+        memory, *state = Seq2SeqEncoder(net)(source, source_lengths)
+    is_tuple = len(state) > 1
+    state_names = [f"state{index}" for index in range(len(state))]
+    tokens = torch.full((source.shape[0], 2), BOS, dtype=torch.long)
+    batch = {0: "batch"}
+    files = {
+        "encoder": (Seq2SeqEncoder(net), (source, source_lengths), encoder_path,
+                    ["source", "source_lengths"], ["memory", *state_names],
+                    [{0: "batch", 1: "source_steps"}, batch]),
+        "decoder": (Seq2SeqDecoderStep(net, is_tuple),
+                    (tokens, memory, source_lengths, *state), decoder_path,
+                    ["tokens", "memory", "source_lengths", *state_names],
+                    ["log_probs", *(f"next_{name}" for name in state_names)],
+                    [{0: "batch", 1: "steps"}, {0: "batch", 1: "source_steps"}, batch,
+                     *([{1: "batch"}] * len(state))]),
+    }
+    names = {}
+    for part, (module, inputs, file, input_names, output_names, dims) in files.items():
+        module.eval()
+        if file_format == "onnx":
+            to_onnx(module, inputs, file, dims, input_names=input_names,
+                    output_names=output_names)
+        else:
+            to_pt2(module, inputs, file, dims)
+        names[part] = input_names
     return names

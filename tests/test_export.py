@@ -344,4 +344,119 @@ def test_cli_export_names_the_tasks_it_writes(tmp_path, capsys):
     run = tmp_path / "adding"
     _cli(capsys, "train", "--task", "adding", "--data", "6", *TINY_RUN, "--out", run)
     assert main(["export", str(run)]) == 1
-    assert "rnnkit export writes --task lm, classify, forecast runs" in capsys.readouterr().err
+    assert ("rnnkit export writes --task lm, classify, forecast, handwriting, speech, "
+            "seq2seq, translate runs") in capsys.readouterr().err
+
+
+# -- the other tasks: CTC recognisers and encoder-decoders ----------------------------------
+
+
+def _load(path, file_format):
+    """A file's model as a function of numpy arrays (in the file's input order) -> arrays."""
+    if file_format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        names = [item.name for item in session.get_inputs()]
+        return lambda *arrays: session.run(None, dict(zip(names, arrays, strict=True)))
+    module = torch.export.load(path).module()
+    return lambda *arrays: [t.numpy() for t in module(*map(torch.from_numpy, arrays))]
+
+
+@pytest.mark.parametrize(("task", "file_format"), [("handwriting", "onnx"), ("speech", "pt2")])
+def test_cli_exports_a_recogniser_that_reads_as_rnnkit_does(task, file_format, tmp_path,
+                                                            capsys):
+    if file_format == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    run = tmp_path / task
+    # speech's default run length is in epochs (which win over --steps): one step
+    data = ["--data", "fsdd:nicolas", "--epochs", "0.001"] if task == "speech" else []
+    _cli(capsys, "train", "--task", task, *data, *TINY_RUN, "--eval-every", "2", "--out", run)
+    out = _cli(capsys, "export", run, "--format", file_format)
+    assert f"{run / f'model.{file_format}'} ({file_format}; inputs" in out
+    exported = _load(run / f"model.{file_format}", file_format)
+    model = _restored_task(run)
+    from rnnkit.tasks import build_task
+    from rnnkit.training.run_dir import RunDirectory
+
+    config = RunDirectory.open(run).read_config()
+    features, lengths = build_task(config, torch.device("cpu")).batch_at(3).inputs
+    assert len(set(lengths.tolist())) > 1  # ragged: the exported file takes the lengths
+    with torch.no_grad():
+        expected = model((features, lengths)).outputs
+    got = torch.from_numpy(exported(features.numpy(), lengths.numpy())[0])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    if task == "handwriting":  # the readings, by best path, are rnnkit's
+        from rnnkit.models.ctc import greedy_decode
+
+        assert greedy_decode(got, lengths) == greedy_decode(expected, lengths)
+    else:
+        assert got.argmax(-1).tolist() == expected.argmax(-1).tolist()
+
+
+def _greedy(encoder, decoder, source, lengths, max_length):
+    """Greedy decoding with the exported encoder and decoder step, in numpy alone."""
+    import numpy as np
+
+    memory, *state = encoder(source, lengths)
+    tokens = np.full((source.shape[0], 1), 1, dtype=np.int64)  # BOS
+    emitted = []
+    for _ in range(max_length):
+        log_probs, *state = decoder(tokens, memory, lengths, *state)
+        tokens = log_probs[:, -1].argmax(-1)[:, None]
+        emitted.append(tokens)
+        if (np.concatenate(emitted, 1) == 2).any(1).all():  # EOS everywhere
+            break
+    rows = np.concatenate(emitted, 1).tolist()
+    return [row[: row.index(2)] if 2 in row else row for row in rows]
+
+
+@pytest.mark.parametrize(("task", "file_format"), [("seq2seq", "onnx"), ("translate", "pt2")])
+def test_cli_exports_an_encoder_and_decoder_step_that_decode_as_rnnkit_does(
+        task, file_format, tmp_path, capsys):
+    if file_format == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    from rnnkit.data.cmudict import BOS, PAD
+
+    if task == "seq2seq":
+        from rnnkit.data import bundled_path
+
+        entries = [line for line in bundled_path("cmudict/cmudict.dict").read_text()
+                   .splitlines() if line and not line.startswith(";;;")][:200]
+        data = tmp_path / "dict.txt"
+        data.write_text("\n".join(entries) + "\n")
+    else:
+        words = ["ein", "hund", "katze", "sieht", "rot", "klein", "mann", "frau"]
+        data = tmp_path / "pairs.tsv"
+        data.write_text("".join(f"{words[i % 8]} {words[(3 * i) % 8]} .\t"
+                                f"a {words[(5 * i) % 8]} {words[i % 8]} .\n"
+                                for i in range(120)))
+    run = tmp_path / task
+    _cli(capsys, "train", "--task", task, "--data", data, *TINY_RUN, "--embedding-size", "8",
+         "--eval-every", "2", "--out", run)
+    out = _cli(capsys, "export", run, "--format", file_format)
+    encoder_file, decoder_file = (run / f"model-{part}.{file_format}"
+                                  for part in ("encoder", "decoder"))
+    assert f"{encoder_file} ({file_format}; inputs source, source_lengths)" in out
+    assert f"{decoder_file} ({file_format}; inputs tokens, memory, source_lengths, state0" in out
+    facts = json.loads((run / "model.json").read_text())
+    assert facts["inputs"]["decoder"][:3] == ["tokens", "memory", "source_lengths"]
+    net = _restored_task(run).net
+    encoder, decoder = _load(encoder_file, file_format), _load(decoder_file, file_format)
+    vocabulary = net.source_embedding.num_embeddings
+    source = torch.randint(3, vocabulary, (3, 7))
+    lengths = torch.tensor([7, 2, 5])
+    source[1, 2:] = PAD
+    source[2, 5:] = PAD
+    # teacher-forced log-probabilities of a whole target in one call
+    target = torch.cat([torch.full((3, 1), BOS), torch.randint(3, vocabulary, (3, 4))], 1)
+    memory, *state = encoder(source.numpy(), lengths.numpy())
+    log_probs = decoder(target.numpy(), memory, lengths.numpy(), *state)[0]
+    with torch.no_grad():
+        expected = net.output_log_probs(net(source, lengths, target).outputs)
+    torch.testing.assert_close(torch.from_numpy(log_probs), expected, atol=1e-4, rtol=1e-4)
+    # greedy decoding, one step per call carrying the state, is rnnkit's
+    assert (_greedy(encoder, decoder, source.numpy(), lengths.numpy(), 8)
+            == net.greedy_decode(source, lengths, max_length=8))
