@@ -243,6 +243,10 @@ def build_parser() -> Parser:
                                  help="which part of the data (default test; all of the file "
                                       "for --task lm with --data)")
     evaluate_parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate_parser.add_argument("--threads", type=int, default=0, metavar="N",
+                                 help="CPU threads; 0 = torch's (the physical cores, or "
+                                      "OMP_NUM_THREADS); 1 can be much faster on a busy "
+                                      "machine (default 0)")
     evaluate_parser.set_defaults(handler=evaluate_command, parser=evaluate_parser)
 
     export_parser = commands.add_parser(
@@ -468,6 +472,10 @@ def sample_command(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """``rnnkit evaluate``: metrics of a run's best checkpoint on a split of its data."""
+    if args.threads < 0:
+        raise RunError(f"--threads must be >= 0 (0: torch's count), got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run = RunDirectory.open(args.run)
     config = run.read_config(TASKS)
     if config.task == "translate":  # BLEU and chrF, greedy and beam, with their signatures

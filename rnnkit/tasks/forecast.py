@@ -334,6 +334,7 @@ def forecasting_task(config: TrainConfig, device: torch.device,
         showcase=showcase, describe_split=describe_split, details=details,
         write_files=lambda folder: write_forecast_files(prepared, model,
                                                         exponential_smoothing(), folder),
+        unit="windows",
     )
 
 

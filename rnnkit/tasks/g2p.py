@@ -106,7 +106,7 @@ def g2p_task(config: TrainConfig, device: torch.device,
         metric_names=("phoneme_error_rate", "word_error_rate", "cross_entropy"),
         saved={"model": settings, "graphemes": graphemes.to_dict(),
                "phonemes": phonemes.to_dict()},
-        showcase=showcase,
+        showcase=showcase, unit="words",
     )
 
 

@@ -213,6 +213,7 @@ def handwriting_task(config: TrainConfig, device: torch.device,
         evaluate=evaluate, metric="cer", metric_names=("cer", "line_error"),
         saved={"model": dataclasses.asdict(model_config), "data": config.data},
         showcase=lambda: showcase_lines(model.recognizer, held_out("test")[:8]),
+        unit="lines",
     )
 
 

@@ -89,6 +89,7 @@ def language_model_task(config: TrainConfig, device: torch.device,
         metric="cross_entropy", metric_names=("cross_entropy", "bits_per_char", "unknown_chars"),
         saved={"model": dataclasses.asdict(model_config), "vocab": vocab.to_dict()},
         showcase=lambda: sample_text(model, vocab, text, config.seed),
+        unit="chars", counts_targets=True,
     )
 
 

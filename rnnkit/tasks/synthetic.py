@@ -127,7 +127,7 @@ def adding_task(config: TrainConfig, device: torch.device,
         model=model, batch_at=batch_at,
         steps_per_epoch=math.ceil(EXAMPLES_PER_EPOCH / config.batch_size),
         evaluate=evaluate, metric="mse", metric_names=("mse", "baseline_mse"),
-        saved={"model": settings, "length": length}, showcase=showcase,
+        saved={"model": settings, "length": length}, showcase=showcase, unit="sequences",
     )
 
 
@@ -165,7 +165,7 @@ def copy_task(config: TrainConfig, device: torch.device,
         steps_per_epoch=math.ceil(EXAMPLES_PER_EPOCH / config.batch_size),
         evaluate=evaluate, metric="cross_entropy",
         metric_names=("cross_entropy", "copy_error_rate", "baseline_cross_entropy"),
-        saved={"model": settings, "length": delay}, showcase=showcase,
+        saved={"model": settings, "length": delay}, showcase=showcase, unit="sequences",
     )
 
 

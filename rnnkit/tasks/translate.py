@@ -129,7 +129,7 @@ def translation_task(config: TrainConfig, device: torch.device,
         metric="bleu_error", metric_names=("bleu_error", "chrf_error", "cross_entropy"),
         saved={"model": settings, "vocab": vocab.to_dict(), "source": text.source,
                "target": text.target},
-        showcase=showcase,
+        showcase=showcase, unit="sentences",
     )
 
 

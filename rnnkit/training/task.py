@@ -41,10 +41,16 @@ class Batch:
 
     @property
     def size(self) -> int:
-        """Target elements in the batch (tokens for a language model, labels for a
-        classifier): what the progress bar counts per second."""
+        """Target elements in the batch (characters for a language model, labels for a
+        classifier)."""
         first = self.targets[0] if isinstance(self.targets, tuple) else self.targets
         return first.numel()
+
+    @property
+    def rows(self) -> int:
+        """Examples in the batch (sequences, series, lines, recordings, sentences)."""
+        first = self.inputs[0] if isinstance(self.inputs, tuple) else self.inputs
+        return first.shape[0]
 
 
 @dataclass
@@ -67,8 +73,9 @@ class Task:
       split (a confusion matrix), printed by ``rnnkit evaluate``.
     * ``write_files(folder)`` -- optional: files about the trained model (plots, tables)
       written to the run directory once training ends; returns their paths.
-    * ``unit`` -- what :attr:`Batch.size` counts, as the progress line's speed shows it
-      ("tok", "series", "values", ...).
+    * ``unit`` -- what the progress line's speed counts per second: the batch's examples
+      (:attr:`Batch.rows`: "series", "sentences", "lines", ...) or, with ``counts_targets``,
+      its target elements (:attr:`Batch.size`: "chars" for a language model).
     * ``selects_best`` -- whether the validation metric picks the weights of the results
       (best.safetensors); False: the final weights are the results, and validation only
       reports (for data too small to hold out a part that can choose).
@@ -86,7 +93,8 @@ class Task:
     details: Callable[[str], str] | None = None
     write_files: Callable[[Path], list[Path]] | None = None
     selects_best: bool = True
-    unit: str = "tok"
+    unit: str = "examples"
+    counts_targets: bool = False
 
 
 TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]

@@ -338,7 +338,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                 progress.set_total(total_steps)
                 progress.write(f"steps: {total_steps} fit in the time limit at "
                                f"{seconds_per_step * 1000:.0f} ms per step")
-            tokens = batch.size
+            tokens = batch.size if task.counts_targets else batch.rows  # in task.unit
             session_tokens += tokens
             row = {"loss": loss_value, "grad_norm": grad_norm, "lr": lr,
                    "tokens_per_s": tokens / step_seconds}
@@ -402,7 +402,8 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     if ranks.is_main:
         tokens_per_s = session_tokens / max(seconds, 1e-9)
         write_report(run, config, result, steps_this_session=step - first_step,
-                     tokens_per_s=tokens_per_s, parameters=count_parameters(model))
+                     tokens_per_s=tokens_per_s, parameters=count_parameters(model),
+                     unit=task.unit)
     return result
 
 
@@ -569,8 +570,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def write_report(run: RunDirectory, config: TrainConfig, result: TrainResult,
-                 steps_this_session: int, tokens_per_s: float, parameters: int) -> None:
-    """Write report.json and report.md summarising the run."""
+                 steps_this_session: int, tokens_per_s: float, parameters: int,
+                 unit: str = "tokens") -> None:
+    """Write report.json and report.md summarising the run; ``tokens_per_s`` is the speed in
+    the task's ``unit`` per second (report.json keeps that key, and names the unit)."""
     report = {
         "stop_reason": result.stop_reason,
         "message": result.message,
@@ -579,6 +582,7 @@ def write_report(run: RunDirectory, config: TrainConfig, result: TrainResult,
         "steps_this_session": steps_this_session,
         "seconds_this_session": round(result.seconds, 1),
         "tokens_per_s": round(tokens_per_s, 1),
+        "speed_unit": unit,
         "parameters": parameters,
         "best_step": result.best_step,
         "validation": result.validation,
@@ -593,7 +597,7 @@ def write_report(run: RunDirectory, config: TrainConfig, result: TrainResult,
         f"{config.layers} x {config.hidden_size} units, {parameters:,} parameters",
         f"- {result.message}",
         f"- This session: {steps_this_session} steps in {format_seconds(result.seconds)}, "
-        f"{tokens_per_s:,.0f} tokens/s",
+        f"{tokens_per_s:,.0f} {unit}/s",
     ]
     if result.validation is not None:
         lines += ["", f"Best checkpoint: step {result.best_step}", "",
