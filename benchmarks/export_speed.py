@@ -56,7 +56,7 @@ def matrix_entries(module: torch.nn.Module) -> int:
 
 
 def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
-            threads: int) -> dict[str, float]:
+            threads: int, compiled_too: bool = True) -> dict[str, float]:
     batch, steps, hidden = shape
     torch.manual_seed(0)
     layer = rnnkit.build_layer(cell, hidden, hidden).eval()
@@ -74,7 +74,7 @@ def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
                           dynamic_axes={"x": {0: "steps", 1: "batch"}})
     lstm_onnx = session(lstm_path, threads)
     torch._dynamo.reset()
-    compiled = torch.compile(layer, fullgraph=True)
+    compiled = torch.compile(layer, fullgraph=True) if compiled_too else None
     feed = {"x": x.numpy()}
     models = {
         "eager": lambda: layer(x),
@@ -84,6 +84,8 @@ def measure(cell: str, shape: tuple[int, int, int], repeats: int, folder: Path,
         "torch.nn.LSTM": lambda: reference(x),
         "torch.nn.LSTM onnxruntime": lambda: lstm_onnx.run(None, feed),
     }
+    if compiled is None:
+        del models["compiled"]
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.no_grad():
         for model in models.values():  # warm-up (compiles)
@@ -104,6 +106,8 @@ def main() -> None:
     parser.add_argument("--shapes", help="comma-separated BxTxH (default 1x150x256,32x100x256)")
     parser.add_argument("--repeats", type=int, default=9, help="timed rounds (default 9)")
     parser.add_argument("--threads", type=int, default=1, help="threads (default 1)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave out torch.compile (its compilation takes minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cells = args.cells.split(",") if args.cells else list(DEFAULT_CELLS)
@@ -118,7 +122,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for shape in shapes:
             for cell in cells:
-                t = measure(cell, shape, args.repeats, Path(folder), args.threads)
+                t = measure(cell, shape, args.repeats, Path(folder), args.threads,
+                            not args.no_compile)
+                t.setdefault("compiled", float("nan"))
                 lstm, lstm_ort = t["torch.nn.LSTM"], t["torch.nn.LSTM onnxruntime"]
                 row = ["x".join(map(str, shape)), cell, f"{t['eager'] * 1e3:.2f}",
                        f"{t['compiled'] / t['eager']:.2f}",
@@ -130,7 +136,7 @@ def main() -> None:
                        f"{lstm * 1e3:.2f}", f"{lstm_ort * 1e3:.2f}"]
                 rows.append(row)
                 print(" | ".join(row), flush=True)
-    if args.cells or args.shapes:
+    if args.cells or args.shapes or args.no_compile:
         return
     lines = ["Forward passes of one layer (input size H), medians of "
              f"{args.repeats} interleaved rounds in one process (`benchmarks/export_speed.py`, "
