@@ -200,7 +200,7 @@ def build_parser() -> Parser:
              "computes it natively (AMX/AVX512-BF16 CPUs, CUDA) (default auto)")
     add("--compile", action=argparse.BooleanOptionalAction,
         help="train through torch.compile: the same results, compiled in the first steps "
-             "(default: per task, where it measured faster; --no-compile for eager)")
+             "(default off: the tasks measured trained slower compiled)")
     add("--threads", type=count, metavar="N",
         help="CPU threads per process, fixed for the run; 0 = auto: a resumed run's recorded "
              "count, else torch's (the physical cores, or OMP_NUM_THREADS); 1 can be much "

@@ -101,8 +101,8 @@ class TrainConfig:
     measured a gain choose "auto"."""
     compile: bool = False
     """Train the model through ``torch.compile`` (:mod:`rnnkit.training.compiling`): the same
-    results as eager, compiled in the first steps; tasks whose step measured faster compiled
-    choose it by default."""
+    results as eager, compiled in the first steps. Off by default: the tasks measured
+    (docs/results/export.md) trained slower compiled."""
 
     def total_steps(self, steps_per_epoch: int) -> int | None:
         """Length of the run in optimizer steps: ``epochs`` passes if set, else ``steps``
