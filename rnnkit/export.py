@@ -69,8 +69,9 @@ def _dynamic_shapes(model: nn.Module, inputs: Sequence[object],
         shapes.append({index: named.setdefault(label, torch.export.Dim(label, min=1))
                        for index, label in entry.items()})
     parameters = list(inspect.signature(model.forward).parameters.values())
-    if parameters and parameters[0].kind is inspect.Parameter.VAR_POSITIONAL:
-        return (tuple(shapes),)  # forward(*tensors): one argument, a tuple
+    for index, parameter in enumerate(parameters):
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:  # forward(a, *tensors)
+            return (*shapes[:index], tuple(shapes[index:]))
     return tuple(shapes)
 
 
