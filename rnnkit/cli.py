@@ -389,6 +389,8 @@ def train_command(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, **given)
         run_path = Path(resume)
     else:
+        if "steps" in given and "epochs" not in given:
+            given["epochs"] = None  # --steps sets the length, also where a task's default is epochs
         config = task_config(given.pop("task", DEFAULTS.task), **given)
         run_path = None if out is None else Path(out)
     config.check(tasks=TASKS)  # every option, before anything is created or started
