@@ -391,6 +391,8 @@ def train_command(args: argparse.Namespace) -> int:
     else:
         if "steps" in given and "epochs" not in given:
             given["epochs"] = None  # --steps sets the length, also where a task's default is epochs
+        if "steps" in given and "epochs" not in given:
+            given["epochs"] = None  # --steps sets the length, over a task's default epochs
         config = task_config(given.pop("task", DEFAULTS.task), **given)
         run_path = None if out is None else Path(out)
     config.check(tasks=TASKS)  # every option, before anything is created or started
