@@ -434,8 +434,9 @@ def test_cli_exports_an_encoder_and_decoder_step_that_decode_as_rnnkit_does(
     else:
         words = ["ein", "hund", "katze", "sieht", "rot", "klein", "mann", "frau"]
         data = tmp_path / "pairs.tsv"
-        data.write_text("".join(f"{words[i % 8]} {words[(3 * i) % 8]} .\t"
-                                f"a {words[(5 * i) % 8]} {words[i % 8]} .\n"
+        # distinct sources: the split into train/val/test hashes each source sentence
+        data.write_text("".join(f"{words[i % 8]} {words[(3 * i) % 8]} {i} .\t"
+                                f"a {words[(5 * i) % 8]} {words[i % 8]} {i} .\n"
                                 for i in range(400)))
     run = tmp_path / task
     _cli(capsys, "train", "--task", task, "--data", data, *TINY_RUN, "--embedding-size", "8",
