@@ -21,12 +21,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from rnnkit.cli import main as rnnkit_main
+from report import trained_report
+
 from rnnkit.data import load_ucr
 
 PUBLISHED = {  # name: (1-NN DTW, LSTM-FCN, InceptionTime)
@@ -38,12 +38,8 @@ PUBLISHED = {  # name: (1-NN DTW, LSTM-FCN, InceptionTime)
 def run_report(out: Path, data: str, seed: int, options: list[str]) -> dict:
     """The report of the run of ``data`` with ``seed``, training it first if needed."""
     run = out / f"{load_ucr(data).name}-seed{seed}"
-    if not (run / "report.json").is_file():
-        code = rnnkit_main(["train", "--task", "classify", "--data", data, "--seed", str(seed),
-                            "--out", str(run), "--force", *options])
-        if code != 0:
-            raise SystemExit(f"{data}, seed {seed}: rnnkit train exited with {code}")
-    return json.loads((run / "report.json").read_text())
+    return trained_report(run, ["--task", "classify", "--data", data, "--seed", str(seed),
+                                "--force", *options], f"{data}, seed {seed}")
 
 
 def main(argv: list[str] | None = None) -> int:

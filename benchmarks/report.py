@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: timing, the machine's description, and the sections of
-the docs' benchmark tables page (docs/results/benchmarks.md) they write."""
+"""What the benchmark scripts share: timing, the machine's description, the sections of the
+docs' benchmark tables page (docs/results/benchmarks.md) they write, and the runs that
+benchmarks of trained results make or read again."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -107,3 +109,18 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def trained_report(run: Path, train_argv: list[str], label: str) -> dict:
+    """The report.json of the run in ``run``, made first by ``rnnkit train *train_argv --out
+    run`` if it holds none (so that a benchmark interrupted half-way reads the runs it has);
+    ``label`` names the run in the error if training fails."""
+    if not (run / "report.json").is_file():
+        # imported here: the timing benchmarks that share this module need not load the CLI
+        from rnnkit.cli import main as rnnkit_main
+
+        code = rnnkit_main(["train", *train_argv, "--out", str(run)])
+        if code != 0:
+            raise SystemExit(f"{label}: rnnkit train exited with {code}")
+    return json.loads((run / "report.json").read_text())
+

@@ -19,12 +19,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from rnnkit.cli import main as rnnkit_main
+from report import trained_report
+
 from rnnkit.data.fsdd import SPEAKERS
 
 
@@ -37,13 +37,9 @@ def fold_data(data: str, speaker: str, without: list[str]) -> str:
 def fold_report(out: Path, data: str, speaker: str, options: list[str],
                 without: list[str]) -> dict:
     """The report of the fold holding ``speaker`` out, training it first if needed."""
-    run = out / speaker
-    if not (run / "report.json").is_file():
-        code = rnnkit_main(["train", "--task", "speech", "--data",
-                            fold_data(data, speaker, without), "--out", str(run), *options])
-        if code != 0:
-            raise SystemExit(f"fold {speaker}: rnnkit train exited with {code}")
-    return json.loads((run / "report.json").read_text())
+    return trained_report(out / speaker, ["--task", "speech", "--data",
+                                          fold_data(data, speaker, without), *options],
+                          f"fold {speaker}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from rnnkit.cli import main as rnnkit_main
+from report import trained_report
+
 from rnnkit.tasks import translate
 
 VARIANTS: dict[str, tuple[dict[str, object], list[str]]] = {
@@ -38,22 +38,17 @@ VARIANTS: dict[str, tuple[dict[str, object], list[str]]] = {
 
 def run_report(run: Path, variant: str, steps: int, seed: int, options: list[str]) -> dict:
     """The report of ``variant``'s run in ``run``, training it first if needed."""
-    if not (run / "report.json").is_file():
-        constants, extra = VARIANTS[variant]
-        saved = {name: getattr(translate, name) for name in constants}
-        for name, value in constants.items():
+    constants, extra = VARIANTS[variant]
+    saved = {name: getattr(translate, name) for name in constants}
+    for name, value in constants.items():
+        setattr(translate, name, value)
+    try:
+        return trained_report(run, ["--task", "translate", "--steps", str(steps),
+                                    "--time-limit", "0", "--seed", str(seed), "--force",
+                                    *extra, *options], variant)
+    finally:
+        for name, value in saved.items():
             setattr(translate, name, value)
-        try:
-            code = rnnkit_main(["train", "--task", "translate", "--steps", str(steps),
-                                "--time-limit", "0", "--seed", str(seed), "--out", str(run),
-                                "--force",
-                                *extra, *options])
-        finally:
-            for name, value in saved.items():
-                setattr(translate, name, value)
-        if code != 0:
-            raise SystemExit(f"{variant}: rnnkit train exited with {code}")
-    return json.loads((run / "report.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
