@@ -219,9 +219,26 @@ class RunDirectory:
         return self.best_checkpoint if self.best_checkpoint.is_file() else self.last_checkpoint
 
     def write_report(self, report: Mapping[str, Any], markdown: str) -> None:
-        """Save the final summary as report.json and report.md."""
-        write_json(self.report_json, report)
+        """Save the final summary as report.md and report.json.
+
+        report.json last: a process killed between the two leaves the report.json of an
+        earlier session (or none), so :meth:`reported_step` does not take the run's report
+        for written."""
         write_atomically(self.report_md, markdown.encode("utf-8"), what="report")
+        write_json(self.report_json, report)
+
+    def reported_step(self) -> int | None:
+        """The step of the run's last complete report (report.json's ``steps``), or None
+        where there is none, or it is unreadable, or it is the report of an interrupted
+        session (which skips the test metrics and the sample)."""
+        try:
+            report = json.loads(self.report_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(report, dict) or report.get("stop_reason") == "interrupted":
+            return None
+        steps = report.get("steps")
+        return steps if isinstance(steps, int) else None
 
 
 def write_json(path: Path, values: Mapping[str, Any]) -> None:

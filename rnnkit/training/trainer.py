@@ -11,7 +11,8 @@ a non-finite loss. Every step is logged to metrics.csv. The run directory is loc
 run trains in it (:meth:`RunDirectory.lock`). Resuming from
 ``checkpoints/last.safetensors`` restores the weights, their average, optimizer, random
 generators, carried state and data position, so the resumed loss curve is the one an
-uninterrupted run would have produced.
+uninterrupted run would have produced. A run resumed at its last step whose report is not
+written (killed after its final checkpoint) writes its final results and report, untrained.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     total_steps = config.total_steps(task.steps_per_epoch)
     torch.manual_seed(config.seed + ranks.rank)  # distinct dropout masks on each rank
     step, state, best = 0, None, BestRecord()
+    finishing = False  # a run at its last step that has yet to write its report
     if checkpoint is not None:
         step, state, best = restore(checkpoint, model, optimizer, ranks, config, average)
         if total_steps is None:  # an "auto" run keeps the length it chose
@@ -252,8 +254,14 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
         if ranks.is_main:
             recover_best(run, checkpoint, model, average)
         if total_steps is not None and step >= total_steps:
-            raise RunError(f"{run.path}: already trained for {step} of {total_steps} steps; "
-                           "give a larger --steps (or --epochs) to train further")
+            # Its last checkpoint is the final one. With the report of that step written, the
+            # run is complete; without it (killed after the checkpoint, before or while the
+            # report was written), the session does what remains: the final results and the
+            # report, no training.
+            if ranks.share(run.reported_step() if ranks.is_main else None) == step:
+                raise RunError(f"{run.path}: already trained for {step} of {total_steps} "
+                               "steps; give a larger --steps (or --epochs) to train further")
+            finishing = True
     trained = DistributedDataParallel(model) if ranks.distributed else model
     if config.compile:
         trained = compile_model(trained)
@@ -264,8 +272,12 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
         run.write_config(config)
 
     metrics = (MetricsLog(run, task.metric_names, step if checkpoint else None)
-               if ranks.is_main else None)
-    progress = Progress(total_steps, step, enabled=ranks.is_main, unit=task.unit)
+               if ranks.is_main and not finishing else None)
+    progress = Progress(total_steps, step, enabled=ranks.is_main and not finishing,
+                        unit=task.unit)
+    if finishing and ranks.is_main:
+        print(f"{run.path}: trained all {step} steps but stopped before writing its report; "
+              "writing the final results and the report (no training)", file=sys.stderr)
     progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
@@ -280,7 +292,9 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
-    first_step, saved_step, stop_reason, stop_signal = step, step, None, None
+    first_step, saved_step, stop_signal = step, step, None
+    stop_reason = "finished" if finishing else None
+    loss_value = grad_norm = math.nan  # until the first step of this session
     auto_length = total_steps is None
     # The fused kernels before the first step (a trace, as --compile's, never builds them);
     # building them, or waiting for another process's build, is not training time.
