@@ -34,9 +34,11 @@ ADDING_DESCRIPTION = "adding problem: sum the two marked values of a --data T st
 COPY_DESCRIPTION = "copy memory: repeat 10 symbols after a delay of --data T steps"
 
 ADDING_DEFAULTS: dict[str, Any] = {"data": "100", "batch_size": 64, "steps": 4000,
-                                   "eval_every": 250}
-COPY_DEFAULTS: dict[str, Any] = {"data": "20", "batch_size": 64, "steps": 8000}
-"""Each task's length T and run: fresh examples every step, so more steps than epochs."""
+                                   "eval_every": 250, "time_limit": None}
+COPY_DEFAULTS: dict[str, Any] = {"data": "20", "batch_size": 64, "steps": 8000,
+                                 "time_limit": None}
+"""Each task's length T and run: fresh examples every step, so more steps than epochs; no time
+limit, so that no machine's load cuts the default run short."""
 
 EXAMPLES_PER_EPOCH = 10_000
 """The synthetic tasks draw new examples at every step; an "epoch" is this many."""

@@ -1,0 +1,58 @@
+"""The default runs of the lm and translate tasks have a fixed length in steps (what the idle
+reference machine fitted into their time budgets) and no time limit, so the same command gives
+the same run under any load; ``--time-limit S`` without ``--steps`` or ``--epochs`` fits the
+length to S seconds instead, as those defaults once did."""
+
+import pytest
+
+from rnnkit import cli as cli_module
+from rnnkit.tasks import task_config
+from rnnkit.training.trainer import TrainResult
+
+FIXED = {"lm": 5944, "translate": 3643}
+"""The steps of docs/results/language-model.md's and docs/results/translation.md's default
+runs on the idle 2-core AMD EPYC (580 s and 30 minutes)."""
+
+
+@pytest.mark.parametrize("task", FIXED)
+def test_the_default_length_is_fixed_and_no_time_limit_cuts_it(task):
+    config = task_config(task)
+    assert (config.steps, config.epochs, config.time_limit) == (FIXED[task], None, None)
+    assert config.total_steps(steps_per_epoch=100) == FIXED[task]
+
+
+@pytest.fixture
+def configs(monkeypatch):
+    """The configs ``rnnkit train`` would train (nothing is trained)."""
+    seen = []
+
+    def fake_train(config, run_path, ranks, build_task, resume=False, force=False):
+        seen.append(config)
+        return TrainResult("finished", "finished 0 steps", 0, config.steps, 0.0)
+
+    monkeypatch.setattr(cli_module, "train", fake_train)
+    return seen
+
+
+@pytest.mark.parametrize("argv, length", [
+    ([], (5944, None, None)),
+    (["--time-limit", "300"], (None, None, 300.0)),  # fitted to the time limit
+    (["--steps", "0", "--time-limit", "300"], (None, None, 300.0)),
+    (["--steps", "100", "--time-limit", "300"], (100, None, 300.0)),  # stops at either
+    (["--epochs", "2", "--time-limit", "300"], (5944, 2.0, 300.0)),  # the epochs win
+    (["--time-limit", "0"], (5944, None, None)),
+    (["--task", "translate"], (3643, None, None)),
+    (["--task", "translate", "--time-limit", "600"], (None, None, 600.0)),
+    (["--task", "speech", "--time-limit", "60"], (None, None, 60.0)),  # over its epochs too
+])
+def test_a_time_limit_alone_fits_the_length_to_it(configs, cli, tmp_path, argv, length):
+    code, _, err = cli("train", *argv, "--out", tmp_path / "run")
+    assert code == 0, err
+    config = configs[-1]
+    assert (config.steps, config.epochs, config.time_limit) == length
+
+
+def test_an_auto_length_still_needs_a_time_limit(configs, cli):
+    code, _, err = cli("train", "--steps", "0")
+    assert code == 1 and "needs a --time-limit" in err
+    assert not configs
