@@ -534,3 +534,28 @@ def test_library_products_equal_the_reference_where_own_kernels_run():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout
+
+
+def test_the_constant_mark_is_torch_compiles_own_and_loading_rnnkit_skips_dynamo():
+    """fused.py marks its build probes constant for torch.compile as
+    ``torch.compiler.assume_constant_result`` does, without importing ``torch._dynamo``
+    (seconds for every process that loads rnnkit; see test_export.py for a compile that
+    reads the mark)."""
+
+    def mine():
+        return True
+
+    def torchs():
+        return True
+
+    fused._constant_under_compile(mine)
+    torch.compiler.assume_constant_result(torchs)
+    assert set(vars(mine)) == set(vars(torchs)) == {"_dynamo_marked_constant"}
+    assert vars(mine) == vars(torchs)
+    for probe in (fused.extension_built, fused.onednn_multiplies_bf16, fused.cpu_computes_bf16):
+        assert vars(probe).get("_dynamo_marked_constant") is True, probe.__name__
+    code = ("import sys, rnnkit.cli; "
+            "print(sorted(m for m in ('torch._dynamo', 'statsmodels') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=300)
+    assert done.stdout.strip() == "[]"

@@ -298,6 +298,16 @@ def fused_supports(cell_math: CellMath, zoneout: bool = False, projected: bool =
     return not (projected and kernel in _WEIGHTED_INPUT)
 
 
+def _constant_under_compile(function):
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (seconds
+    of import time for every process that loads rnnkit, most of which never compile): the
+    same mark on ``function``, which torch.compile reads when it traces a call to it
+    (tests/test_fused_engine.py checks that torch's decorator marks a function as this one
+    does)."""
+    function._dynamo_marked_constant = True
+    return function
+
+
 @cache
 def own_products_run() -> bool:
     """Whether the kernels' float32 matrix products run on rnnkit's own kernels here
@@ -307,7 +317,7 @@ def own_products_run() -> bool:
     return extension is not None and extension.own_matmul(probe, probe) is not None
 
 
-@torch.compiler.assume_constant_result
+@_constant_under_compile
 def extension_built() -> bool:
     """Whether the kernels are built (building them on the first call outside tracing); a
     constant to torch.compile, which runs it once, while tracing: it then loads a finished
@@ -321,7 +331,7 @@ def fused_runs(inputs: Tensor) -> bool:
     return inputs.device.type == "cpu" and inputs.dtype in _DTYPES and extension_built()
 
 
-@torch.compiler.assume_constant_result
+@_constant_under_compile
 @cache
 def onednn_multiplies_bf16() -> bool:
     """Whether torch's oneDNN multiplies bfloat16 on this CPU (it needs AVX-512 BW/VL/DQ,
@@ -340,7 +350,7 @@ def bf16_products_wanted(inputs: Tensor) -> bool:
             and onednn_multiplies_bf16())
 
 
-@torch.compiler.assume_constant_result
+@_constant_under_compile
 @cache
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX512-BF16) and oneDNN does

@@ -26,11 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing as _HoltWinters
-except ImportError:  # pragma: no cover - statsmodels is a dependency
-    _HoltWinters = None
-
 __all__ = [
     "Combination", "ExponentialSmoothing", "choose_combination", "combinations",
     "horizon_scores", "interval_scores", "mase_scale", "mean_over_horizons", "naive_forecasts",
@@ -129,8 +124,10 @@ class ExponentialSmoothing:
         """Fit on the ``history`` values before ``end`` (at least ten seasons) and run over
         all of ``values``; ``season`` None or one the fitting part does not hold twice fits
         no season. Needs statsmodels (ImportError naming the extra otherwise)."""
-        if _HoltWinters is None:
-            raise ImportError(MISSING_STATSMODELS)
+        try:  # here, not at import: seconds of loading for every process that loads rnnkit
+            from statsmodels.tsa.holtwinters import ExponentialSmoothing as _HoltWinters
+        except ImportError:  # pragma: no cover - statsmodels is a dependency
+            raise ImportError(MISSING_STATSMODELS) from None
         values = np.asarray(values, dtype=np.float64)
         start = max(0, end - max(history, 10 * (season or 1)))
         part = values[start:end]

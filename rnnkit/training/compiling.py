@@ -10,10 +10,13 @@ step compiles for its sizes, a later step with other sizes once more with them d
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch._dynamo.callback import CallbackArgs, callback_handler
+
+if TYPE_CHECKING:
+    from torch._dynamo.callback import CallbackArgs
 
 BACKEND = "inductor"
 """torch.compile's backend for training (tests may take "aot_eager", which traces the same
@@ -46,6 +49,8 @@ def compile_model(model: nn.Module) -> nn.Module:
     """``torch.compile(model)`` (Inductor, dynamic shapes after the first recompile), its
     compilation time counted by :func:`compile_seconds`. The compiled module shares
     ``model``'s parameters: checkpoints and evaluation keep using ``model``."""
+    from torch._dynamo.callback import callback_handler  # not at import: seconds of loading
+
     if _start not in callback_handler.start_callbacks:  # torch._dynamo.reset() removes them
         callback_handler.register_start_callback(_start)
         callback_handler.register_end_callback(_end)
