@@ -3,10 +3,15 @@ by ``rnnkit train --resume``: the final results and the report, with no further 
 same as the run left alone; once its report is written, a resume says the run is complete."""
 
 import json
+import os
 import random
+import signal
+import time
+import traceback
 
 import pytest
 
+from rnnkit.cli import main
 from rnnkit.engine.select import set_default_engine
 from rnnkit.training import run_dir, trainer
 
@@ -87,3 +92,44 @@ def test_a_run_killed_before_its_report_is_finished_by_resume(corpus, tmp_path, 
 
     code, _, err = cli("train", "--resume", run)
     assert code == 1 and f"already trained for {STEPS} of {STEPS} steps" in err, err
+
+
+def test_a_run_sigkilled_before_its_report_json_is_finished_by_resume(corpus, tmp_path, cli):
+    """The same with a real SIGKILL (a forked process, paused with report.md written and
+    report.json not): the resume takes the dead process's lock over and finishes."""
+    run, marker = tmp_path / "run", tmp_path / "paused"
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            os.dup2(os.open(tmp_path / "child.log", os.O_WRONLY | os.O_CREAT), 2)
+            write_json = run_dir.write_json
+
+            def pause_before_report_json(path, values):
+                if path.name == "report.json":
+                    marker.write_text("")
+                    time.sleep(600)
+                write_json(path, values)
+
+            run_dir.write_json = pause_before_report_json
+            code = main(["train", "--data", str(corpus), *TINY, "--out", str(run)])
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert os.waitpid(pid, os.WNOHANG)[0] == 0, (tmp_path / "child.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "child.log").read_text()
+            time.sleep(0.01)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert (run / "report.md").exists() and not (run / "report.json").exists()
+
+    code, out, err = cli("train", "--resume", run)
+    assert code == 0, err
+    assert "no training" in err and f"finished {STEPS} steps" in out
+    assert json.loads((run / "report.json").read_text())["steps"] == STEPS
