@@ -180,6 +180,9 @@ def export_task_model(model: nn.Module, inputs: Tensor | Sequence[Tensor], path:
     the start of a sequence). Every batch size and length runs."""
     model.eval()
     inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    # copies: a batch is often a view of a larger tensor (a language model's slice of the
+    # text), whose base torch.export would trace too, binding the length to the base's
+    inputs = tuple(tensor.clone() for tensor in inputs)
     if len(input_names) != len(inputs):
         raise ValueError(f"input_names: expected {len(inputs)} names, got {len(input_names)}")
     state: tuple[Tensor, ...] = ()
@@ -260,6 +263,7 @@ def export_seq2seq(net: nn.Module, source: Tensor, source_lengths: Tensor, path:
         raise ValueError("cell: a Clockwork decoder's step depends on its position in the "
                          "output, which the decoder step does not take; it has no export path")
     net.eval()
+    source, source_lengths = source.clone(), source_lengths.clone()  # not views: see above
     encoder_path, decoder_path = seq2seq_paths(path)
     with torch.no_grad():
         memory, *state = Seq2SeqEncoder(net)(source, source_lengths)
