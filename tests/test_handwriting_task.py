@@ -72,11 +72,11 @@ def line_png(tmp_path) -> Path:
 # --- the task in the general trainer ---------------------------------------------------------
 
 
-def test_task_defaults_are_a_bidirectional_lstm_within_the_time_limit() -> None:
+def test_task_defaults_are_a_bidirectional_lstm_of_a_fixed_length() -> None:
     defaults = TASKS["handwriting"].defaults
     assert defaults["bidirectional"] is True and defaults["data"] == "digit-lines"
     config = task_config("handwriting")
-    assert config.cell == "lstm" and config.time_limit <= 540
+    assert config.cell == "lstm" and (config.steps, config.time_limit) == (4926, None)
 
 
 def test_train_writes_a_run_with_checkpoints_metrics_and_test_scores(tiny_run) -> None:

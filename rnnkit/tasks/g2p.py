@@ -40,10 +40,13 @@ DESCRIPTION = "encoder-decoder with attention: spell words as phonemes (CMUdict 
 
 DEFAULTS: dict[str, Any] = {
     "data": "cmudict", "hidden_size": 256, "bidirectional": True, "batch_size": 128,
-    "dropout": 0.1, "time_limit": 780.0,
+    "dropout": 0.1, "steps": 3206, "time_limit": None,
 }
 """A bidirectional encoder reads the whole word before the decoder spells it; 125,000
-training words take large batches and the longest time limit of the tasks."""
+training words take large batches. The run is a fixed 3,206 steps with no time limit, so that
+the same command gives the same run under any load (``--time-limit S`` alone fits the length
+to S seconds instead): the length that its only recorded run (docs/results/index.md: a
+2-core Intel Xeon, ``--threads 1``) fitted into the former time limit of 780 s."""
 
 VALIDATION_WORDS = 2000
 """Validation during training decodes this many validation words (a fixed subset)."""
