@@ -290,15 +290,30 @@ def test_precision_names_choose_autocast():
     assert uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
 
 
-def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corpus, tmp_path):
+def test_an_auto_length_run_fits_its_steps_to_the_time_limit_and_keeps_them(corpus, tmp_path,
+                                                                          monkeypatch):
+    # A clock that advances 0.05 s per step, whatever the machine's speed or load: the pace
+    # measured over steps 10..60 fits 60 + (5 - 3 - SPARE * 5) / 0.05 = 96 steps in 5 s.
+    clock = {"now": 0.0}
+
+    def ticking(task):
+        def batch_at(step):
+            clock["now"] += 0.05
+            return task.batch_at(step)
+
+        return dataclasses.replace(task, batch_at=batch_at)
+
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: clock["now"])
     config = tiny_config(corpus, steps=None, time_limit=5.0, eval_every=10**6)
-    first = train(config, tmp_path / "run", ONE_RANK, changed_tasks(press_ctrl_c_before(79)))
+    first = train(config, tmp_path / "run", ONE_RANK,
+                  changed_tasks(lambda task: press_ctrl_c_before(79)(ticking(task))))
     assert first.stop_reason == "interrupted" and first.steps == 80
-    assert first.total_steps > 80
+    assert first.total_steps == 60 + int((5.0 - 3.0 - trainer.SPARE * 5.0) / 0.05) == 96
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert checkpoint.info["total_steps"] == first.total_steps
-    second = train(config, tmp_path / "run", ONE_RANK, resume=True)
-    assert second.total_steps == first.total_steps
+    second = train(config, tmp_path / "run", ONE_RANK, changed_tasks(ticking), resume=True)
+    assert second.stop_reason == "finished"
+    assert second.total_steps == second.steps == first.total_steps  # kept, not fitted again
 
 
 def test_steps_that_fit_keep_a_share_of_the_whole_time_limit_spare():
