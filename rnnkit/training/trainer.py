@@ -247,18 +247,34 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     torch.manual_seed(config.seed + ranks.rank)  # distinct dropout masks on each rank
     step, state, best = 0, None, BestRecord()
     finishing = False  # a run at its last step that has yet to write its report
+    stopped_early = False  # ... and whose last step was its early stop
     if checkpoint is not None:
         step, state, best = restore(checkpoint, model, optimizer, ranks, config, average)
+        saved_total = checkpoint.info.get("total_steps")
         if total_steps is None:  # an "auto" run keeps the length it chose
-            total_steps = checkpoint.info.get("total_steps")
+            total_steps = saved_total
         if ranks.is_main:
             recover_best(run, checkpoint, model, average)
-        if total_steps is not None and step >= total_steps:
+        if (config.patience is not None and best.evals_without_improvement >= config.patience
+                and total_steps is not None and step < total_steps):
+            # Its last checkpoint is the validation that stopped it early: it ends there, as a
+            # finished run does, unless this session gives it another length (--steps or
+            # --epochs), which trains on with the patience counted afresh.
+            if total_steps == saved_total:
+                stopped_early = True
+            else:
+                best.evals_without_improvement = 0
+        if stopped_early or (total_steps is not None and step >= total_steps):
             # Its last checkpoint is the final one. With the report of that step written, the
             # run is complete; without it (killed after the checkpoint, before or while the
             # report was written), the session does what remains: the final results and the
             # report, no training.
             if ranks.share(run.reported_step() if ranks.is_main else None) == step:
+                if stopped_early:
+                    raise RunError(f"{run.path}: stopped early at step {step} of {total_steps} "
+                                   f"(validation had not improved for {config.patience} "
+                                   "validations); give another --steps (or --epochs) than "
+                                   f"its {total_steps} to train further")
                 raise RunError(f"{run.path}: already trained for {step} of {total_steps} "
                                "steps; give a larger --steps (or --epochs) to train further")
             finishing = True
@@ -276,8 +292,9 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     progress = Progress(total_steps, step, enabled=ranks.is_main and not finishing,
                         unit=task.unit)
     if finishing and ranks.is_main:
-        print(f"{run.path}: trained all {step} steps but stopped before writing its report; "
-              "writing the final results and the report (no training)", file=sys.stderr)
+        done = f"stopped early at step {step}" if stopped_early else f"trained all {step} steps"
+        print(f"{run.path}: {done} but ended before writing its report; writing the final "
+              "results and the report (no training)", file=sys.stderr)
     progress.write(f"{'resuming' if resume else 'training'} {run.path} at step {step} of "
                    f"{total_steps or 'auto'}: task {config.task} on {config.data}, {config.cell} "
                    f"{config.layers}x{config.hidden_size} ({count_parameters(model):,} "
@@ -293,7 +310,7 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
     first_step, saved_step, stop_signal = step, step, None
-    stop_reason = "finished" if finishing else None
+    stop_reason = ("early_stopping" if stopped_early else "finished") if finishing else None
     loss_value = grad_norm = math.nan  # until the first step of this session
     auto_length = total_steps is None
     # The fused kernels before the first step (a trace, as --compile's, never builds them);
