@@ -144,6 +144,11 @@ def run_loop(
         # scan's outputs may alias neither its carry nor each other
         return tuple(new_state), tuple(value.clone() for value in recorded)
 
+    # copies, never views: under torch.export scan compiles ``step`` once per process and
+    # guards on the inputs' bases when they are views; a later export whose inputs are not
+    # views then fails evaluating that guard (torch 2.13: "'NoneType' object has no attribute
+    # 'size'", e.g. a seq2seq run exported as ONNX, then as pt2)
+    xs = {name: value.clone() for name, value in xs.items()}
     final, recorded = scan(step, tuple(state), xs)
     traces = dict(zip(trace_names, recorded[1:])) if want_traces else None
     return recorded[0], tuple(final), traces
