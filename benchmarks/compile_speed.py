@@ -8,7 +8,8 @@ first sizes and again with dynamic sizes), then ``--rounds`` interleaved rounds 
 steps each (each round starts with the other mode), both on the same batches. A step is what
 the trainer does: forward with the loss, backward, gradient clipping, the optimizer's step,
 the carried state detached. The table gives the median step time of each and their ratio
-(below 1: compiled is faster), and the seconds spent compiling.
+(below 1: compiled is faster), the seconds spent compiling, and the 1-minute load average as
+the task started (the machine may be shared).
 
 Usage::
 
@@ -101,20 +102,22 @@ def main() -> None:
     names = args.tasks.split(",") if args.tasks else list(TASKS)
     load_before = load_average()
     header = ["task", "model", "batch", "eager ms/step", "compiled ms/step", "compiled / eager",
-              "compiling s", "faster"]
+              "compiling s", "faster", "load"]
     rows = []
     for name in names:
+        load = load_average().split()[0]  # 1-minute load average as the task starts
         try:
             t = measure(name, args.warmup, args.rounds, args.steps)
         except Exception as error:  # noqa: BLE001 - a task that does not compile is a result
             traceback.print_exc()
-            rows.append([name, "", "", "", f"fails: {type(error).__name__}", "", "", "eager"])
+            rows.append([name, "", "", "", f"fails: {type(error).__name__}", "", "", "eager",
+                         load])
             print(" | ".join(rows[-1]), flush=True)
             continue
         ratio = t["compiled"] / t["eager"]
         rows.append([name, t["cell"], str(t["batch"]), f"{t['eager'] * 1e3:.1f}",
                      f"{t['compiled'] * 1e3:.1f}", f"{ratio:.2f}", f"{t['compile s']:.0f}",
-                     "compiled" if ratio < 1 else "eager"])
+                     "compiled" if ratio < 1 else "eager", load])
         print(" | ".join(rows[-1]), flush=True)
     if args.tasks:
         return
