@@ -6,12 +6,12 @@ import errno
 import json
 import math
 import os
-import random
 import shutil
 
 import pytest
 import safetensors.torch
 import torch
+from conftest import write_word_corpus
 
 from rnnkit.cli import main
 from rnnkit.training.checkpoint import load_checkpoint
@@ -28,13 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1500:
-        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
-    path = tmp_path_factory.mktemp("data") / "corpus.txt"
-    path.write_text(text)
-    return path
+    return write_word_corpus(tmp_path_factory.mktemp("data") / "corpus.txt", WORDS, seed=0,
+                             words_per_line=6, length=1500)
 
 
 @pytest.fixture(scope="module")

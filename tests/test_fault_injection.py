@@ -6,7 +6,6 @@ run left alone."""
 
 import csv
 import os
-import random
 import signal
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_word_corpus
 
 from rnnkit.cli import main
 from rnnkit.engine.select import set_default_engine
@@ -86,13 +86,8 @@ def reference_engine():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1500:
-        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
-    path = tmp_path_factory.mktemp("data") / "corpus.txt"
-    path.write_text(text)
-    return path
+    return write_word_corpus(tmp_path_factory.mktemp("data") / "corpus.txt", WORDS, seed=0,
+                             words_per_line=6, length=1500)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ own files, leftovers of interrupted writes are cleaned, best and last checkpoint
 
 import csv
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_word_corpus
 
 from rnnkit.tasks import build_task, task_config
 from rnnkit.training import trainer
@@ -32,13 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def corpus(tmp_path):
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1500:
-        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
-    path = tmp_path / "corpus.txt"
-    path.write_text(text)
-    return path
+    return write_word_corpus(tmp_path / "corpus.txt", WORDS, seed=0, words_per_line=6,
+                             length=1500)
 
 
 def steps_logged(run) -> list[int]:

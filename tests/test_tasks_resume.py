@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from conftest import write_word_corpus
 
 from rnnkit.cli import main
 from rnnkit.data import bundled_path
@@ -25,12 +26,7 @@ TARGET_WORDS = "tree house dog sun water stone bird road".split()
 
 
 def word_corpus(path):
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1500:
-        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
-    path.write_text(text)
-    return path
+    return write_word_corpus(path, WORDS, seed=0, words_per_line=6, length=1500)
 
 
 def small_dictionary(path, words=300):
