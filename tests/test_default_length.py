@@ -1,30 +1,65 @@
 """Every task's default run has a fixed length in steps or epochs (for those that once fitted it
-to a time budget: what the reference machine fitted into it) and no time limit, so the same
-command gives the same run under any load; ``--time-limit S`` without ``--steps`` or
-``--epochs`` fits the length to S seconds instead, as those defaults once did."""
+to a time budget: what the reference machine fitted into it; for classify, a budget in steps
+decided by the length and number of the series) and no time limit, so the same command gives
+the same run under any load; ``--time-limit S`` without ``--steps`` or ``--epochs`` fits the
+length to S seconds instead, as those defaults once did."""
+
+import json
 
 import pytest
 
 from rnnkit import cli as cli_module
-from rnnkit.tasks import task_config
+from rnnkit.tasks import classify, task_config
+from rnnkit.training.config import LENGTH_FROM_DATA
 from rnnkit.training.trainer import TrainResult
 
-FIXED = {"lm": 5944, "translate": 3643, "handwriting": 4926, "seq2seq": 3206, "classify": 3000,
+FIXED = {"lm": 5944, "translate": 3643, "handwriting": 4926, "seq2seq": 3206,
          "forecast": 600, "adding": 4000, "copy": 8000}
 """The steps of docs/results/language-model.md's, docs/results/translation.md's and
 docs/results/handwriting.md's default runs on the idle 2-core AMD EPYC (580 s, 30 minutes and
-540 s), of the G2P run of docs/results/index.md (780 s on a 2-core Intel Xeon), classify's rule
-(3,000 steps on every data set: the idle machine's 240 s fitted 2,000-3,500 on ArrowHead and
-OSULeaf, docs/results/classification.md), and the fixed steps forecast, adding and copy always
-had (forecast without its former 300 s cap)."""
+540 s), of the G2P run of docs/results/index.md (780 s on a 2-core Intel Xeon), and the fixed
+steps forecast, adding and copy always had (forecast without its former 300 s cap)."""
 
 
 def test_every_task_has_a_fixed_default_length_and_no_time_limit():
     from rnnkit.tasks import TASKS
+    assert LENGTH_FROM_DATA == ("classify",)
     for task in TASKS:
         config = task_config(task)
         assert config.time_limit is None, task
-        assert config.total_steps(steps_per_epoch=100) is not None, task
+        config.check()  # a length, or one its data gives
+        assert (config.total_steps(steps_per_epoch=100) is None) == (task in LENGTH_FROM_DATA)
+
+
+@pytest.mark.parametrize("length, count, batch, steps", [
+    (251, 36, 16, 3523),  # ArrowHead: the idle reference machine's 240 s fitted about 3,500
+    (427, 200, 16, 1986),  # OSULeaf: about 2,000
+    (150, 50, 16, 5442),  # GunPoint
+    (1500, 40, 16, 649),  # a step costs about 6x ArrowHead's: about 6x fewer steps
+    (500, 3601, 16, 615),  # FordA: validating 3,601 series every 50 steps costs too
+    (24, 67, 16, 10_000),  # ItalyPowerDemand: short series, at most MAX_STEPS
+    (17_984, 128, 16, 52),  # EigenWorms, the longest UCR/UEA series: above MIN_STEPS
+    (100_000, 10, 16, 50),  # at least MIN_STEPS
+    (251, 36, 32, 1886),  # batches of 32 series: about half the steps
+])
+def test_classify_s_default_length_is_a_budget_for_the_length_and_number_of_series(
+        length, count, batch, steps):
+    assert classify.default_steps(length, count, batch, 50) == steps
+    if classify.MIN_STEPS < steps < classify.MAX_STEPS:  # the budget: 240 s on the reference
+        cost = steps * classify.step_cost(length, count, batch, 50)
+        assert cost == pytest.approx(classify.BUDGET, rel=0.01)
+
+
+def test_classify_s_default_length_is_in_the_run_s_config_and_said_at_its_start(
+        cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(classify, "MAX_STEPS", 2)  # two steps, not the budget's 5,442
+    code, out, err = cli("train", "--task", "classify", "--threads", "1", "--eval-every", "1",
+                         "--out", tmp_path / "run")
+    assert code == 0, err
+    assert ("2 steps (the most): the default budget for 50 series of 150 points, batch 16; "
+            "--steps, --epochs or --time-limit sets another length") in out + err
+    saved = task_config("classify", **json.loads((tmp_path / "run/config.json").read_text()))
+    assert (saved.steps, saved.epochs, saved.time_limit) == (2, None, None)  # resumed as is
 
 
 @pytest.mark.parametrize("task", FIXED)
@@ -57,8 +92,9 @@ def configs(monkeypatch):
     (["--task", "translate"], (3643, None, None)),
     (["--task", "translate", "--time-limit", "600"], (None, None, 600.0)),
     (["--task", "speech", "--time-limit", "60"], (None, None, 60.0)),  # over its epochs too
-    (["--task", "classify"], (3000, None, None)),
-    (["--task", "classify", "--data", "JapaneseVowels"], (3000, None, None)),  # any data set
+    (["--task", "classify"], (None, None, None)),  # the length its data gives, in the trainer
+    (["--task", "classify", "--steps", "300"], (300, None, None)),  # the user's length wins
+    (["--task", "classify", "--epochs", "5"], (None, 5.0, None)),
     (["--task", "classify", "--time-limit", "240"], (None, None, 240.0)),  # the former default
     (["--task", "seq2seq"], (3206, None, None)),
     (["--task", "handwriting"], (4926, None, None)),

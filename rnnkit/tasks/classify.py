@@ -7,7 +7,8 @@ The model is LSTM-FCN (Karim et al. 2017): the recurrent layer (``--cell``) read
 per-channel standardised series (statistics of the TRAIN file) in frames of a few steps, three
 convolution blocks read the steps themselves, and a linear head scores the classes from the
 layer's final state and the convolutions' mean over time. It trains on every series of the
-TRAIN file for a fixed 3,000 steps (:data:`DEFAULTS`) and keeps its final weights: UCR
+TRAIN file for a length in steps that a cost model gives for the data (:func:`default_steps`:
+about 240 s of the reference machine, whatever the data set) and keeps its final weights: UCR
 training sets are too small (often a few dozen series) to hold out a part that could choose a
 checkpoint without choosing noise. Validation therefore reports the fit on the training
 series; the TEST file is the test part.
@@ -55,22 +56,76 @@ DESCRIPTION = "classify whole series of a UCR/UEA .ts data set (GunPoint, Japane
 
 DEFAULTS: dict[str, Any] = {
     "data": "GunPoint", "hidden_size": 64, "batch_size": 16, "dropout": 0.8, "lr": 1e-3,
-    "warmup": 20, "eval_every": 50, "steps": 3000, "time_limit": None,
+    "warmup": 20, "eval_every": 50, "steps": None, "time_limit": None,
 }
 """LSTM-FCN's published settings (64 units, dropout 0.8 on the recurrent summary, Adam at
-1e-3, batches of 16), trained for a fixed 3,000 steps with no time limit, so that the same
-command gives the same run under any load (``--time-limit S`` alone fits the length to S
-seconds instead).
+1e-3, batches of 16), trained for the steps :func:`default_steps` gives for the data set, with
+no time limit, so that the same command gives the same run under any load (``--steps``,
+``--epochs`` or ``--time-limit`` set another length; ``--time-limit S`` alone fits it to S
+seconds)."""
 
-The rule: 3,000 steps whatever the data set. It replaces a 240 s time limit, whose fitted
-length followed the cost of a step, which grows with the length of the series, not with their
-number (every step is one batch of 16). On the idle reference machine (two cores of an AMD
-EPYC; docs/results/classification.md) 240 s fitted 2,000 to 3,500 steps on ArrowHead (36
-series of 251 steps: about 3,500, by the ratio of the two data sets' steps under load) and
-OSULeaf (200 series of 427: about 2,000); 3,000 is the middle of that range, at most 1,000
-steps from either. A rule in epochs would reverse their order (ArrowHead has 3 batches an
-epoch, OSULeaf 13). The bundled data sets' recorded runs, made on a busy machine, took 244
-(GunPoint) to 3,950 steps (ItalyPowerDemand)."""
+BUDGET = 16_300_000
+"""The default run's cost in point-rows (one point of one series in a training batch), what
+the idle reference machine (two cores of an AMD EPYC, docs/results/classification.md) trains
+in about 240 s: its 240 s limit fitted about 3,500 steps on ArrowHead (36 series of 251
+points) and 2,000 on OSULeaf (200 of 427), 16.2 and 16.4 million point-rows by
+:func:`step_cost`."""
+
+STEP_OVERHEAD = 520
+"""The cost of a training step that does not grow with the batch's points (the recurrent
+layer's 20 frames, the optimizer, Python), in point-rows: a step's CPU time (one thread) fitted
+19.5 ms + 0.0377 ms a point-row on series of 24 to 1,500 points, measured back to back
+(benchmarks/classify_step_cost.py, docs/results/classification.md)."""
+
+EVALUATION_COST = 0.5
+"""The cost of a point-row scored by the validation every ``eval_every`` steps (forward only, in
+chunks of 256 series) relative to a trained one: measured 0.3 to 0.6."""
+
+MIN_STEPS, MAX_STEPS = 50, 10_000
+"""The default length's bounds. At least 50 steps (the warm-up of 20 and a decay): the budget
+gives fewer only for series of over 12,000 points (18,000 for a hundred series), longer than
+those of any UCR/UEA set (the longest, EigenWorms' 17,984 points, get 52 steps). At most
+10,000: series shorter than about 70 points would get up to 30,000 steps, and the bundled
+short-series sets met LSTM-FCN's accuracy in 2,800 to 4,000 steps; 10,000 steps of the
+shortest series take about 2 minutes of the budget's 4."""
+
+
+def step_cost(length: int, count: int, batch_size: int, eval_every: int) -> float:
+    """The cost of one training step in point-rows: its batch (``batch_size`` series of
+    ``length`` points; :func:`~rnnkit.training.task.shuffled_rows` fills a batch also from
+    fewer series), :data:`STEP_OVERHEAD`, and its share of the validation of all ``count``
+    training series every ``eval_every`` steps. The channels are left out: the first
+    convolution is the only part that reads them, a few per cent of a step (12 channels of
+    JapaneseVowels cost 7 % more than one at the same length)."""
+    return (batch_size * length + STEP_OVERHEAD
+            + EVALUATION_COST * count * length / eval_every)
+
+
+def default_steps(length: int, count: int, batch_size: int = 16, eval_every: int = 50) -> int:
+    """The default length of a run in steps: :data:`BUDGET` / :func:`step_cost`, within
+    [:data:`MIN_STEPS`, :data:`MAX_STEPS`], for ``count`` training series of at most
+    ``length`` points (the longest: batches are padded to their longest series, so it bounds
+    a step's cost, and equals it on equal-length data). It depends on the data and the
+    options only, never on the machine's pace, so the same command gives the same run; on
+    the reference machine it takes about 240 s, less where MAX_STEPS binds.
+
+    >>> default_steps(251, 36), default_steps(427, 200), default_steps(1500, 40)
+    (3523, 1986, 649)
+    """
+    steps = round(BUDGET / step_cost(length, count, batch_size, eval_every))
+    return min(MAX_STEPS, max(MIN_STEPS, steps))
+
+
+def length_note(steps: int, train: TimeSeriesDataset, batch_size: int) -> str:
+    """The line that says why a run trains its default length."""
+    bound = (" (the most)" if steps == MAX_STEPS else " (the fewest)" if steps == MIN_STEPS
+             else "")
+    lengths = train.lengths
+    points = (f"{int(lengths.max())}" if lengths.min() == lengths.max()
+              else f"up to {int(lengths.max())}")
+    return (f"{steps:,} steps{bound}: the default budget for {len(train)} series of {points} "
+            f"points, batch {batch_size}; --steps, --epochs or --time-limit sets another length")
+
 
 CONV_CHANNELS = 128
 """Filters of the first and last convolution blocks (the middle one has twice as many)."""
@@ -126,6 +181,8 @@ def classification_task(config: TrainConfig, device: torch.device,
              for name, part in (("train", train), ("test", test))}
     parts["val"] = parts["train"]
     series, lengths, labels = parts["train"]
+    steps = default_steps(int(train.lengths.max()), len(train), config.batch_size,
+                          config.eval_every)
 
     def batch_at(step: int) -> Batch:
         rows = shuffled_rows(len(labels), config.batch_size, step, config.seed)
@@ -146,6 +203,7 @@ def classification_task(config: TrainConfig, device: torch.device,
         details=lambda split: confusion_table(classes, *scores_of(model, parts, split, device),
                                               split=split),
         selects_best=False, unit="series",
+        default_length=(steps, length_note(steps, train, config.batch_size)),
     )
 
 

@@ -123,7 +123,8 @@ class TrainConfig:
         if tasks is not None and self.task not in tasks:
             raise RunError(f"{_where('task', source)}: unknown task {self.task!r}; choose one "
                            f"of: {', '.join(tasks)}{_fix(source)}")
-        if self.steps is None and self.epochs is None and self.time_limit is None:
+        if (self.steps is None and self.epochs is None and self.time_limit is None
+                and self.task not in LENGTH_FROM_DATA):
             if source is None:
                 raise RunError("--steps 0 (as many as fit in the time limit) needs a "
                                "--time-limit; give --steps N, --epochs E or --time-limit SECONDS")
@@ -177,6 +178,12 @@ ADDED_SETTINGS: dict[str, Any] = {
 """Settings added after runs were first saved, with the values that continue such a run as
 it was (a config.json without them): each setting off. Every other setting is in every saved
 config.json, so a change of the defaults above never changes how a saved run goes on."""
+
+LENGTH_FROM_DATA = ("classify",)
+"""Tasks whose run, given no length (no steps, epochs or time limit), trains the length its
+data and options give (:attr:`rnnkit.training.Task.default_length`): classify's budget in
+steps for the length and number of its series."""
+
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -79,6 +79,10 @@ class Task:
     * ``selects_best`` -- whether the validation metric picks the weights of the results
       (best.safetensors); False: the final weights are the results, and validation only
       reports (for data too small to hold out a part that can choose).
+    * ``default_length`` -- optional: (steps, why) for a config that gives no length (no
+      steps, epochs or time limit; tasks of :data:`rnnkit.training.config.LENGTH_FROM_DATA`):
+      a length decided from the data and the options alone, never from the machine's pace,
+      and a one-line reason the trainer prints at the start of the run.
     """
 
     model: nn.Module
@@ -95,6 +99,7 @@ class Task:
     selects_best: bool = True
     unit: str = "examples"
     counts_targets: bool = False
+    default_length: tuple[int, str] | None = None
 
 
 TaskBuilder = Callable[[TrainConfig, torch.device, "dict[str, Any] | None"], Task]

@@ -17,6 +17,7 @@ written (killed after its final checkpoint) writes its final results and report,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -244,6 +245,15 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
     optimizer = make_optimizer(config, model)
     average = WeightAverage(model, config.ema) if config.ema is not None else None
     total_steps = config.total_steps(task.steps_per_epoch)
+    length_note = None
+    if total_steps is None and config.time_limit is None:
+        # A task that decides its default length from its data (config.LENGTH_FROM_DATA);
+        # the run's config.json records the steps, so a resumed run keeps them.
+        if task.default_length is None:
+            raise RunError(f"--task {config.task} has no default length; give --steps N, "
+                           "--epochs E or --time-limit SECONDS")
+        total_steps, length_note = task.default_length
+        config = dataclasses.replace(config, steps=total_steps)
     torch.manual_seed(config.seed + ranks.rank)  # distinct dropout masks on each rank
     step, state, best = 0, None, BestRecord()
     finishing = False  # a run at its last step that has yet to write its report
@@ -306,6 +316,8 @@ def _train(config: TrainConfig, run: RunDirectory, ranks: Ranks, build_task: Tas
                    + (f", output penalties AR {config.activation_penalty:g} and TAR "
                       f"{config.temporal_penalty:g}"
                       if config.activation_penalty or config.temporal_penalty else ""))
+    if length_note is not None:
+        progress.write(length_note)
     autocast = torch.autocast(ranks.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(config.precision, ranks.device))
     weight_dtype = next(model.parameters()).dtype
