@@ -23,7 +23,7 @@ steps forecast, adding and copy always had (forecast without its former 300 s ca
 
 def test_every_task_has_a_fixed_default_length_and_no_time_limit():
     from rnnkit.tasks import TASKS
-    assert LENGTH_FROM_DATA == ("classify",)
+    assert LENGTH_FROM_DATA == ("classify", "speech")
     for task in TASKS:
         config = task_config(task)
         assert config.time_limit is None, task
@@ -91,7 +91,9 @@ def configs(monkeypatch):
     (["--time-limit", "0"], (5944, None, None)),
     (["--task", "translate"], (3643, None, None)),
     (["--task", "translate", "--time-limit", "600"], (None, None, 600.0)),
+    (["--task", "speech"], (None, None, None)),  # its epochs for the data, in the trainer
     (["--task", "speech", "--time-limit", "60"], (None, None, 60.0)),  # over its epochs too
+    (["--task", "speech", "--epochs", "3"], (None, 3.0, None)),
     (["--task", "classify"], (None, None, None)),  # the length its data gives, in the trainer
     (["--task", "classify", "--steps", "300"], (300, None, None)),  # the user's length wins
     (["--task", "classify", "--epochs", "5"], (None, 5.0, None)),
@@ -113,3 +115,11 @@ def test_an_auto_length_still_needs_a_time_limit(configs, cli):
     code, _, err = cli("train", "--steps", "0")
     assert code == 1 and "needs a --time-limit" in err
     assert not configs
+
+
+@pytest.mark.parametrize("data, epochs", [("fsdd", 20), ("fsdd-strings", 60)])
+def test_speech_s_default_length_is_its_epochs_for_isolated_digits_or_strings(data, epochs):
+    from rnnkit.tasks import speech
+    steps, note = speech.default_length(data, steps_per_epoch=15)
+    assert speech.DEFAULT_EPOCHS[data] == epochs
+    assert steps == 15 * epochs and f"{steps:,} steps" in note and data in note

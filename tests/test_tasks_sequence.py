@@ -106,7 +106,7 @@ TASK_SETTINGS = {
                     "dropout": 0.25, "weight_decay": 0.1, "steps": 4926, "time_limit": None},
     "speech": {"data": "fsdd", "cell": "gru", "layers": 2, "bidirectional": True,
                "dropout": 0.2, "warmup": 50, "weight_decay": 0.01, "eval_every": 100,
-               "epochs": 20, "time_limit": None},
+               "time_limit": None},
     "translate": {"data": "multi30k", "cell": "gru", "embedding_size": 256, "hidden_size": 256,
                   "bidirectional": True, "dropout": 0.2, "batch_size": 64, "lr": 0.002,
                   "warmup": 200, "steps": 3643, "time_limit": None},

@@ -179,10 +179,11 @@ ADDED_SETTINGS: dict[str, Any] = {
 it was (a config.json without them): each setting off. Every other setting is in every saved
 config.json, so a change of the defaults above never changes how a saved run goes on."""
 
-LENGTH_FROM_DATA = ("classify",)
+LENGTH_FROM_DATA = ("classify", "speech")
 """Tasks whose run, given no length (no steps, epochs or time limit), trains the length its
 data and options give (:attr:`rnnkit.training.Task.default_length`): classify's budget in
-steps for the length and number of its series."""
+steps for the length and number of its series, speech's epochs for isolated digits or
+strings."""
 
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16")
