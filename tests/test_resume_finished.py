@@ -1,15 +1,17 @@
 """A run killed after its final checkpoint, before its report was (wholly) written, is finished
 by ``rnnkit train --resume``: the final results and the report, with no further training, the
-same as the run left alone; once its report is written, a resume says the run is complete."""
+same as the run left alone; once its report is written, a resume says the run is complete.
+A run that stopped early (``--patience``) is complete in the same way: only another length
+(``--steps``) trains on past the early stop."""
 
 import json
 import os
-import random
 import signal
 import time
 import traceback
 
 import pytest
+from conftest import write_word_corpus
 
 from rnnkit.cli import main
 from rnnkit.engine.select import set_default_engine
@@ -20,6 +22,13 @@ STEPS = 6
 TINY = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4", "--bptt", "16",
         "--warmup", "2", "--lr", "0.02", "--time-limit", "0", "--device", "cpu",
         "--threads", "1", "--steps", str(STEPS), "--eval-every", "3"]
+EARLY_STEPS = 40
+EARLY_STOPPING = ["--embedding-size", "8", "--hidden-size", "16", "--batch-size", "4",
+                  "--bptt", "16", "--warmup", "2", "--lr", "1.0", "--time-limit", "0",
+                  "--device", "cpu", "--threads", "1", "--steps", str(EARLY_STEPS),
+                  "--eval-every", "2", "--patience", "1"]
+"""lr 1 overshoots: validation stops improving within a few steps, and a patience of one
+validation stops the run there (deterministic: the reference engine, one thread)."""
 SAME = ("stop_reason", "message", "steps", "total_steps", "best_step", "validation", "test",
         "sample", "config")
 """What a report holds that does not depend on the session (its speed and time do)."""
@@ -40,13 +49,8 @@ def reference_engine():
 
 @pytest.fixture
 def corpus(tmp_path):
-    rng = random.Random(0)
-    text = ""
-    while len(text) < 1500:
-        text += " ".join(rng.choice(WORDS) for _ in range(6)) + ".\n"
-    path = tmp_path / "corpus.txt"
-    path.write_text(text)
-    return path
+    return write_word_corpus(tmp_path / "corpus.txt", WORDS, seed=0, words_per_line=6,
+                             length=1500)
 
 
 def report(run):
@@ -133,3 +137,60 @@ def test_a_run_sigkilled_before_its_report_json_is_finished_by_resume(corpus, tm
     assert code == 0, err
     assert "no training" in err and f"finished {STEPS} steps" in out
     assert json.loads((run / "report.json").read_text())["steps"] == STEPS
+
+
+def files(run):
+    return {name: (run / name).read_bytes()
+            for name in ("metrics.csv", "checkpoints/last.safetensors", "config.json")}
+
+
+def test_resuming_an_early_stopped_run_trains_no_further(corpus, tmp_path, cli, monkeypatch):
+    whole = tmp_path / "whole"
+    code, out, err = cli("train", "--data", corpus, *EARLY_STOPPING, "--out", whole)
+    assert code == 0, err
+    stopped = report(whole)
+    assert stopped["stop_reason"] == "early_stopping" and stopped["steps"] < EARLY_STEPS
+    step = stopped["steps"]
+    before = files(whole)
+
+    code, _, err = cli("train", "--resume", whole)
+    assert code == 1 and f"stopped early at step {step} of {EARLY_STEPS}" in err, err
+    assert files(whole) == before and report(whole) == stopped
+
+    # Killed after the early stop's checkpoint, before its report: the resume writes the
+    # report of the run left alone, and trains nothing.
+    run = tmp_path / "run"
+
+    def kill(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(trainer, "write_report", kill)
+    with pytest.raises(Killed):
+        cli("train", "--data", corpus, *EARLY_STOPPING, "--out", run)
+    monkeypatch.undo()
+    assert not (run / "report.json").exists()
+    killed = files(run)
+    code, out, err = cli("train", "--resume", run)
+    assert code == 0, err
+    assert f"stopped early at step {step}" in err and "no training" in err
+    assert "Traceback" not in err and "test:" in out
+    assert report(run) == stopped
+    assert json.loads((run / "report.json").read_text())["steps_this_session"] == 0
+    assert files(run) == killed  # nothing trained, nothing logged
+    code, _, err = cli("train", "--resume", run)
+    assert code == 1 and f"stopped early at step {step}" in err, err
+
+
+def test_another_length_trains_an_early_stopped_run_further(corpus, tmp_path, cli):
+    run = tmp_path / "run"
+    code, _, err = cli("train", "--data", corpus, *EARLY_STOPPING, "--out", run)
+    assert code == 0, err
+    step = report(run)["steps"]
+    code, _, err = cli("train", "--resume", run, "--steps", step + 6)
+    assert code == 0, err
+    longer = json.loads((run / "report.json").read_text())
+    # The patience counts afresh: at least one more validation (2 steps) before it may stop.
+    assert longer["total_steps"] == step + 6 and longer["steps"] >= step + 2
+    assert longer["steps_this_session"] == longer["steps"] - step
+    rows = (run / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in rows] == list(range(1, longer["steps"] + 1))
